@@ -1,0 +1,52 @@
+/**
+ * Constants of the p2pos open spec. Each is described in docs/spec/local-api.md or docs/spec/wire.md;
+ * change the document in the same commit as the number.
+ */
+
+/** Major version of the local API; it is the path prefix `/v0/`. See local-api.md §Versioning. */
+export const API_VERSION = 0
+export const API_PREFIX = `/v${API_VERSION}`
+
+/** The software version reported by `node.info` and `GET /v0/version`. */
+export const SOFTWARE_VERSION = '0.1.0'
+
+/** Wire protocol for app-to-app channels between daemons (wire.md §Channel protocol). */
+export const CHANNEL_PROTOCOL = '/p2pos/channel/1.0.0'
+
+/** The Kad-DHT protocol id (the public libp2p DHT). */
+export const DHT_PROTOCOL = '/ipfs/kad/1.0.0'
+
+/** DHT record namespace for p2pos signed records: keys are `/p2pos/<peerId>/<name>`. */
+export const DHT_NAMESPACE = 'p2pos'
+
+/** HTTP header and upgrade token used to turn an HTTP request into a channel (local-api.md §Channels). */
+export const CHANNEL_UPGRADE = 'p2pos-channel'
+
+/** Limits (local-api.md §Limits). */
+export const LIMITS = {
+  /** Largest JSON request body of a method call. */
+  requestBodyBytes: 1024 * 1024,
+  /** Largest payload of one MSG frame (the message itself, without its 5-byte header). */
+  messageBytes: 1024 * 1024,
+  /** Largest payload of one DATA frame. */
+  dataFrameBytes: 1024 * 1024,
+  /** Largest hello or hello-reply on the wire channel protocol. */
+  helloBytes: 4096,
+  /** Largest pubsub message (decoded bytes). */
+  pubsubBytes: 64 * 1024,
+  /** Largest DHT record value (UTF-8 bytes). */
+  dhtValueBytes: 8 * 1024,
+  /** Longest app id or topic. */
+  nameChars: 128,
+  /** How long an inbound channel waits for the app to accept it. */
+  acceptTimeoutMs: 10_000,
+  /** Default time allowed to reach a peer and its app when opening a channel. */
+  openTimeoutMs: 15_000,
+  /** Most event sessions one token may hold open. */
+  sessionsPerToken: 64,
+  /** Most buffered events per session before the session is closed as too slow (E_SLOW_CONSUMER). */
+  sessionEventBacklog: 10_000
+} as const
+
+/** App ids: reverse-DNS style, lower case; topics use the same alphabet. */
+export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,127}$/

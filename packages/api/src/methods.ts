@@ -1,0 +1,145 @@
+/**
+ * The method table of the local API (local-api.md §Methods): every method's name, the permission it
+ * needs and the shape of its parameters. The daemon validates and authorises from this table alone, so
+ * a handler never checks a permission by hand, and the SDK's types come from the same place.
+ */
+import { LIMITS, NAME_PATTERN } from './constants.ts'
+import { P2posError } from './errors.ts'
+
+/**
+ * - `read`: any valid token.
+ * - `app`: any valid token allowed to act as the app named in the `app` parameter.
+ * - `admin`: the daemon's admin token only (the CLI's; changes the node itself).
+ */
+export type Permission = 'read' | 'app' | 'admin'
+
+type FieldType = 'string' | 'name' | 'int' | 'bool' | 'peer' | 'multiaddr' | 'base64' | 'string[]'
+interface Field { type: FieldType, optional?: boolean, max?: number }
+export type ParamSchema = Record<string, Field>
+
+export interface MethodSpec { perm: Permission, params: ParamSchema }
+
+const req = (type: FieldType, max?: number): Field => ({ type, max })
+const opt = (type: FieldType, max?: number): Field => ({ type, optional: true, max })
+
+export const METHODS = {
+  'node.info': { perm: 'read', params: {} },
+  'peers.list': { perm: 'read', params: {} },
+  'peers.connect': { perm: 'admin', params: { addr: req('multiaddr'), timeoutMs: opt('int', 120_000) } },
+  'peers.disconnect': { perm: 'admin', params: { peer: req('peer') } },
+  'peers.ping': { perm: 'read', params: { peer: req('peer'), timeoutMs: opt('int', 120_000) } },
+  'apps.register': { perm: 'app', params: { session: req('string'), app: req('name') } },
+  'apps.unregister': { perm: 'app', params: { session: req('string'), app: req('name') } },
+  'pubsub.subscribe': { perm: 'app', params: { session: req('string'), app: req('name'), topic: req('name') } },
+  'pubsub.unsubscribe': { perm: 'app', params: { session: req('string'), app: req('name'), topic: req('name') } },
+  'pubsub.publish': { perm: 'app', params: { app: req('name'), topic: req('name'), data: req('base64', LIMITS.pubsubBytes) } },
+  'pubsub.peers': { perm: 'app', params: { app: req('name'), topic: req('name') } },
+  'dht.put': { perm: 'admin', params: { name: req('name'), value: req('string', LIMITS.dhtValueBytes), timeoutMs: opt('int', 300_000) } },
+  'dht.get': { perm: 'read', params: { peer: req('peer'), name: req('name'), timeoutMs: opt('int', 300_000) } },
+  'dht.findPeer': { perm: 'read', params: { peer: req('peer'), timeoutMs: opt('int', 300_000) } },
+  'tokens.create': { perm: 'admin', params: { apps: req('string[]'), label: opt('string', 200) } },
+  'tokens.list': { perm: 'admin', params: {} },
+  'tokens.revoke': { perm: 'admin', params: { token: req('string') } }
+} as const satisfies Record<string, MethodSpec>
+
+export type MethodName = keyof typeof METHODS
+
+export function isMethodName (m: string): m is MethodName {
+  return Object.hasOwn(METHODS, m)
+}
+
+const PEER_ID = /^(12D3Koo[1-9A-HJ-NP-Za-km-z]{40,50}|Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{50,70})$/
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
+
+/**
+ * Checks `params` against the method's schema; returns them typed, or throws E_BAD_REQUEST naming the
+ * first wrong field. Unknown fields are refused too, so a typo never passes silently.
+ */
+export function validateParams (method: MethodName, params: unknown): Record<string, unknown> {
+  const schema: ParamSchema = METHODS[method].params
+  if (params == null) params = {}
+  if (typeof params !== 'object' || Array.isArray(params)) {
+    throw new P2posError('E_BAD_REQUEST', 'params must be a JSON object')
+  }
+  const p = params as Record<string, unknown>
+  for (const key of Object.keys(p)) {
+    if (!Object.hasOwn(schema, key)) throw new P2posError('E_BAD_REQUEST', `unknown parameter "${key}" for ${method}`, { field: key })
+  }
+  for (const [key, field] of Object.entries(schema)) {
+    const v = p[key]
+    if (v === undefined || v === null) {
+      if (field.optional === true) continue
+      throw new P2posError('E_BAD_REQUEST', `missing parameter "${key}" for ${method}`, { field: key })
+    }
+    const problem = checkField(field, v)
+    if (problem != null) {
+      const code = problem.includes('too large') ? 'E_TOO_LARGE' : field.type === 'peer' ? 'E_INVALID_PEER' : 'E_BAD_REQUEST'
+      throw new P2posError(code, `parameter "${key}" ${problem}`, { field: key })
+    }
+  }
+  return p
+}
+
+function checkField (f: Field, v: unknown): string | undefined {
+  switch (f.type) {
+    case 'int':
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) return 'must be a non-negative integer'
+      if (f.max != null && v > f.max) return `must be at most ${f.max}`
+      return
+    case 'bool':
+      return typeof v === 'boolean' ? undefined : 'must be a boolean'
+    case 'string[]':
+      if (!Array.isArray(v) || v.some(x => typeof x !== 'string' || !NAME_PATTERN.test(x))) return 'must be an array of names ([a-z0-9._-], 1-128 chars)'
+      return
+    default:
+  }
+  if (typeof v !== 'string') return 'must be a string'
+  switch (f.type) {
+    case 'name':
+      return NAME_PATTERN.test(v) ? undefined : 'must match [a-z0-9][a-z0-9._-]{0,127}'
+    case 'peer':
+      return PEER_ID.test(v) ? undefined : 'is not a peer id'
+    case 'multiaddr':
+      return v.startsWith('/') && v.length < 1024 ? undefined : 'is not a multiaddr'
+    case 'base64':
+      if (!BASE64.test(v) || v.length % 4 !== 0) return 'must be base64'
+      if (f.max != null && (v.length / 4) * 3 > f.max + 2) return `is too large (at most ${f.max} bytes)`
+      return
+    case 'string':
+      if (f.max != null && new TextEncoder().encode(v).byteLength > f.max) return `is too large (at most ${f.max} bytes)`
+      return
+    default:
+  }
+}
+
+/** Event names pushed on an event session (local-api.md §Events). */
+export type EventName =
+  | 'session' | 'peer.connected' | 'peer.disconnected' | 'channel.incoming' | 'channel.opened'
+  | 'channel.closed' | 'reachability.changed' | 'pubsub.message' | 'session.closed'
+
+export interface ApiEvent { event: EventName, data: Record<string, unknown> }
+
+export type Reachability = 'unknown' | 'public' | 'private'
+
+export interface NodeInfo {
+  peerId: string
+  addrs: string[]
+  reachability: Reachability
+  api: string
+  socket: string
+  peers: number
+  version: string
+  apiVersion: number
+  protocols: string[]
+}
+
+export interface PeerConnection {
+  peerId: string
+  addr: string
+  direction: 'inbound' | 'outbound'
+  relayed: boolean
+  rttMs: number | null
+  openedAt: number
+}
+
+export interface PingResult { peerId: string, rttMs: number, relayed: boolean, addr: string }

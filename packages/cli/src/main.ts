@@ -1,0 +1,50 @@
+/**
+ * `p2pos` — the command-line client. Every verb but `daemon` talks to the daemon only through
+ * @p2pos/sdk, like any third-party app. One file per verb under commands/.
+ */
+import { fail } from './output.ts'
+
+const VERBS: Record<string, () => Promise<{ run: (argv: string[]) => Promise<number> }>> = {
+  daemon: async () => await import('./commands/daemon.ts'),
+  status: async () => await import('./commands/status.ts'),
+  id: async () => await import('./commands/id.ts'),
+  peers: async () => await import('./commands/peers.ts'),
+  connect: async () => await import('./commands/connect.ts'),
+  ping: async () => await import('./commands/ping.ts'),
+  listen: async () => await import('./commands/listen.ts'),
+  send: async () => await import('./commands/send.ts'),
+  token: async () => await import('./commands/token.ts')
+}
+
+const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; default ~/.p2pos)
+  daemon [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--api-port N] [--no-mdns]
+  status [--json]                 this node: peer id, addresses, reachability, API
+  id [--json]                     peer id and dialable addresses
+  peers [--json]                  connections: direct or relayed, round-trip time
+  connect MULTIADDR               connect to a peer
+  ping PEER [-c N]                round trips, and whether the path is direct or relayed
+  listen APPID [--out DIR]        print messages (and store files) sent to APPID
+  send PEER APPID TEXT            send a message; exits 0 once the remote app acknowledged it
+  send PEER APPID --file PATH     send a file, with a progress bar
+  token create|list|revoke        app tokens (each acts only as its own app ids)`
+
+async function main (): Promise<number> {
+  const [verb, ...rest] = process.argv.slice(2)
+  if (verb == null || verb === 'help' || verb === '--help' || verb === '-h') {
+    console.log(HELP)
+    return verb == null ? 2 : 0
+  }
+  const load = VERBS[verb]
+  if (load == null) {
+    process.stderr.write(`p2pos: unknown verb "${verb}"\n${HELP}\n`)
+    return 2
+  }
+  try {
+    return await (await load()).run(rest)
+  } catch (err) {
+    return fail(err, rest.includes('--json'))
+  }
+}
+
+// exit explicitly: keep-alive sockets must not hold a one-shot command open (stdout to a pipe is synchronous)
+process.exit(await main())

@@ -1,0 +1,132 @@
+/**
+ * The p2pos application server. `startDaemon` wires the parts together — each is a small service with
+ * the narrow set of components it needs — and publishes `$P2POS_HOME/api.json` so clients can find it.
+ */
+import { join } from 'node:path'
+import { unlink } from 'node:fs/promises'
+import { LevelDatastore } from 'datastore-level'
+import { API_VERSION, LIMITS, SOFTWARE_VERSION, type NodeInfo } from '@p2pos/api'
+import { loadConfig, defaultHome, type Config } from './config.ts'
+import { ensureHome, writeSecretFile } from './files.ts'
+import { loadOrCreateIdentity } from './identity/index.ts'
+import { createNode, type P2posNode } from './node/index.ts'
+import { LocalApi, type Routes } from './local-api/server.ts'
+import { TokenStore } from './local-api/tokens.ts'
+import { Sessions } from './local-api/sessions.ts'
+import { ChannelService } from './channels/index.ts'
+import { PeerService } from './peers/index.ts'
+import { PubsubService } from './pubsub/index.ts'
+import { DhtService } from './dht/index.ts'
+
+export { loadConfig, defaultHome, type Config }
+
+export interface Daemon {
+  config: Config
+  node: P2posNode
+  info: () => NodeInfo
+  stop: () => Promise<void>
+}
+
+export async function startDaemon (config: Config, log: (msg: string) => void = () => {}): Promise<Daemon> {
+  const home = config.home
+  await ensureHome(home)
+  const privateKey = await loadOrCreateIdentity(home)
+  const datastore = new LevelDatastore(join(home, 'datastore'))
+  await datastore.open()
+  const tokens = new TokenStore(home)
+  await tokens.load()
+
+  const node = await createNode(config, privateKey, datastore)
+  const sessions = new Sessions()
+  const peers = new PeerService({ node, sessions })
+  const channels = new ChannelService({ node, sessions, log })
+  const pubsub = new PubsubService({ node })
+  const dht = new DhtService({ node, privateKey })
+
+  const socketPath = join(home, 'api.sock')
+  let api: LocalApi | undefined
+  const info = (): NodeInfo => ({
+    peerId: node.peerId.toString(),
+    addrs: node.getMultiaddrs().map(a => a.toString()),
+    reachability: peers.getReachability(),
+    api: `http://127.0.0.1:${api?.port ?? 0}`,
+    socket: socketPath,
+    peers: new Set(node.getConnections().map(c => c.remotePeer.toString())).size,
+    version: SOFTWARE_VERSION,
+    apiVersion: API_VERSION,
+    protocols: node.getProtocols()
+  })
+
+  const routes: Routes = {
+    'node.info': async () => info(),
+    'peers.list': async () => peers.list(),
+    'peers.connect': async (p) => peers.connect(p.addr, p.timeoutMs),
+    'peers.disconnect': async (p) => peers.disconnect(p.peer),
+    'peers.ping': async (p) => peers.ping(p.peer, p.timeoutMs),
+    'apps.register': async (p, { principal }) => {
+      const s = sessions.get(p.session, principal)
+      s.apps.add(p.app)
+      return { app: p.app, session: s.id }
+    },
+    'apps.unregister': async (p, { principal }) => {
+      sessions.get(p.session, principal).apps.delete(p.app)
+      return { app: p.app }
+    },
+    'pubsub.subscribe': async (p, { principal }) => pubsub.subscribe(sessions.get(p.session, principal), p.app, p.topic),
+    'pubsub.unsubscribe': async (p, { principal }) => pubsub.unsubscribe(sessions.get(p.session, principal), p.app, p.topic),
+    'pubsub.publish': async (p) => pubsub.publish(p.app, p.topic, p.data),
+    'pubsub.peers': async (p) => pubsub.peers(p.app, p.topic),
+    'dht.put': async (p) => dht.put(p.name, p.value, p.timeoutMs),
+    'dht.get': async (p) => dht.get(p.peer, p.name, p.timeoutMs),
+    'dht.findPeer': async (p) => dht.findPeer(p.peer, p.timeoutMs),
+    'tokens.create': async (p) => ({ token: await tokens.create(p.apps, p.label) }),
+    'tokens.list': async () => tokens.list(),
+    'tokens.revoke': async (p) => ({ revoked: await tokens.revoke(p.token) })
+  }
+  api = new LocalApi({
+    tokens,
+    sessions,
+    routes,
+    upgrades: { open: channels.openUpgrade, accept: channels.acceptUpgrade },
+    allowOrigins: config.allowOrigins,
+    log
+  })
+
+  try {
+    await node.start()
+  } catch (err) {
+    await datastore.close().catch(() => {})
+    throw err
+  }
+  await channels.start()
+  peers.start()
+  pubsub.start()
+  await api.listen(config.apiPort, socketPath)
+  await writeSecretFile(join(home, 'api.json'), JSON.stringify({
+    api: `http://127.0.0.1:${api.port}`, socket: socketPath, pid: process.pid, peerId: node.peerId.toString(), version: SOFTWARE_VERSION, apiVersion: API_VERSION
+  }, null, 2) + '\n')
+  if (config.reconnectPeers > 0) {
+    peers.reconnectKnown(config.reconnectPeers).catch(() => {})
+  }
+  log(`p2pos ${SOFTWARE_VERSION} peer ${node.peerId.toString()}`)
+  for (const a of node.getMultiaddrs()) log(`  listening ${a.toString()}`)
+  log(`  local API http://127.0.0.1:${api.port} and ${socketPath} (limits: message ${LIMITS.messageBytes} B)`)
+
+  let stopped = false
+  return {
+    config,
+    node,
+    info,
+    async stop () {
+      if (stopped) return
+      stopped = true
+      sessions.closeAll()
+      await api?.close()
+      await channels.stop()
+      await node.stop()
+      await datastore.close()
+      await unlink(join(home, 'api.json')).catch(() => {})
+      await unlink(socketPath).catch(() => {})
+    }
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * Event sessions (local-api.md §Events). A client opens `POST /v0/events` and keeps the response open;
+ * the daemon writes one JSON event per line. App registrations and topic subscriptions belong to a
+ * session and end with it, so a crashed app never leaves a stale registration behind.
+ */
+import { randomBytes } from 'node:crypto'
+import type { ServerResponse } from 'node:http'
+import { LIMITS, P2posError, type ApiEvent } from '@p2pos/api'
+import type { Principal } from './tokens.ts'
+
+export class Session {
+  readonly id = 's' + randomBytes(8).toString('hex')
+  readonly principal: Principal
+  readonly apps = new Set<string>()
+  /** `${app}\n${topic}` */
+  readonly topics = new Set<string>()
+  private readonly res: ServerResponse
+  private closed = false
+  private readonly onClose: Array<() => void> = []
+
+  constructor (principal: Principal, res: ServerResponse) {
+    this.principal = principal
+    this.res = res
+    res.on('close', () => this.close())
+  }
+
+  send (ev: ApiEvent): void {
+    if (this.closed) return
+    // a consumer that stops reading is cut off rather than letting the daemon's memory grow
+    if (this.res.writableLength > LIMITS.sessionEventBacklog * 512) {
+      this.res.end(JSON.stringify({ event: 'session.closed', data: { code: 'E_SLOW_CONSUMER' } }) + '\n')
+      this.close()
+      return
+    }
+    this.res.write(JSON.stringify(ev) + '\n')
+  }
+
+  whenClosed (fn: () => void): void {
+    if (this.closed) fn()
+    else this.onClose.push(fn)
+  }
+
+  get isClosed (): boolean { return this.closed }
+
+  close (): void {
+    if (this.closed) return
+    this.closed = true
+    if (!this.res.writableEnded) this.res.end()
+    for (const fn of this.onClose.splice(0)) {
+      try { fn() } catch {}
+    }
+  }
+}
+
+export class Sessions {
+  private readonly byId = new Map<string, Session>()
+
+  open (principal: Principal, res: ServerResponse): Session {
+    const mine = [...this.byId.values()].filter(s => s.principal.token === principal.token).length
+    if (mine >= LIMITS.sessionsPerToken) throw new P2posError('E_LIMIT', `at most ${LIMITS.sessionsPerToken} event sessions per token`)
+    const s = new Session(principal, res)
+    this.byId.set(s.id, s)
+    s.whenClosed(() => this.byId.delete(s.id))
+    return s
+  }
+
+  /** The session `id`, which must belong to the same token. */
+  get (id: string, principal: Principal): Session {
+    const s = this.byId.get(id)
+    if (s == null || s.principal.token !== principal.token) throw new P2posError('E_NOT_FOUND', `no open event session ${id} for this token`)
+    return s
+  }
+
+  /** First live session that registered `app`. */
+  forApp (app: string): Session | undefined {
+    for (const s of this.byId.values()) if (s.apps.has(app)) return s
+  }
+
+  all (): Iterable<Session> {
+    return this.byId.values()
+  }
+
+  /** Node-wide events go to every session; app-scoped ones only to sessions allowed that app. */
+  broadcast (ev: ApiEvent, app?: string): void {
+    for (const s of this.byId.values()) {
+      if (app == null || s.principal.admin || s.principal.apps.has(app)) s.send(ev)
+    }
+  }
+
+  closeAll (): void {
+    for (const s of [...this.byId.values()]) s.close()
+  }
+}

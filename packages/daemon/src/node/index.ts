@@ -1,0 +1,75 @@
+/**
+ * The libp2p node: transports, encryption, muxing and the standard services, all from js-libp2p's own
+ * modules. p2pos adds only its protocols on top (channels, records) and a persistent datastore.
+ */
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { webSockets } from '@libp2p/websockets'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify, identifyPush } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
+import { kadDHT, passthroughMapper, removePrivateAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
+import { mdns } from '@libp2p/mdns'
+import { bootstrap } from '@libp2p/bootstrap'
+import { autoNAT } from '@libp2p/autonat'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
+import { gossipsub } from '@chainsafe/libp2p-gossipsub'
+import type { PrivateKey, PeerDiscovery, Startable } from '@libp2p/interface'
+import type { Datastore } from 'interface-datastore'
+import { DHT_PROTOCOL } from '@p2pos/api'
+import type { Config } from '../config.ts'
+import { recordSelector, recordValidator } from '../dht/records.ts'
+
+export type P2posNode = Libp2p<{
+  identify: ReturnType<ReturnType<typeof identify>>
+  ping: ReturnType<ReturnType<typeof ping>>
+  dht: KadDHT
+  pubsub: any
+  [key: string]: unknown
+}>
+
+export async function createNode (config: Config, privateKey: PrivateKey, datastore: Datastore): Promise<P2posNode> {
+  const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
+  if (config.mdns) peerDiscovery.push(mdns())
+  if (config.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: config.bootstrap }))
+
+  const services: Record<string, (components: any) => unknown> = {
+    identify: identify(),
+    identifyPush: identifyPush(),
+    ping: ping({ maxOutboundStreams: 16, maxInboundStreams: 16 }),
+    dht: kadDHT({
+      protocol: DHT_PROTOCOL,
+      clientMode: config.dhtMode === 'auto' ? undefined : config.dhtMode === 'client',
+      peerInfoMapper: config.allowPrivateAddrs ? passthroughMapper : removePrivateAddressesMapper,
+      validators: { p2pos: recordValidator },
+      selectors: { p2pos: recordSelector }
+      // not allowQueryWithZeroPeers: with it, kad-dht 16.4 spins the CPU in its self-query loop
+      // as soon as a protocol handler is registered on a node with no peers
+    }),
+    autoNAT: autoNAT(),
+    dcutr: dcutr(),
+    pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false })
+  }
+  if (config.relayService !== 'off') {
+    // a limited relay: few reservations, stock per-circuit limits (about 2 minutes and 128 KiB)
+    services.relay = circuitRelayServer({ reservations: { maxReservations: 16 } })
+  }
+
+  const node = await createLibp2p({
+    privateKey,
+    datastore,
+    addresses: { listen: [...config.listen, '/p2p-circuit'] },
+    transports: [tcp(), webSockets(), circuitRelayTransport()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    peerDiscovery,
+    services: services as any,
+    connectionGater: config.allowPrivateAddrs ? { denyDialMultiaddr: () => false } : undefined,
+    start: false
+  })
+  return node as unknown as P2posNode
+}
+
+export type { Startable }

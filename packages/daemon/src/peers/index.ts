@@ -1,0 +1,137 @@
+/**
+ * Peers: connections, ping, and the node-level events (peer connected/disconnected, reachability).
+ */
+import type { Connection } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { isPrivateIp } from '@libp2p/utils'
+import { P2posError, type PeerConnection, type PingResult, type Reachability } from '@p2pos/api'
+import type { P2posNode } from '../node/index.ts'
+import type { Sessions } from '../local-api/sessions.ts'
+import { dialError } from '../channels/index.ts'
+
+export function isRelayed (c: Connection): boolean {
+  return c.limits != null || c.remoteAddr.toString().includes('/p2p-circuit')
+}
+
+export function describe (c: Connection): PeerConnection {
+  return {
+    peerId: c.remotePeer.toString(),
+    addr: c.remoteAddr.toString(),
+    direction: c.direction,
+    relayed: isRelayed(c),
+    rttMs: c.rtt != null ? Math.round(c.rtt * 100) / 100 : null,
+    openedAt: c.timeline.open
+  }
+}
+
+export interface PeerComponents { node: P2posNode, sessions: Sessions }
+
+export class PeerService {
+  private readonly c: PeerComponents
+  private reachability: Reachability = 'unknown'
+  private readonly lastRtt = new Map<string, number>()
+
+  constructor (c: PeerComponents) {
+    this.c = c
+  }
+
+  start (): void {
+    const { node, sessions } = this.c
+    node.addEventListener('connection:open', (e) => {
+      sessions.broadcast({ event: 'peer.connected', data: { ...describe(e.detail) } })
+    })
+    node.addEventListener('connection:close', (e) => {
+      const peer = e.detail.remotePeer
+      sessions.broadcast({ event: 'peer.disconnected', data: { peerId: peer.toString(), addr: e.detail.remoteAddr.toString(), stillConnected: node.getConnections(peer).length > 0 } })
+    })
+    node.addEventListener('self:peer:update', () => this.updateReachability())
+  }
+
+  /** public: a verified or listened public address; private: only relayed addresses; else unknown. */
+  getReachability (): Reachability {
+    const addrs = this.c.node.getMultiaddrs().map(a => a.toString())
+    const direct = addrs.filter(a => !a.includes('/p2p-circuit'))
+    if (direct.some(a => isPublicAddr(a))) return 'public'
+    if (addrs.some(a => a.includes('/p2p-circuit'))) return 'private'
+    return 'unknown'
+  }
+
+  private updateReachability (): void {
+    const r = this.getReachability()
+    if (r === this.reachability) return
+    this.reachability = r
+    this.c.sessions.broadcast({ event: 'reachability.changed', data: { reachability: r } })
+  }
+
+  list (): PeerConnection[] {
+    return this.c.node.getConnections().map(c => {
+      const d = describe(c)
+      if (d.rttMs == null) d.rttMs = this.lastRtt.get(d.peerId) ?? null
+      return d
+    })
+  }
+
+  async connect (addr: string, timeoutMs = 30_000): Promise<PeerConnection> {
+    let ma
+    try {
+      ma = multiaddr(addr)
+    } catch (err: any) {
+      throw new P2posError('E_INVALID_ADDR', `"${addr}" is not a multiaddr: ${err.message}`)
+    }
+    const peer = ma.getComponents().findLast(c => c.name === 'p2p')?.value
+    if (peer == null) throw new P2posError('E_INVALID_ADDR', 'the multiaddr must end in /p2p/<peer id>')
+    if (peer === this.c.node.peerId.toString()) throw new P2posError('E_INVALID_PEER', 'that is this node\'s own address')
+    try {
+      const conn = await this.c.node.dial(ma, { signal: AbortSignal.timeout(timeoutMs) })
+      return describe(conn)
+    } catch (err) {
+      throw dialError(err, peer, timeoutMs)
+    }
+  }
+
+  async disconnect (peer: string): Promise<{ closed: number }> {
+    const id = parsePeer(peer)
+    const n = this.c.node.getConnections(id).length
+    if (n === 0) throw new P2posError('E_NOT_CONNECTED', `not connected to ${peer}`)
+    await this.c.node.hangUp(id)
+    return { closed: n }
+  }
+
+  async ping (peer: string, timeoutMs = 10_000): Promise<PingResult> {
+    const id = parsePeer(peer)
+    if (id.equals(this.c.node.peerId)) throw new P2posError('E_INVALID_PEER', 'cannot ping this node itself')
+    const signal = AbortSignal.timeout(timeoutMs)
+    let rtt: number
+    try {
+      rtt = await this.c.node.services.ping.ping(id, { signal })
+    } catch (err) {
+      throw dialError(err, peer, timeoutMs)
+    }
+    const conn = this.c.node.getConnections(id)[0]
+    if (conn == null) throw new P2posError('E_NOT_CONNECTED', `the connection to ${peer} closed after the ping`)
+    this.lastRtt.set(peer, rtt)
+    return { peerId: peer, rttMs: rtt, relayed: isRelayed(conn), addr: conn.remoteAddr.toString() }
+  }
+
+  /** Redials peers remembered in the persisted peer store, so a restart needs no bootstrap. */
+  async reconnectKnown (max: number): Promise<void> {
+    const peers = await this.c.node.peerStore.all()
+    const withAddrs = peers.filter(p => p.addresses.length > 0 && !p.id.equals(this.c.node.peerId))
+    await Promise.allSettled(withAddrs.slice(0, max).map(async p => this.c.node.dial(p.id, { signal: AbortSignal.timeout(15_000) })))
+  }
+}
+
+export function parsePeer (peer: string): ReturnType<typeof peerIdFromString> {
+  try {
+    return peerIdFromString(peer)
+  } catch {
+    throw new P2posError('E_INVALID_PEER', `"${peer}" is not a peer id`)
+  }
+}
+
+function isPublicAddr (addr: string): boolean {
+  const m = /^\/ip[46]\/([^/]+)/.exec(addr)
+  if (m == null) return false
+  return isPrivateIp(m[1]) === false
+}

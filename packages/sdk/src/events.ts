@@ -1,0 +1,92 @@
+/**
+ * An event session: `POST /v0/events`, one JSON event per line, for as long as it stays open.
+ */
+import { EventEmitter } from 'node:events'
+import type { ClientRequest } from 'node:http'
+import { P2posError, type ApiEvent } from '@p2pos/api'
+import { connectionError, httpRequest, readAll, type Endpoint } from './transport.ts'
+
+export class EventSession extends EventEmitter<{ event: [ApiEvent], close: [Error | undefined] }> {
+  id = ''
+  private req?: ClientRequest
+  private closed = false
+
+  static async open (ep: Endpoint, signal?: AbortSignal): Promise<EventSession> {
+    const s = new EventSession()
+    await s.start(ep, signal)
+    return s
+  }
+
+  private async start (ep: Endpoint, signal?: AbortSignal): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const req = httpRequest(ep, 'POST', '/events', { 'content-type': 'application/json' }, false)
+      this.req = req
+      signal?.addEventListener('abort', () => this.close(), { once: true })
+      req.on('error', (err) => {
+        const e = connectionError(ep, err)
+        if (this.id === '') reject(e)
+        else this.finish(e)
+      })
+      req.on('response', (res) => {
+        if (res.statusCode !== 200) {
+          readAll(res).then(b => {
+            try { reject(P2posError.from(JSON.parse(b.toString()).error)) } catch { reject(new P2posError('E_PROTOCOL', `HTTP ${res.statusCode}`)) }
+          }, reject)
+          return
+        }
+        let buf = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => {
+          buf += chunk
+          let nl
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, nl)
+            buf = buf.slice(nl + 1)
+            if (line === '') continue
+            let ev: ApiEvent
+            try { ev = JSON.parse(line) } catch { continue }
+            if (ev.event === 'session' && this.id === '') {
+              this.id = String(ev.data.session)
+              resolve()
+            }
+            this.emit('event', ev)
+          }
+        })
+        res.on('close', () => this.finish())
+      })
+      req.end('{}')
+    })
+  }
+
+  /** Async iteration over events until the session closes. */
+  async * [Symbol.asyncIterator] (): AsyncGenerator<ApiEvent> {
+    const queue: ApiEvent[] = []
+    let wake: (() => void) | undefined
+    const onEvent = (ev: ApiEvent): void => { queue.push(ev); wake?.() }
+    const onClose = (): void => { wake?.() }
+    this.on('event', onEvent)
+    this.on('close', onClose)
+    try {
+      while (true) {
+        if (queue.length > 0) { yield queue.shift()!; continue }
+        if (this.closed) return
+        await new Promise<void>(resolve => { wake = resolve })
+        wake = undefined
+      }
+    } finally {
+      this.off('event', onEvent)
+      this.off('close', onClose)
+    }
+  }
+
+  close (): void {
+    this.req?.destroy()
+    this.finish()
+  }
+
+  private finish (err?: Error): void {
+    if (this.closed) return
+    this.closed = true
+    this.emit('close', err)
+  }
+}

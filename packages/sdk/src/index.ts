@@ -1,0 +1,180 @@
+/**
+ * @p2pos/sdk — the typed client of the p2pos local API (docs/spec/local-api.md). The CLI and the apps use
+ * it exactly as third parties do.
+ *
+ *   const p2p = await P2pos.connect()            // finds the daemon through P2POS_HOME
+ *   const app = await p2p.listen('org.example.chat', ch => ch.onMessage(m => console.log(m.text())))
+ *   const ch = await p2p.open(peerId, 'org.example.chat')
+ *   await ch.send('hello')                        // resolves once the remote app acknowledged it
+ */
+import { createReadStream } from 'node:fs'
+import { stat } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { basename } from 'node:path'
+import {
+  LIMITS, MessageKind, P2posError, type ApiEvent, type MethodName, type NodeInfo, type PeerConnection, type PingResult
+} from '@p2pos/api'
+import { Channel, channelFromUpgrade } from './channel.ts'
+import { EventSession } from './events.ts'
+import { connectionError, defaultHome, endpointFromHome, httpRequest, readAll, upgrade, type Endpoint } from './transport.ts'
+
+export * from '@p2pos/api'
+export { Channel, EventSession, defaultHome, endpointFromHome, type Endpoint }
+export type { IncomingMessage, MessageHandler } from './channel.ts'
+
+export interface CallOptions { signal?: AbortSignal }
+
+export interface FileHeader { type: 'file', name: string, size: number, sha256: string }
+export interface Progress { bytes: number, total: number }
+
+export class P2pos {
+  readonly endpoint: Endpoint
+
+  constructor (endpoint: Endpoint) {
+    this.endpoint = endpoint
+  }
+
+  /** Connects to the daemon of `home` (default `$P2POS_HOME` or `~/.p2pos`), checking the API version. */
+  static async connect (options: { home?: string, token?: string } = {}): Promise<P2pos> {
+    const client = new P2pos(await endpointFromHome(options.home ?? defaultHome(), options.token))
+    await client.info()
+    return client
+  }
+
+  /** Calls a method of the local API; rejects with a P2posError carrying the daemon's code. */
+  async call<T = any> (method: MethodName, params: Record<string, unknown> = {}, options: CallOptions = {}): Promise<T> {
+    const body = JSON.stringify(params)
+    return await new Promise<T>((resolve, reject) => {
+      const req = httpRequest(this.endpoint, 'POST', `/call/${method}`, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) })
+      const onAbort = (): void => { req.destroy(); reject(new P2posError('E_ABORTED', `${method} aborted`)) }
+      options.signal?.addEventListener('abort', onAbort, { once: true })
+      req.on('error', (err) => reject(connectionError(this.endpoint, err)))
+      req.on('response', (res) => {
+        readAll(res).then((buf) => {
+          options.signal?.removeEventListener('abort', onAbort)
+          let json: any
+          try { json = JSON.parse(buf.toString('utf8')) } catch { reject(new P2posError('E_PROTOCOL', `HTTP ${res.statusCode}: not JSON`)); return }
+          if (json.error != null) reject(P2posError.from(json.error))
+          else resolve(json.result as T)
+        }, reject)
+      })
+      req.end(body)
+    })
+  }
+
+  async info (options?: CallOptions): Promise<NodeInfo> { return await this.call('node.info', {}, options) }
+  async peers (options?: CallOptions): Promise<PeerConnection[]> { return await this.call('peers.list', {}, options) }
+  async connectPeer (addr: string, options?: CallOptions & { timeoutMs?: number }): Promise<PeerConnection> {
+    return await this.call('peers.connect', { addr, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  async disconnectPeer (peer: string, options?: CallOptions): Promise<{ closed: number }> { return await this.call('peers.disconnect', { peer }, options) }
+  async ping (peer: string, options?: CallOptions & { timeoutMs?: number }): Promise<PingResult> {
+    return await this.call('peers.ping', { peer, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  /** Opens an event session (node-wide events, and the ones of apps this token may act as). */
+  async events (options?: CallOptions): Promise<EventSession> { return await EventSession.open(this.endpoint, options?.signal) }
+
+  /**
+   * Registers `app` and accepts every inbound channel for it, handing each to `onChannel`. The
+   * registration lasts until `close()` of the returned listener (or until this process exits).
+   */
+  async listen (app: string, onChannel: (ch: Channel) => void, options: CallOptions = {}): Promise<AppListener> {
+    const session = await this.events(options)
+    try {
+      await this.call('apps.register', { session: session.id, app }, options)
+    } catch (err) {
+      session.close()
+      throw err
+    }
+    const listener = new AppListener(this, session, app)
+    session.on('event', (ev) => {
+      if (ev.event !== 'channel.incoming' || ev.data.app !== app) return
+      this.accept(String(ev.data.channel)).then(onChannel, (err) => listener.emitError(err))
+    })
+    return listener
+  }
+
+  /** Opens a channel to `app` on `peer`; resolves once the remote app accepted it. */
+  async open (peer: string, app: string, options: CallOptions & { timeoutMs?: number } = {}): Promise<Channel> {
+    const q = new URLSearchParams({ peer, app, timeoutMs: String(options.timeoutMs ?? LIMITS.openTimeoutMs) })
+    const { socket, head, headers } = await upgrade(this.endpoint, `/channels/open?${q}`, options.signal)
+    return channelFromUpgrade(socket, head, headers)
+  }
+
+  async accept (channel: string, options: CallOptions = {}): Promise<Channel> {
+    const { socket, head, headers } = await upgrade(this.endpoint, `/channels/accept?${new URLSearchParams({ channel })}`, options.signal)
+    return channelFromUpgrade(socket, head, headers)
+  }
+
+  async publish (app: string, topic: string, data: Uint8Array | string, options?: CallOptions): Promise<{ recipients: number }> {
+    const b64 = Buffer.from(typeof data === 'string' ? Buffer.from(data) : data).toString('base64')
+    return await this.call('pubsub.publish', { app, topic, data: b64 }, options)
+  }
+
+  async subscribe (session: EventSession, app: string, topic: string, options?: CallOptions): Promise<void> {
+    await this.call('pubsub.subscribe', { session: session.id, app, topic }, options)
+  }
+
+  async dhtPut (name: string, value: string, options?: CallOptions & { timeoutMs?: number }): Promise<{ key: string, seq: number, stored: number }> {
+    return await this.call('dht.put', { name, value, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  async dhtGet (peer: string, name: string, options?: CallOptions & { timeoutMs?: number }): Promise<{ key: string, value: string, seq: number }> {
+    return await this.call('dht.get', { peer, name, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  async findPeer (peer: string, options?: CallOptions & { timeoutMs?: number }): Promise<{ peerId: string, addrs: string[] }> {
+    return await this.call('dht.findPeer', { peer, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  async createToken (apps: string[], label?: string, options?: CallOptions): Promise<string> {
+    return (await this.call('tokens.create', { apps, label }, options)).token
+  }
+}
+
+export class AppListener {
+  readonly app: string
+  readonly session: EventSession
+  private readonly client: P2pos
+  private onError: (err: Error) => void = () => {}
+
+  constructor (client: P2pos, session: EventSession, app: string) {
+    this.client = client
+    this.session = session
+    this.app = app
+  }
+
+  /** Called when an inbound channel could not be accepted (e.g. the remote gave up first). */
+  set onerror (fn: (err: Error) => void) { this.onError = fn }
+  emitError (err: Error): void { this.onError(err) }
+
+  close (): void { this.session.close() }
+
+  get events (): AsyncIterable<ApiEvent> { return this.session }
+  get p2pos (): P2pos { return this.client }
+}
+
+/**
+ * Sends a file over a channel: a STREAM_HEADER message (name, size, sha256), the bytes as the channel's
+ * byte stream, then END. Resolves when the remote app acknowledged the header, which a receiver does
+ * only after it stored the whole file and checked its hash.
+ */
+export async function sendFile (ch: Channel, path: string, options: { signal?: AbortSignal, onProgress?: (p: Progress) => void, name?: string } = {}): Promise<FileHeader> {
+  const size = (await stat(path)).size
+  const hash = createHash('sha256')
+  for await (const c of createReadStream(path)) hash.update(c)
+  const header: FileHeader = { type: 'file', name: options.name ?? basename(path), size, sha256: hash.digest('hex') }
+  const acked = ch.send(JSON.stringify(header), { kind: MessageKind.STREAM_HEADER, signal: options.signal })
+  acked.catch(() => {})
+  let bytes = 0
+  for await (const c of createReadStream(path, { highWaterMark: 256 * 1024, signal: options.signal })) {
+    await ch.write(c)
+    bytes += c.length
+    options.onProgress?.({ bytes, total: size })
+  }
+  ch.end()
+  await acked
+  return header
+}
