@@ -170,6 +170,7 @@ export class ChannelService {
     this.c.sessions.broadcast({ event: 'channel.opened', data: { channel: id, peer, app, direction, relayed } }, app)
     splice(socket, head, stream, (error) => {
       this.open.delete(id)
+      if (error != null) this.c.log(`channel ${id} (${app} with ${peer}) ended abnormally: ${error}`)
       this.c.sessions.broadcast({ event: 'channel.closed', data: { channel: id, peer, app, ...(error != null ? { error } : {}) } }, app)
     })
   }
@@ -194,15 +195,23 @@ export function splice (socket: Socket, head: Buffer, stream: Stream, onDone: (e
   }
 
   // remote → app
+  let waitingForDrain = false
   stream.addEventListener('message', (e) => {
     let ok = true
     const data = e.data
     if (data instanceof Uint8Array) ok = socket.write(data)
     else for (const buf of data) ok = socket.write(buf)
-    if (!ok && stream.status === 'open') {
-      stream.pause()
-      socket.once('drain', () => { if (stream.status === 'open' || stream.status === 'closing') stream.resume() })
-    }
+    if (ok || waitingForDrain) return
+    waitingForDrain = true
+    // Pause in a microtask, not here: when this event is dispatched from inside stream.resume(),
+    // resume() re-enables Yamux window updates *after* the dispatch (@libp2p/utils 7.4), silently
+    // undoing a pause made in the handler — the remote then sends without limit and the stream is
+    // reset for exceeding its read buffer. 'drain' cannot fire before a microtask runs.
+    queueMicrotask(() => { if (waitingForDrain && isReadable(stream)) stream.pause() })
+    socket.once('drain', () => {
+      waitingForDrain = false
+      if (isReadable(stream)) stream.resume()
+    })
   })
   stream.addEventListener('remoteCloseWrite', () => { if (!socket.destroyed) socket.end() })
   stream.addEventListener('close', (e) => {
@@ -234,6 +243,10 @@ export function splice (socket: Socket, head: Buffer, stream: Stream, onDone: (e
     // the app vanished without a clean end: reset, so the remote app learns at once
     stream.abort(new Error('the local app closed the channel abruptly'))
   })
+}
+
+function isReadable (stream: Stream): boolean {
+  return stream.status === 'open' || stream.status === 'closing'
 }
 
 async function writeJson (bs: ByteStream, value: unknown, signal?: AbortSignal): Promise<void> {
