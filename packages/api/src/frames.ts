@@ -21,7 +21,10 @@ export const FrameType = {
   /** empty payload: the sender's byte stream is complete (half-close). */
   END: 4,
   /** payload: id u32, then UTF-8 JSON `{"code","message"}`: the remote app refused the message. */
-  NACK: 5
+  NACK: 5,
+  /** empty payload: the sender closes the channel; nothing follows. A channel whose connection ends
+   * without a CLOSE first was reset (the remote app or a daemon vanished). */
+  CLOSE: 6
 } as const
 export type FrameTypeValue = typeof FrameType[keyof typeof FrameType]
 
@@ -106,7 +109,7 @@ export class FrameDecoder {
       const head = this.peek(FRAME_HEADER_BYTES)
       const type = head[0]
       const len = readU32(head, 1)
-      if (type < FrameType.MSG || type > FrameType.NACK) {
+      if (type < FrameType.MSG || type > FrameType.CLOSE) {
         throw new P2posError('E_PROTOCOL', `unknown frame type ${type}`)
       }
       if (len > MAX_FRAME_PAYLOAD) {

@@ -45,6 +45,8 @@ export class Channel extends EventEmitter<ChannelEvents> {
   private delivering = Promise.resolve()
   private closedError?: Error
   private closed = false
+  /** The remote app sent CLOSE: its end of the connection is a clean one. */
+  private remoteClosed = false
 
   constructor (socket: Socket, head: Buffer, info: ChannelInfo) {
     super()
@@ -61,7 +63,12 @@ export class Channel extends EventEmitter<ChannelEvents> {
     socket.on('data', (chunk) => this.onData(chunk))
     socket.on('error', (err) => { this.closedError ??= err })
     socket.on('end', () => {
-      // the remote side ended the channel; we end ours
+      if (!this.remoteClosed) {
+        // no CLOSE frame before the end: the remote app or a daemon on the way vanished
+        this.closedError ??= new P2posError('E_CHANNEL_CLOSED', 'the channel was reset (the remote app or its daemon went away)')
+        socket.destroy()
+        return
+      }
       if (!this.readable.readableEnded) this.readable.push(null)
       if (!socket.writableEnded) socket.end()
     })
@@ -109,9 +116,11 @@ export class Channel extends EventEmitter<ChannelEvents> {
     if (!this.closed && !this.socket.writableEnded) this.socket.write(encodeFrame(FrameType.END))
   }
 
-  /** Closes the channel cleanly: nothing more is sent; the remote sees the channel end. */
-  close (): void {
-    if (!this.socket.writableEnded) this.socket.end()
+  /** Closes the channel cleanly: a CLOSE frame, then the end of the connection. Resolves once both
+   * are handed to the operating system. */
+  async close (): Promise<void> {
+    if (this.socket.writableEnded || this.socket.destroyed) return
+    await new Promise<void>(resolve => this.socket.end(encodeFrame(FrameType.CLOSE), () => resolve()))
   }
 
   /** Resets the channel at once. */
@@ -180,6 +189,9 @@ export class Channel extends EventEmitter<ChannelEvents> {
         case FrameType.END:
           this.readable.push(null)
           break
+        case FrameType.CLOSE:
+          this.remoteClosed = true
+          break
       }
     }
   }
@@ -205,7 +217,7 @@ export class Channel extends EventEmitter<ChannelEvents> {
   private onClose (): void {
     if (this.closed) return
     this.closed = true
-    const err = this.closedError != null && this.closedError instanceof P2posError
+    const err = this.closedError instanceof P2posError
       ? this.closedError
       : new P2posError('E_CHANNEL_CLOSED', `the channel closed before the remote app acknowledged${this.closedError != null ? `: ${this.closedError.message}` : ''}`)
     for (const w of this.waiting.values()) w.reject(err)
@@ -214,7 +226,7 @@ export class Channel extends EventEmitter<ChannelEvents> {
       if (this.closedError != null) this.readable.destroy(err)
       else this.readable.push(null)
     }
-    this.emit('close', this.closedError)
+    this.emit('close', this.closedError instanceof P2posError ? this.closedError : this.closedError != null ? err : undefined)
   }
 }
 

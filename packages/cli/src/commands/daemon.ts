@@ -19,6 +19,10 @@ export async function run (argv: string[]): Promise<number> {
     mdns: values['no-mdns'] === true ? false : undefined
   })
   const log = (m: string): void => { process.stderr.write(m + '\n') }
+  // A safety net, not a design: every input path handles its own errors, but one missed case must not
+  // take every other app's connections down with it. It is logged loudly so it gets fixed.
+  process.on('uncaughtException', (err) => log(`BUG (uncaught): ${err.stack ?? String(err)}`))
+  process.on('unhandledRejection', (err: any) => log(`BUG (unhandled rejection): ${err?.stack ?? String(err)}`))
   const daemon = await startDaemon(config, log)
   await new Promise<void>((resolve) => {
     const stop = (sig: string): void => {

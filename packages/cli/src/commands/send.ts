@@ -27,7 +27,7 @@ export async function run (argv: string[]): Promise<number> {
         () => `delivered to ${app} on ${peer}${ch.relayed ? ' (relayed)' : ''}`)
     }
   } finally {
-    ch.close()
+    await ch.close()
   }
   return 0
 }

@@ -216,7 +216,8 @@ export function splice (socket: Socket, head: Buffer, stream: Stream, onDone: (e
   stream.addEventListener('remoteCloseWrite', () => { if (!socket.destroyed) socket.end() })
   stream.addEventListener('close', (e) => {
     if (e.error != null) {
-      socket.destroy()
+      // a reset travels on as a reset (RST), so the app can tell it from a clean end
+      reset(socket)
       done(e.error.message)
     } else {
       if (!socket.destroyed) socket.end()
@@ -226,10 +227,10 @@ export function splice (socket: Socket, head: Buffer, stream: Stream, onDone: (e
 
   // app → remote
   const forward = (chunk: Buffer): void => {
-    if (stream.status !== 'open') { socket.destroy(); return }
+    if (stream.status !== 'open') { reset(socket); return }
     if (!stream.send(chunk)) {
       socket.pause()
-      stream.onDrain().then(() => socket.resume(), () => socket.destroy())
+      stream.onDrain().then(() => socket.resume(), () => { reset(socket) })
     }
   }
   if (head.length > 0) forward(head)
@@ -243,6 +244,16 @@ export function splice (socket: Socket, head: Buffer, stream: Stream, onDone: (e
     // the app vanished without a clean end: reset, so the remote app learns at once
     stream.abort(new Error('the local app closed the channel abruptly'))
   })
+}
+
+/** RST on TCP; a Unix socket has no reset, so it is closed (the app sees no CLOSE frame: a reset). */
+function reset (socket: Socket): void {
+  if (socket.destroyed) return
+  try {
+    socket.resetAndDestroy()
+  } catch {
+    socket.destroy()
+  }
 }
 
 function isReadable (stream: Stream): boolean {
