@@ -40,7 +40,7 @@ describe('a plain js-libp2p node', () => {
     assert.equal(conn.remotePeer.toString(), d.peerId)
     const id = await identified
     assert.equal(id.peerId.toString(), d.peerId)
-    assert.match(id.agentVersion ?? '', /js-libp2p|p2pos/)
+    assert.match(id.agentVersion ?? '', /^p2pos\/0\.1\.0/)
     assert.ok(id.protocols.includes('/ipfs/ping/1.0.0'), id.protocols.join(' '))
     assert.ok(id.protocols.includes('/ipfs/kad/1.0.0'), id.protocols.join(' '))
     assert.ok(id.protocols.includes(CHANNEL_PROTOCOL), id.protocols.join(' '))

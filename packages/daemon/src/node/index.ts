@@ -15,10 +15,10 @@ import { bootstrap } from '@libp2p/bootstrap'
 import { autoNAT } from '@libp2p/autonat'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { dcutr } from '@libp2p/dcutr'
-import { gossipsub } from '@chainsafe/libp2p-gossipsub'
+import { gossipsub } from '@libp2p/gossipsub'
 import type { PrivateKey, PeerDiscovery, Startable } from '@libp2p/interface'
 import type { Datastore } from 'interface-datastore'
-import { DHT_PROTOCOL } from '@p2pos/api'
+import { DHT_PROTOCOL, SOFTWARE_VERSION } from '@p2pos/api'
 import type { Config } from '../config.ts'
 import { recordSelector, recordValidator } from '../dht/records.ts'
 
@@ -60,6 +60,7 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
   const node = await createLibp2p({
     privateKey,
     datastore,
+    nodeInfo: { name: 'p2pos', version: SOFTWARE_VERSION, userAgent: `p2pos/${SOFTWARE_VERSION} node/${process.versions.node}` },
     addresses: { listen: [...config.listen, '/p2p-circuit'] },
     transports: [tcp(), webSockets(), circuitRelayTransport()],
     connectionEncrypters: [noise()],

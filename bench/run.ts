@@ -1,0 +1,323 @@
+/**
+ * `npm run bench` — what the p2pos app-to-app path costs, against baselines measured in the same run on
+ * loopback (this machine is noisy; the ratios are the result, not the absolute numbers):
+ *
+ *   raw TCP     node:net, sender and receiver in two processes                     (bench/tcp-peer.ts)
+ *   raw libp2p  a js-libp2p 3 stream between two bare nodes in two processes,
+ *               TCP + Noise + Yamux like the daemon                                (bench/libp2p-peer.ts)
+ *   p2pos       app → daemon → network → daemon → app: two daemons (testnet) and
+ *               two app processes using the SDK                                    (bench/app-peer.ts)
+ *
+ * 1. Throughput of a one-way bulk transfer: BENCH_MB MiB in BENCH_CHUNK_KB KiB writes; the clock runs
+ *    from the first write to the receiver's acknowledgement that it counted every byte. Runs of the
+ *    three paths are interleaved (round 1: tcp, libp2p, p2pos; round 2: …) after one untimed warm-up
+ *    each, and the median of BENCH_RUNS rounds is reported.
+ * 2. Round trips of BENCH_RTT_BYTES-byte messages, BENCH_RTT_COUNT in sequence after BENCH_RTT_WARMUP:
+ *    TCP echo, libp2p stream echo, and p2pos `await ch.send()` (resolves on the remote app's ACK).
+ *
+ * Environment (defaults): BENCH_MB=256 BENCH_CHUNK_KB=64 BENCH_RUNS=3 BENCH_WARMUP_MB=32
+ * BENCH_RTT_COUNT=2000 BENCH_RTT_WARMUP=200 BENCH_RTT_BYTES=64 BENCH_TIMEOUT_S=90 (per measurement)
+ * BENCH_ONLY=tcp,libp2p,p2pos (a subset) BENCH_PROF=<dir> (CPU profiles of the libp2p peers, the
+ * daemons and the app processes, written when they exit) BENCH_VERBOSE=1 (helpers' stderr).
+ */
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { mkdirSync, readFileSync } from 'node:fs'
+import { startTestnet, type Testnet } from '@p2pos/testnet'
+import { Helper, killAllHelpers, median, type BulkResult, type RttResult } from './common.ts'
+
+const HERE = dirname(fileURLToPath(import.meta.url))
+const APP = 'bench.p2pos'
+
+function envInt (name: string, def: number, min = 1): number {
+  const raw = process.env[name]
+  if (raw == null || raw === '') return def
+  const v = Number(raw)
+  if (!Number.isFinite(v) || v < min) throw new Error(`${name} must be a number ≥ ${min}, got "${raw}"`)
+  return Math.floor(v)
+}
+
+const MB = envInt('BENCH_MB', 256)
+const CHUNK = envInt('BENCH_CHUNK_KB', 64) * 1024
+const RUNS = envInt('BENCH_RUNS', 3)
+const WARMUP_MB = envInt('BENCH_WARMUP_MB', 32, 0)
+const RTT_COUNT = envInt('BENCH_RTT_COUNT', 2000)
+const RTT_WARMUP = envInt('BENCH_RTT_WARMUP', 200, 0)
+const RTT_BYTES = envInt('BENCH_RTT_BYTES', 64)
+const TIMEOUT_MS = envInt('BENCH_TIMEOUT_S', 90) * 1000
+const PROF = process.env.BENCH_PROF
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'tcp,libp2p,p2pos').split(',').map(s => s.trim()).filter(s => s !== ''))
+for (const k of ONLY) if (!['tcp', 'libp2p', 'p2pos'].includes(k)) throw new Error(`BENCH_ONLY: unknown path "${k}"`)
+
+type PathName = 'tcp' | 'libp2p' | 'p2pos'
+const LABEL: Record<PathName, string> = { tcp: 'raw TCP (node:net)', libp2p: 'raw js-libp2p stream', p2pos: 'p2pos app → app' }
+
+/** The processes of a path, by role, for CPU accounting. */
+const ROLES = ['sender', 'sender daemon', 'receiver daemon', 'receiver'] as const
+type Role = typeof ROLES[number]
+
+/** One measured path: how to run a bulk transfer and a round-trip series on it. */
+interface Path {
+  name: PathName
+  procs: Partial<Record<Role, number>>
+  bulk: (bytes: number) => Promise<BulkResult>
+  rtt: () => Promise<RttResult>
+}
+
+/** User + system CPU seconds a process has used so far (Linux /proc; undefined elsewhere). */
+function cpuSeconds (pid: number | undefined): number | undefined {
+  if (pid == null) return undefined
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(f[11]) + Number(f[12])) / 100 // utime + stime, in USER_HZ (100 on Linux)
+  } catch {
+    return undefined
+  }
+}
+
+/** CPU seconds used per role, summed over every measurement of a path. */
+type CpuUse = Partial<Record<Role, number>>
+
+async function withCpu<T> (p: Path, into: CpuUse, fn: () => Promise<T>): Promise<T> {
+  const before = Object.fromEntries(ROLES.map(r => [r, cpuSeconds(p.procs[r])]))
+  const res = await fn()
+  for (const r of ROLES) {
+    const b = before[r]
+    const a = cpuSeconds(p.procs[r])
+    if (a != null && b != null) into[r] = (into[r] ?? 0) + (a - b)
+  }
+  return res
+}
+
+const helpers: Helper[] = []
+let testnet: Testnet | undefined
+
+function helper (name: string, script: string, argv: string[], profile: boolean): Helper {
+  const execArgv = profile && PROF != null ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`, `--cpu-prof-name=${name}-${process.pid}.cpuprofile`] : []
+  const h = new Helper(name, join(HERE, script), argv, { execArgv })
+  helpers.push(h)
+  return h
+}
+
+async function startTcp (): Promise<Path> {
+  const server = helper('tcp-receiver', 'tcp-peer.ts', ['--role=server'], false)
+  const client = helper('tcp-sender', 'tcp-peer.ts', ['--role=client'], false)
+  const { port } = await server.waitReady(20_000)
+  await client.waitReady(20_000)
+  return {
+    name: 'tcp',
+    procs: { sender: client.child.pid, receiver: server.child.pid },
+    bulk: async (bytes) => await client.request('bulk', { port, bytes, chunk: CHUNK, timeoutMs: TIMEOUT_MS }, TIMEOUT_MS + 10_000),
+    rtt: async () => await client.request('rtt', { port, count: RTT_COUNT, warmup: RTT_WARMUP, size: RTT_BYTES, timeoutMs: TIMEOUT_MS }, TIMEOUT_MS + 10_000)
+  }
+}
+
+async function startLibp2p (): Promise<Path> {
+  const server = helper('libp2p-receiver', 'libp2p-peer.ts', ['--role=server'], true)
+  const client = helper('libp2p-sender', 'libp2p-peer.ts', ['--role=client'], true)
+  const { addr } = await server.waitReady(30_000)
+  await client.waitReady(30_000)
+  if (typeof addr !== 'string') throw new Error('the libp2p receiver printed no TCP address')
+  return {
+    name: 'libp2p',
+    procs: { sender: client.child.pid, receiver: server.child.pid },
+    bulk: async (bytes) => await client.request('bulk', { addr, bytes, chunk: CHUNK, timeoutMs: TIMEOUT_MS }, TIMEOUT_MS + 10_000),
+    rtt: async () => await client.request('rtt', { addr, count: RTT_COUNT, warmup: RTT_WARMUP, size: RTT_BYTES, timeoutMs: TIMEOUT_MS }, TIMEOUT_MS + 10_000)
+  }
+}
+
+async function startP2pos (): Promise<Path> {
+  // the daemons inherit NODE_OPTIONS from this process (testnet spawns them with process.env)
+  const saved = process.env.NODE_OPTIONS
+  if (PROF != null) process.env.NODE_OPTIONS = `${saved ?? ''} --cpu-prof --cpu-prof-dir=${PROF}`.trim()
+  try {
+    testnet = await startTestnet(2)
+  } finally {
+    if (saved == null) delete process.env.NODE_OPTIONS
+    else process.env.NODE_OPTIONS = saved
+  }
+  await testnet.connectAll()
+  const [a, b] = testnet.nodes
+  const receiver = helper('app-receiver', 'app-peer.ts', ['--role=receiver', `--home=${b.home}`, `--app=${APP}`], true)
+  const sender = helper('app-sender', 'app-peer.ts', ['--role=sender', `--home=${a.home}`, `--app=${APP}`], true)
+  await receiver.waitReady(30_000)
+  await sender.waitReady(30_000)
+  const peer = b.peerId
+  return {
+    name: 'p2pos',
+    procs: { sender: sender.child.pid, 'sender daemon': a.process?.pid, 'receiver daemon': b.process?.pid, receiver: receiver.child.pid },
+    bulk: async (bytes) => await sender.request('bulk', { peer, bytes, chunk: CHUNK, timeoutMs: TIMEOUT_MS }, TIMEOUT_MS + 30_000),
+    rtt: async () => await sender.request('rtt', { peer, count: RTT_COUNT, warmup: RTT_WARMUP, size: RTT_BYTES, timeoutMs: TIMEOUT_MS }, TIMEOUT_MS + 30_000)
+  }
+}
+
+async function cleanup (): Promise<void> {
+  await Promise.all(helpers.map(async h => await h.stop().catch(() => {})))
+  if (testnet != null) {
+    const net = testnet
+    testnet = undefined
+    await net.stop().catch(() => {})
+  }
+}
+
+function killEverythingNow (): void {
+  killAllHelpers()
+  for (const n of testnet?.nodes ?? []) {
+    const p = n.process
+    if (p != null && p.exitCode == null && p.signalCode == null) p.kill('SIGKILL')
+  }
+}
+
+/* ---------- formatting ---------- */
+
+const f1 = (x: number): string => x.toFixed(1)
+const f0 = (x: number): string => x.toFixed(0)
+const ratio = (x: number | undefined, base: number | undefined): string =>
+  x == null || base == null || base === 0 ? '–' : `${x / base >= 10 ? x / base < 100 ? (x / base).toFixed(1) : (x / base).toFixed(0) : (x / base).toFixed(2)}×`
+
+function table (head: string[], rows: string[][]): string[] {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => r[i].length)))
+  const line = (cells: string[]): string => cells.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join('  ')
+  return [line(head), widths.map(w => '-'.repeat(w)).join('  '), ...rows.map(line)]
+}
+
+function log (msg: string): void {
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${msg}\n`)
+}
+
+/* ---------- main ---------- */
+
+async function main (): Promise<void> {
+  const started = Date.now()
+  if (PROF != null) mkdirSync(PROF, { recursive: true })
+  const bytes = MB * 1024 * 1024
+  console.log(`p2pos benchmark — loopback, Node ${process.version}, ${new Date().toISOString()}`)
+  console.log(`bulk: ${MB} MiB in ${CHUNK / 1024} KiB writes, median of ${RUNS} interleaved runs (after a ${WARMUP_MB} MiB warm-up); ` +
+    `round trips: ${RTT_COUNT} × ${RTT_BYTES} B after ${RTT_WARMUP} warm-up`)
+  console.log('MB/s = 10^6 bytes per second; every sender and receiver is its own process')
+  console.log('')
+
+  const paths: Path[] = []
+  const starters: Record<PathName, () => Promise<Path>> = { tcp: startTcp, libp2p: startLibp2p, p2pos: startP2pos }
+  for (const name of ['tcp', 'libp2p', 'p2pos'] as PathName[]) {
+    if (!ONLY.has(name)) continue
+    log(`starting ${name}`)
+    paths.push(await starters[name]())
+  }
+
+  if (WARMUP_MB > 0) {
+    for (const p of paths) {
+      log(`warm-up ${p.name}: ${WARMUP_MB} MiB`)
+      await p.bulk(WARMUP_MB * 1024 * 1024)
+    }
+  }
+
+  const bulk: Partial<Record<PathName, BulkResult[]>> = {}
+  const bulkCpu: Partial<Record<PathName, CpuUse>> = {}
+  const rttCpu: Partial<Record<PathName, CpuUse>> = {}
+  for (let r = 1; r <= RUNS; r++) {
+    for (const p of paths) {
+      const res = await withCpu(p, bulkCpu[p.name] ??= {}, async () => await p.bulk(bytes))
+      ;(bulk[p.name] ??= []).push(res)
+      log(`bulk ${p.name} run ${r}/${RUNS}: ${f1(res.mbps)} MB/s (${res.seconds.toFixed(2)} s)`)
+    }
+  }
+
+  const rtt: Partial<Record<PathName, RttResult>> = {}
+  for (const p of paths) {
+    log(`round trips ${p.name}`)
+    rtt[p.name] = await withCpu(p, rttCpu[p.name] ??= {}, async () => await p.rtt())
+    log(`rtt ${p.name}: p50 ${f0(rtt[p.name]!.p50)} µs, p99 ${f0(rtt[p.name]!.p99)} µs`)
+  }
+
+  const mbps = (n: PathName): number | undefined => bulk[n] == null ? undefined : median(bulk[n].map(b => b.mbps))
+  const names = paths.map(p => p.name)
+
+  console.log(`1. Throughput, one-way bulk transfer (${MB} MiB, ${CHUNK / 1024} KiB writes)`)
+  console.log('')
+  for (const l of table(
+    ['path', ...Array.from({ length: RUNS }, (_, i) => `run ${i + 1}`), 'median MB/s', 'vs raw TCP', 'vs raw libp2p'],
+    names.map(n => [LABEL[n], ...bulk[n]!.map(b => f1(b.mbps)), f1(mbps(n)!), ratio(mbps(n), mbps('tcp')), n === 'tcp' ? '' : ratio(mbps(n), mbps('libp2p'))])
+  )) console.log('  ' + l)
+  console.log('')
+  console.log(`2. Round trips, ${RTT_BYTES}-byte messages (${RTT_COUNT} sequential, µs)`)
+  console.log('')
+  for (const l of table(
+    ['path', 'p50', 'p90', 'p99', 'mean', 'max', 'p50 vs TCP', 'p99 vs TCP', 'p50 vs libp2p', 'p99 vs libp2p'],
+    names.map(n => {
+      const x = rtt[n]!
+      return [LABEL[n], f0(x.p50), f0(x.p90), f0(x.p99), f0(x.mean), f0(x.max),
+        ratio(x.p50, rtt.tcp?.p50), ratio(x.p99, rtt.tcp?.p99),
+        n === 'tcp' || n === 'libp2p' ? '' : ratio(x.p50, rtt.libp2p?.p50), n === 'tcp' || n === 'libp2p' ? '' : ratio(x.p99, rtt.libp2p?.p99)]
+    })
+  )) console.log('  ' + l)
+  console.log('')
+  console.log('3. Where the CPU goes (user + system time of each process, from /proc; 10 ms resolution)')
+  console.log('')
+  console.log('  bulk: share of one core while the transfers ran, and CPU ms per MiB moved (2 cores in all)')
+  console.log('')
+  for (const l of table(
+    ['path', ...ROLES, 'all', 'CPU ms/MiB'],
+    names.map(n => {
+      const wall = bulk[n]!.reduce((a, b) => a + b.seconds, 0)
+      const mib = bulk[n]!.reduce((a, b) => a + b.bytes, 0) / (1024 * 1024)
+      const use = bulkCpu[n] ?? {}
+      const all = ROLES.reduce((a, r) => a + (use[r] ?? 0), 0)
+      return [LABEL[n], ...ROLES.map(r => use[r] == null ? '–' : `${f0(100 * use[r] / wall)}%`), `${f0(100 * all / wall)}%`, (1000 * all / mib).toFixed(2)]
+    })
+  )) console.log('  ' + l)
+  console.log('')
+  console.log('  round trips: CPU µs per round trip')
+  console.log('')
+  for (const l of table(
+    ['path', ...ROLES, 'all'],
+    names.map(n => {
+      const trips = RTT_COUNT + RTT_WARMUP
+      const use = rttCpu[n] ?? {}
+      const all = ROLES.reduce((a, r) => a + (use[r] ?? 0), 0)
+      return [LABEL[n], ...ROLES.map(r => use[r] == null ? '–' : f0(1e6 * use[r] / trips)), f0(1e6 * all / trips)]
+    })
+  )) console.log('  ' + l)
+  console.log('')
+  if (mbps('p2pos') != null && mbps('libp2p') != null && rtt.p2pos != null && rtt.libp2p != null) {
+    console.log(`p2pos vs raw libp2p: throughput ${ratio(mbps('p2pos'), mbps('libp2p'))}, ` +
+      `round trip p50 +${f0(rtt.p2pos.p50 - rtt.libp2p.p50)} µs (${ratio(rtt.p2pos.p50, rtt.libp2p.p50)})`)
+    console.log('')
+  }
+
+  console.log('Markdown:')
+  console.log('')
+  console.log(`| Path (loopback, separate processes) | MB/s (median of ${RUNS}) | vs TCP | RTT ${RTT_BYTES} B p50 / p99 µs | p50 vs TCP |`)
+  console.log('|---|---|---|---|---|')
+  for (const n of names) {
+    const x = rtt[n]!
+    console.log(`| ${LABEL[n]} | ${f0(mbps(n)!)} | ${ratio(mbps(n), mbps('tcp'))} | ${f0(x.p50)} / ${f0(x.p99)} | ${ratio(x.p50, rtt.tcp?.p50)} |`)
+  }
+  console.log('')
+  console.log(`total time ${((Date.now() - started) / 1000).toFixed(0)} s`)
+}
+
+let exitCode = 0
+const onSignal = (sig: NodeJS.Signals): void => {
+  log(`${sig}: stopping`)
+  cleanup().finally(() => process.exit(130))
+  setTimeout(() => { killEverythingNow(); process.exit(130) }, 20_000).unref()
+}
+process.once('SIGINT', onSignal)
+process.once('SIGTERM', onSignal)
+process.on('exit', killEverythingNow)
+
+try {
+  await main()
+} catch (err: any) {
+  console.error(`benchmark failed: ${err?.stack ?? err}`)
+  for (const n of testnet?.nodes ?? []) {
+    console.error(`--- daemon ${n.home} (exit ${n.process?.exitCode ?? n.process?.signalCode ?? 'running'}), log tail ---\n${n.log.slice(-3000)}`)
+  }
+  exitCode = 1
+} finally {
+  log('cleaning up')
+  await cleanup()
+}
+process.exit(exitCode)
