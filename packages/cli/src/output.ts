@@ -20,7 +20,7 @@ export async function client (): Promise<P2pos> {
   return await P2pos.connect()
 }
 
-/** Exit codes (docs/cli.md): 0 ok, 1 other error, 2 usage, 3 daemon not running, 4 peer, 5 app. */
+/** Exit codes (README §CLI): 0 ok, 1 other error, 2 usage, 3 daemon not running, 4 peer, 5 app. */
 const EXIT: Partial<Record<ErrorCode, number>> = {
   E_DAEMON_NOT_RUNNING: 3,
   E_UNKNOWN_PEER: 4,

@@ -4,6 +4,7 @@
  */
 import { join } from 'node:path'
 import { unlink } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { LevelDatastore } from 'datastore-level'
 import { API_VERSION, LIMITS, SOFTWARE_VERSION, type NodeInfo } from '@p2pos/api'
 import { loadConfig, defaultHome, type Config } from './config.ts'
@@ -36,7 +37,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   const tokens = new TokenStore(home)
   await tokens.load()
 
-  const node = await createNode(config, privateKey, datastore)
+  const node = await createNode({ ...config, listen: await portsOrAny(config.listen) }, privateKey, datastore)
   const sessions = new Sessions()
   const peers = new PeerService({ node, sessions })
   const channels = new ChannelService({ node, sessions, log })
@@ -129,4 +130,21 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
       await unlink(socketPath).catch(() => {})
     }
   }
+}
+
+/**
+ * The default listen ports are a convenience (stable addresses survive restarts); when another program
+ * (or a second daemon) holds one, listen on a free port instead of refusing to start.
+ */
+async function portsOrAny (listen: string[]): Promise<string[]> {
+  return await Promise.all(listen.map(async (addr) => {
+    const m = /^\/ip([46])\/([^/]+)\/tcp\/(\d+)/.exec(addr)
+    if (m == null || m[3] === '0') return addr
+    const free = await new Promise<boolean>((resolve) => {
+      const srv = createServer()
+      srv.once('error', (err: any) => resolve(err.code !== 'EADDRINUSE'))
+      srv.listen({ host: m[2], port: Number(m[3]), exclusive: true }, () => srv.close(() => resolve(true)))
+    })
+    return free ? addr : addr.replace(`/tcp/${m[3]}`, '/tcp/0')
+  }))
 }
