@@ -78,8 +78,8 @@ describe('bad input', () => {
   it('reports unknown peers, and a stranger peer id, clearly', async () => {
     const [a] = net.nodes
     const stranger = (await generateKeyPair('Ed25519')).publicKey.toString()
-    await assert.rejects(a.client.ping(stranger, { timeoutMs: 3000 }), (e: any) => ['E_UNKNOWN_PEER', 'E_TIMEOUT', 'E_PEER_UNREACHABLE'].includes(e.code))
-    await assert.rejects(a.client.open(stranger, 'org.x', { timeoutMs: 3000 }), (e: any) => ['E_UNKNOWN_PEER', 'E_TIMEOUT', 'E_PEER_UNREACHABLE'].includes(e.code))
+    await assert.rejects(a.client.ping(stranger, { timeoutMs: 3000 }), { code: 'E_UNKNOWN_PEER' })
+    await assert.rejects(a.client.open(stranger, 'org.x', { timeoutMs: 3000 }), { code: 'E_UNKNOWN_PEER' })
     await assert.rejects(a.client.ping(a.peerId), { code: 'E_INVALID_PEER' })
     await assert.rejects(a.client.disconnectPeer(stranger), { code: 'E_NOT_CONNECTED' })
   })

@@ -18,7 +18,7 @@ import type { P2posNode } from '../node/index.ts'
 import type { Sessions, Session } from '../local-api/sessions.ts'
 import { mayActAs } from '../local-api/tokens.ts'
 import type { UpgradeContext } from '../local-api/server.ts'
-import { isRelayed } from '../peers/index.ts'
+import { dialError, ensureKnown, isRelayed } from '../peers/index.ts'
 
 export interface ChannelComponents {
   node: P2posNode
@@ -89,6 +89,7 @@ export class ChannelService {
     socket.once('close', () => gone.abort(new P2posError('E_ABORTED', 'the client went away')))
     const signal = AbortSignal.any([gone.signal, AbortSignal.timeout(timeoutMs)])
 
+    await ensureKnown(this.c.node, peerId, signal)
     let stream: Stream
     try {
       stream = await this.c.node.dialProtocol(peerId, CHANNEL_PROTOCOL, { signal, runOnLimitedConnection: true })
@@ -277,19 +278,4 @@ async function readJson<T> (bs: ByteStream, signal: AbortSignal): Promise<T> {
   } catch {
     throw new P2posError('E_PROTOCOL', 'hello is not JSON')
   }
-}
-
-export function dialError (err: any, peer: string, timeoutMs: number): P2posError {
-  if (err instanceof P2posError) return err
-  const name: string = err?.name ?? ''
-  if (name === 'NoValidAddressesError' || name === 'NotFoundError' || name === 'NoPeerRoutersError') {
-    return new P2posError('E_UNKNOWN_PEER', `no known address for peer ${peer} (connect to it first, or share a DHT with it)`)
-  }
-  if (name === 'AbortError' || name === 'TimeoutError') {
-    return new P2posError('E_TIMEOUT', `peer ${peer} was not reachable within ${timeoutMs} ms`)
-  }
-  if (name === 'UnsupportedProtocolError') {
-    return new P2posError('E_NO_APP', `peer ${peer} does not speak the p2pos channel protocol`)
-  }
-  return new P2posError('E_PEER_UNREACHABLE', `peer ${peer} is not reachable: ${err?.message ?? err}`)
 }

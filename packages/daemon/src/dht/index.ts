@@ -4,8 +4,7 @@
 import type { PrivateKey } from '@libp2p/interface'
 import { P2posError } from '@p2pos/api'
 import type { P2posNode } from '../node/index.ts'
-import { parsePeer } from '../peers/index.ts'
-import { dialError } from '../channels/index.ts'
+import { dialError, parsePeer } from '../peers/index.ts'
 import { recordKey, signRecord, verifyRecord } from './records.ts'
 
 export class DhtService {

@@ -1,14 +1,13 @@
 /**
  * Peers: connections, ping, and the node-level events (peer connected/disconnected, reachability).
  */
-import type { Connection } from '@libp2p/interface'
+import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { isPrivateIp } from '@libp2p/utils'
 import { P2posError, type PeerConnection, type PingResult, type Reachability } from '@p2pos/api'
 import type { P2posNode } from '../node/index.ts'
 import type { Sessions } from '../local-api/sessions.ts'
-import { dialError } from '../channels/index.ts'
 
 export function isRelayed (c: Connection): boolean {
   return c.limits != null || c.remoteAddr.toString().includes('/p2p-circuit')
@@ -102,6 +101,7 @@ export class PeerService {
     const id = parsePeer(peer)
     if (id.equals(this.c.node.peerId)) throw new P2posError('E_INVALID_PEER', 'cannot ping this node itself')
     const signal = AbortSignal.timeout(timeoutMs)
+    await ensureKnown(this.c.node, id, signal)
     let rtt: number
     try {
       rtt = await this.c.node.services.ping.ping(id, { signal })
@@ -122,6 +122,22 @@ export class PeerService {
   }
 }
 
+/**
+ * Makes sure there is a way to reach `id` before dialling: a connection, addresses in the peer store, or
+ * a DHT lookup that finds some. Otherwise E_UNKNOWN_PEER at once, rather than a dial that hangs until
+ * its timeout and then says only "timeout".
+ */
+export async function ensureKnown (node: P2posNode, id: PeerId, signal: AbortSignal): Promise<void> {
+  if (node.getConnections(id).length > 0) return
+  const known = await node.peerStore.get(id).catch(() => undefined)
+  if (known != null && known.addresses.length > 0) return
+  try {
+    const info = await node.peerRouting.findPeer(id, { signal })
+    if (info.multiaddrs.length > 0) return
+  } catch {}
+  throw new P2posError('E_UNKNOWN_PEER', `no known address for peer ${id.toString()}: connect to it first (p2pos connect), or share a peer or DHT with it`)
+}
+
 export function parsePeer (peer: string): ReturnType<typeof peerIdFromString> {
   try {
     return peerIdFromString(peer)
@@ -134,4 +150,20 @@ function isPublicAddr (addr: string): boolean {
   const m = /^\/ip[46]\/([^/]+)/.exec(addr)
   if (m == null) return false
   return isPrivateIp(m[1]) === false
+}
+
+/** Maps libp2p's dial errors to the API's codes. */
+export function dialError (err: any, peer: string, timeoutMs: number): P2posError {
+  if (err instanceof P2posError) return err
+  const name: string = err?.name ?? ''
+  if (name === 'NoValidAddressesError' || name === 'NotFoundError' || name === 'NoPeerRoutersError') {
+    return new P2posError('E_UNKNOWN_PEER', `no known address for peer ${peer} (connect to it first, or share a DHT with it)`)
+  }
+  if (name === 'AbortError' || name === 'TimeoutError') {
+    return new P2posError('E_TIMEOUT', `peer ${peer} was not reachable within ${timeoutMs} ms`)
+  }
+  if (name === 'UnsupportedProtocolError') {
+    return new P2posError('E_NO_APP', `peer ${peer} does not speak the p2pos channel protocol`)
+  }
+  return new P2posError('E_PEER_UNREACHABLE', `peer ${peer} is not reachable: ${err?.message ?? err}`)
 }
