@@ -20,7 +20,7 @@ if (home == null || app == null) {
 const client = await P2pos.connect({ home })
 
 /** How long a receiver waits for the bytes a header announced before refusing it. */
-const RECEIVE_TIMEOUT_MS = 300_000
+const RECEIVE_TIMEOUT_MS = 120_000
 
 if (role === 'receiver') {
   const channels = new Set<Channel>()

@@ -15,7 +15,7 @@
  * 2. Round trips of BENCH_RTT_BYTES-byte messages, BENCH_RTT_COUNT in sequence after BENCH_RTT_WARMUP:
  *    TCP echo, libp2p stream echo, and p2pos `await ch.send()` (resolves on the remote app's ACK).
  *
- * Environment (defaults): BENCH_MB=256 BENCH_CHUNK_KB=64 BENCH_RUNS=3 BENCH_WARMUP_MB=32
+ * Environment (defaults): BENCH_MB=256 BENCH_CHUNK_KB=64 BENCH_RUNS=3 BENCH_WARMUP_MB=BENCH_MB
  * BENCH_RTT_COUNT=2000 BENCH_RTT_WARMUP=200 BENCH_RTT_BYTES=64 BENCH_TIMEOUT_S=90 (per measurement)
  * BENCH_ONLY=tcp,libp2p,p2pos (a subset) BENCH_PROF=<dir> (CPU profiles of the libp2p peers, the
  * daemons and the app processes, written when they exit) BENCH_VERBOSE=1 (helpers' stderr).
@@ -23,8 +23,9 @@
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { mkdirSync, readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { startTestnet, type Testnet } from '@p2pos/testnet'
-import { Helper, killAllHelpers, median, type BulkResult, type RttResult } from './common.ts'
+import { Helper, killAllHelpers, median, within, type BulkResult, type RttResult } from './common.ts'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 const APP = 'bench.p2pos'
@@ -40,7 +41,8 @@ function envInt (name: string, def: number, min = 1): number {
 const MB = envInt('BENCH_MB', 256)
 const CHUNK = envInt('BENCH_CHUNK_KB', 64) * 1024
 const RUNS = envInt('BENCH_RUNS', 3)
-const WARMUP_MB = envInt('BENCH_WARMUP_MB', 32, 0)
+// one untimed transfer of the full size first: with less, the first timed run of each path is often slow
+const WARMUP_MB = envInt('BENCH_WARMUP_MB', MB, 0)
 const RTT_COUNT = envInt('BENCH_RTT_COUNT', 2000)
 const RTT_WARMUP = envInt('BENCH_RTT_WARMUP', 200, 0)
 const RTT_BYTES = envInt('BENCH_RTT_BYTES', 64)
@@ -92,6 +94,8 @@ async function withCpu<T> (p: Path, into: CpuUse, fn: () => Promise<T>): Promise
 
 const helpers: Helper[] = []
 let testnet: Testnet | undefined
+/** Set while the daemons start, so that a signal then still finds and stops them. */
+let testnetStarting: Promise<Testnet> | undefined
 
 function helper (name: string, script: string, argv: string[], profile: boolean): Helper {
   const execArgv = profile && PROF != null ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`, `--cpu-prof-name=${name}-${process.pid}.cpuprofile`] : []
@@ -132,18 +136,20 @@ async function startP2pos (): Promise<Path> {
   const saved = process.env.NODE_OPTIONS
   if (PROF != null) process.env.NODE_OPTIONS = `${saved ?? ''} --cpu-prof --cpu-prof-dir=${PROF}`.trim()
   try {
-    testnet = await startTestnet(2)
+    testnetStarting = startTestnet(2)
+    testnet = await testnetStarting
   } finally {
     if (saved == null) delete process.env.NODE_OPTIONS
     else process.env.NODE_OPTIONS = saved
   }
-  await testnet.connectAll()
+  await within(testnet.connectAll(), 30_000, 'connecting the daemons')
   const [a, b] = testnet.nodes
   const receiver = helper('app-receiver', 'app-peer.ts', ['--role=receiver', `--home=${b.home}`, `--app=${APP}`], true)
   const sender = helper('app-sender', 'app-peer.ts', ['--role=sender', `--home=${a.home}`, `--app=${APP}`], true)
   await receiver.waitReady(30_000)
   await sender.waitReady(30_000)
   const peer = b.peerId
+  if (PROF != null) log(`profiles in ${PROF}: sender daemon pid ${a.process?.pid}, receiver daemon pid ${b.process?.pid}`)
   return {
     name: 'p2pos',
     procs: { sender: sender.child.pid, 'sender daemon': a.process?.pid, 'receiver daemon': b.process?.pid, receiver: receiver.child.pid },
@@ -152,13 +158,16 @@ async function startP2pos (): Promise<Path> {
   }
 }
 
+let cleaning: Promise<void> | undefined
+
+/** Stops every helper and the testnet (removing its homes); every caller waits for the same work. */
 async function cleanup (): Promise<void> {
-  await Promise.all(helpers.map(async h => await h.stop().catch(() => {})))
-  if (testnet != null) {
-    const net = testnet
-    testnet = undefined
-    await net.stop().catch(() => {})
-  }
+  cleaning ??= (async () => {
+    await Promise.all(helpers.map(async h => await h.stop().catch(() => {})))
+    const net = testnet ?? await (testnetStarting != null ? within(testnetStarting, 40_000, 'testnet start').catch(() => undefined) : undefined)
+    await net?.stop().catch(() => {})
+  })()
+  await cleaning
 }
 
 function killEverythingNow (): void {
@@ -255,16 +264,17 @@ async function main (): Promise<void> {
   console.log('')
   console.log('3. Where the CPU goes (user + system time of each process, from /proc; 10 ms resolution)')
   console.log('')
-  console.log('  bulk: share of one core while the transfers ran, and CPU ms per MiB moved (2 cores in all)')
+  console.log('  bulk: CPU ms per MiB moved, by process, and how many cores were busy on average (the machine has ' + String(availableParallelism()) + ')')
   console.log('')
   for (const l of table(
-    ['path', ...ROLES, 'all', 'CPU ms/MiB'],
+    ['path', ...ROLES, 'all', 'cores busy'],
     names.map(n => {
       const wall = bulk[n]!.reduce((a, b) => a + b.seconds, 0)
       const mib = bulk[n]!.reduce((a, b) => a + b.bytes, 0) / (1024 * 1024)
       const use = bulkCpu[n] ?? {}
       const all = ROLES.reduce((a, r) => a + (use[r] ?? 0), 0)
-      return [LABEL[n], ...ROLES.map(r => use[r] == null ? '–' : `${f0(100 * use[r] / wall)}%`), `${f0(100 * all / wall)}%`, (1000 * all / mib).toFixed(2)]
+      const perMiB = (x: number): string => (1000 * x / mib).toFixed(2)
+      return [LABEL[n], ...ROLES.map(r => use[r] == null ? '–' : perMiB(use[r])), perMiB(all), wall < 1 ? '(too short)' : (all / wall).toFixed(2)]
     })
   )) console.log('  ' + l)
   console.log('')
@@ -282,7 +292,7 @@ async function main (): Promise<void> {
   console.log('')
   if (mbps('p2pos') != null && mbps('libp2p') != null && rtt.p2pos != null && rtt.libp2p != null) {
     console.log(`p2pos vs raw libp2p: throughput ${ratio(mbps('p2pos'), mbps('libp2p'))}, ` +
-      `round trip p50 +${f0(rtt.p2pos.p50 - rtt.libp2p.p50)} µs (${ratio(rtt.p2pos.p50, rtt.libp2p.p50)})`)
+      `round trip p50 ${rtt.p2pos.p50 >= rtt.libp2p.p50 ? '+' : '−'}${f0(Math.abs(rtt.p2pos.p50 - rtt.libp2p.p50))} µs (${ratio(rtt.p2pos.p50, rtt.libp2p.p50)})`)
     console.log('')
   }
 

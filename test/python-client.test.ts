@@ -85,7 +85,7 @@ async function runChat (args: string[], home: string, ms = 30_000): Promise<Run>
   return { code, stdout, stderr }
 }
 
-describe('Python example client ↔ TypeScript SDK', { timeout: 90_000 }, () => {
+describe('Python example client ↔ TypeScript SDK', { timeout: 60_000 }, () => {
   let net: Testnet | undefined
   const children: PyChild[] = []
 
@@ -99,15 +99,15 @@ describe('Python example client ↔ TypeScript SDK', { timeout: 90_000 }, () => 
     await net?.stop()
   })
 
-  it('Python listens, TS sends: the ack comes from Python after it printed the message', { timeout: 30_000 }, async () => {
+  it('Python listens, TS sends: the ack comes from Python after it printed the message', { timeout: 20_000 }, async () => {
     const [a, b] = net!.nodes
     const py = new PyChild(['listen', APP], b.home)
     children.push(py)
-    const ready = await py.waitLine(l => l.ready === true, 15_000, 'the ready line')
+    const ready = await py.waitLine(l => l.ready === true, 10_000, 'the ready line')
     assert.equal(typeof ready.session, 'string')
     assert.ok(ready.session.length > 0)
 
-    const ch = await within(15_000, 'TS open', a.client.open(b.peerId, APP))
+    const ch = await within(10_000, 'TS open', a.client.open(b.peerId, APP))
     try {
       assert.equal(ch.peer, b.peerId)
       assert.equal(ch.app, APP)
@@ -119,32 +119,43 @@ describe('Python example client ↔ TypeScript SDK', { timeout: 90_000 }, () => 
       await within(10_000, 'the ack of the second message', ch.send('grüße ✓'))
       const line2 = await py.waitLine(l => l.data === 'grüße ✓', 5_000, 'the second printed message')
       assert.equal(line2.from, a.peerId)
+      // a clean close both ways: Python answers our CLOSE with its own, so no reset is reported
+      const closed = new Promise<Error | undefined>(resolve => ch.once('close', resolve))
+      await ch.close()
+      assert.equal(await within(5_000, 'the channel to close', closed), undefined)
     } finally {
-      ch.close()
+      await ch.close()
     }
     await py.kill()
   })
 
-  it('TS listens, Python sends: exit 0 after the ack, TS got the exact text', { timeout: 30_000 }, async () => {
+  it('TS listens, Python sends: exit 0 after the ack, TS got the exact text', { timeout: 20_000 }, async () => {
     const [a, b] = net!.nodes
     const text = 'hello from python — ünïcode ✓'
     let resolveGot!: (v: { text: string, peer: string }) => void
     const got = new Promise<{ text: string, peer: string }>(resolve => { resolveGot = resolve })
-    const listener = await a.client.listen(APP, ch => ch.onMessage(m => resolveGot({ text: m.text(), peer: ch.peer })))
+    let resolveClosed!: (err: Error | undefined) => void
+    const closed = new Promise<Error | undefined>(resolve => { resolveClosed = resolve })
+    const listener = await a.client.listen(APP, ch => {
+      ch.once('close', resolveClosed)
+      ch.onMessage(m => resolveGot({ text: m.text(), peer: ch.peer }))
+    })
     try {
-      const r = await runChat(['send', a.peerId, APP, text], b.home, 25_000)
+      const r = await runChat(['send', a.peerId, APP, text], b.home, 15_000)
       assert.equal(r.code, 0, `chat.py send failed: ${r.stderr}`)
       const m = await within(5_000, 'the TS handler', got)
       assert.equal(m.text, text)
       assert.equal(m.peer, b.peerId)
+      // Python ended the channel with CLOSE: TS sees a clean close, not a reset
+      assert.equal(await within(5_000, 'the channel to close', closed), undefined)
     } finally {
       listener.close()
     }
   })
 
-  it('Python send to an app nobody listens on exits non-zero with E_NO_APP', { timeout: 30_000 }, async () => {
+  it('Python send to an app nobody listens on exits non-zero with E_NO_APP', { timeout: 20_000 }, async () => {
     const [a, b] = net!.nodes
-    const r = await runChat(['send', a.peerId, 'org.example.nobody', 'anyone?'], b.home, 25_000)
+    const r = await runChat(['send', a.peerId, 'org.example.nobody', 'anyone?'], b.home, 15_000)
     assert.notEqual(r.code, 0)
     assert.match(r.stderr, /E_NO_APP/)
   })

@@ -122,6 +122,28 @@ describe('SDK with real daemons', () => {
     assert.equal(err?.code, 'E_NO_APP')
   })
 
+  it('an app that never accepts: the opener gets E_TIMEOUT after 10 s; one whose session ends: E_NO_APP at once', async () => {
+    const [a, b] = net.nodes
+    const session = await b.client.events()
+    const incoming: ApiEvent[] = []
+    session.on('event', e => { if (e.event === 'channel.incoming') incoming.push(e) })
+    await b.client.call('apps.register', { session: session.id, app: 'org.test.shy' })
+    let started = Date.now()
+    await assert.rejects(a.client.open(b.peerId, 'org.test.shy', { timeoutMs: 30_000 }), { code: 'E_TIMEOUT' })
+    let took = Date.now() - started
+    assert.ok(took >= LIMITS.acceptTimeoutMs - 500 && took < LIMITS.acceptTimeoutMs + 5000, `took ${took} ms`)
+    assert.equal(incoming.length, 1)
+    await assert.rejects(b.client.accept(String(incoming[0].data.channel)), { code: 'E_NOT_FOUND' })
+
+    started = Date.now()
+    const opening = a.client.open(b.peerId, 'org.test.shy', { timeoutMs: 30_000 })
+    await waitFor(() => incoming.length === 2 || undefined, 5000, 'second channel.incoming')
+    session.close()
+    await assert.rejects(opening, { code: 'E_NO_APP' })
+    took = Date.now() - started
+    assert.ok(took < 5000, `took ${took} ms`)
+  })
+
   it('pubsub is scoped to the app: subscribers of the app get it, other apps do not', async () => {
     const [a, b, c] = net.nodes
     const sb = await b.client.events()

@@ -27,6 +27,14 @@ answered by the time it calls ``recv()`` again (or iterates on, or closes the ch
 so "asking for the next message" means "I am done with this one". An exception escaping a
 ``with channel:`` block NACKs it instead.
 
+Byte streams: :meth:`Channel.write` / :meth:`Channel.end` send DATA and END frames, :meth:`Channel.read`
+returns the remote stream's chunks. A stream header (``kind`` 1) is acknowledged only after its stream
+has been consumed, so send it with :meth:`Channel.post`, write the stream, then :meth:`Channel.wait_ack`.
+
+Closing (§7, §8): :meth:`Channel.close` sends CLOSE and then half-closes the connection; ``recv()``
+returns None once the remote app did the same. A connection that ends without CLOSE is a reset, and
+``recv()``, ``read()`` and a waiting ``send()`` raise ``E_CHANNEL_CLOSED``.
+
 A :class:`Channel` is meant to be used by one thread. While :meth:`Channel.send` waits for its ACK it
 keeps reading the connection; messages and byte-stream data that arrive meanwhile are queued for
 :meth:`Channel.recv` and :meth:`Channel.read`. Such queued messages are not acknowledged until they are
@@ -40,6 +48,7 @@ import json
 import os
 import socket
 import struct
+import threading
 import time
 import urllib.parse
 from collections import deque
@@ -48,7 +57,7 @@ from typing import Any, Iterator, Optional
 
 __all__ = [
     "API_VERSION", "P2posError", "Client", "EventSession", "Event", "Channel", "Message",
-    "MSG", "ACK", "DATA", "END", "NACK", "KIND_MESSAGE", "KIND_STREAM_HEADER", "MAX_BODY",
+    "MSG", "ACK", "DATA", "END", "NACK", "CLOSE", "KIND_MESSAGE", "KIND_STREAM_HEADER", "MAX_BODY",
     "default_home",
 ]
 
@@ -56,7 +65,8 @@ API_VERSION = 0
 PREFIX = "/v0"
 
 # §8 frame types
-MSG, ACK, DATA, END, NACK = 1, 2, 3, 4, 5
+MSG, ACK, DATA, END, NACK, CLOSE = 1, 2, 3, 4, 5, 6
+_FRAME_TYPES = (MSG, ACK, DATA, END, NACK, CLOSE)
 # §8 message kinds
 KIND_MESSAGE = 0
 KIND_STREAM_HEADER = 1
@@ -386,6 +396,8 @@ class EventSession:
         self._conn = conn
         self._res = res
         self._sock = sock
+        self._lock = threading.Lock()
+        self._reading = False
         self.closed = False
         first = self._next()
         if first is None or first.name != "session" or not first.data.get("session"):
@@ -396,12 +408,26 @@ class EventSession:
         if sock is not None:
             sock.settimeout(None)   # after the first line, events come whenever they come
 
+    def _readline(self) -> bytes:
+        """One line of the response, or b"" at its end. close() from another thread wakes it up; the
+        resources are released by whichever of the two comes last."""
+        with self._lock:
+            if self.closed:
+                return b""
+            self._reading = True
+        try:
+            return self._res.readline()
+        except (OSError, ValueError, http.client.HTTPException):
+            return b""
+        finally:
+            with self._lock:
+                self._reading = False
+                if self.closed:
+                    self._release()
+
     def _next(self) -> Optional[Event]:
         while True:
-            try:
-                line = self._res.readline()
-            except (OSError, ValueError, http.client.HTTPException):
-                return None
+            line = self._readline()
             if not line:
                 return None
             line = line.strip()
@@ -422,16 +448,23 @@ class EventSession:
 
     def close(self) -> None:
         """Ends the session (and with it its registrations). Safe to call from another thread."""
-        if self.closed:
-            return
-        self.closed = True
-        if self._sock is not None:
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)   # wakes a thread blocked reading events
-            except OSError:
-                pass
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            if self._sock is not None:
+                try:
+                    self._sock.shutdown(socket.SHUT_RDWR)   # ends it now, and wakes a blocked reader
+                except OSError:
+                    pass
+            if not self._reading:
+                self._release()
+
+    def _release(self) -> None:
         self._res.close()
         self._conn.close()
+        if self._sock is not None:
+            self._sock.close()
 
     def __enter__(self) -> "EventSession":
         return self
@@ -487,8 +520,9 @@ class Channel:
         self._stream_ended = False
         self._pending: set[int] = set()                     # ids of our unanswered messages
         self._answers: dict[int, tuple[int, bytes]] = {}   # id → (ACK|NACK, payload)
-        self._eof = False
-        self._closed = False
+        self._eof = False              # the connection has ended (or failed)
+        self._remote_closed = False    # the remote app sent CLOSE: a clean end, not a reset
+        self._closed = False           # we closed (or aborted) our side
         self._next_id = 1
         self._unanswered: Optional[Message] = None
         try:
@@ -497,6 +531,14 @@ class Channel:
             pass  # a Unix socket
 
     # ---- reading frames
+
+    def _ended_error(self) -> P2posError:
+        """What waiting on a channel that will deliver nothing more means."""
+        if self._remote_closed:
+            return P2posError("E_CHANNEL_CLOSED", "the remote app closed the channel")
+        if self._closed and not self._eof:
+            return P2posError("E_CHANNEL_CLOSED", "the channel is closed")
+        return P2posError("E_CHANNEL_CLOSED", "the channel was reset (the remote app or a daemon went away)")
 
     def _fail(self, code: str, message: str) -> P2posError:
         self._abort()
@@ -512,7 +554,8 @@ class Channel:
 
     def _pump(self, timeout: Optional[float]) -> None:
         """Reads at least one more chunk and sorts out the complete frames in the buffer.
-        Sets ``_eof`` at the end of the connection; raises P2posError on a reset or a protocol error."""
+        Sets ``_eof`` at the end of the connection; raises P2posError on a connection error or a
+        protocol error. (An end without CLOSE is a reset: the callers report it.)"""
         if self._eof:
             return
         self.sock.settimeout(timeout)
@@ -524,8 +567,8 @@ class Channel:
             raise self._fail("E_CHANNEL_CLOSED", f"the channel was reset ({e})") from None
         if not chunk:
             self._eof = True
-            if self._buf:
-                raise self._fail("E_PROTOCOL", "the channel ended in the middle of a frame")
+            if self._buf and not self._remote_closed:
+                raise self._fail("E_CHANNEL_CLOSED", "the channel was reset in the middle of a frame")
             return
         self._buf += chunk
         self._parse()
@@ -533,9 +576,9 @@ class Channel:
     def _parse(self) -> None:
         buf = self._buf
         pos = 0
-        while len(buf) - pos >= 5:
+        while len(buf) - pos >= 5 and not self._remote_closed:
             ftype, length = _HEADER.unpack_from(buf, pos)
-            if ftype not in (MSG, ACK, DATA, END, NACK) or length > MAX_PAYLOAD:
+            if ftype not in _FRAME_TYPES or length > MAX_PAYLOAD:
                 raise self._fail("E_PROTOCOL", f"bad frame (type {ftype}, length {length})")
             if len(buf) - pos - 5 < length:
                 break
@@ -557,8 +600,11 @@ class Channel:
                     raise self._fail("E_PROTOCOL", "DATA frame over 1 MiB")
                 if payload:
                     self._stream.append(payload)
-            else:  # END
+            elif ftype == END:
                 self._stream_ended = True
+            else:  # CLOSE: the remote app sends nothing more; what follows is ignored
+                self._remote_closed = True
+                pos = len(buf)
         del buf[:pos]
 
     # ---- messages
@@ -598,9 +644,10 @@ class Channel:
         while mid not in self._answers:
             if mid not in self._pending:
                 raise P2posError("E_BAD_REQUEST", f"no message {mid} awaits an answer")
-            if self._eof:
+            if self._eof or self._remote_closed or self._closed:
                 self._pending.discard(mid)
-                raise P2posError("E_CHANNEL_CLOSED", "the channel closed before the remote app acknowledged")
+                err = self._ended_error()
+                raise P2posError(err.code, f"{err.message}, before the remote app acknowledged message {mid}")
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             self._pump(left)
         self._pending.discard(mid)
@@ -614,17 +661,20 @@ class Channel:
                              {"remoteCode": why.get("code"), "remoteMessage": why.get("message")})
 
     def recv(self, timeout: Optional[float] = None) -> Optional[Message]:
-        """Returns the next message, or None when the remote side has ended the channel.
+        """Returns the next message, or None once the remote app has closed the channel (CLOSE frame).
 
         A previously received message still unanswered is ACKed first (see the module docs).
-        Raises P2posError ``E_TIMEOUT`` after ``timeout`` seconds, ``E_CHANNEL_CLOSED`` on a reset."""
+        Raises P2posError ``E_TIMEOUT`` after ``timeout`` seconds, and ``E_CHANNEL_CLOSED`` if the
+        channel was reset (its connection ended without a CLOSE) or we closed it."""
         if self._unanswered is not None and not self._unanswered.answered:
             self.ack(self._unanswered)
         self._unanswered = None
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._inbox:
-            if self._eof:
+            if self._remote_closed:
                 return None
+            if self._eof or self._closed:
+                raise self._ended_error()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             self._pump(left)
         msg = self._inbox.popleft()
@@ -669,11 +719,14 @@ class Channel:
         self._write(encode_frame(END))
 
     def read(self, timeout: Optional[float] = None) -> bytes:
-        """The next chunk of the remote side's byte stream; ``b""`` once it ended (END or channel end)."""
+        """The next chunk of the remote side's byte stream; ``b""`` once it ended (END, or CLOSE).
+        Raises P2posError ``E_CHANNEL_CLOSED`` if the channel was reset before the stream ended."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._stream:
-            if self._stream_ended or self._eof:
+            if self._stream_ended or self._remote_closed:
                 return b""
+            if self._eof or self._closed:
+                raise self._ended_error()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             self._pump(left)
         return self._stream.popleft()
@@ -694,12 +747,14 @@ class Channel:
             raise self._fail("E_CHANNEL_CLOSED", f"the channel closed ({e})") from None
 
     def close(self, linger: float = 2.0) -> None:
-        """Ends the channel cleanly: ACKs an unanswered received message, shuts down the write side,
-        waits up to ``linger`` seconds for the remote side to end too, then closes the connection."""
+        """Ends the channel cleanly: ACKs an unanswered received message, sends CLOSE, shuts down the
+        write side, waits up to ``linger`` seconds for the remote side to end too, then closes the
+        connection."""
         if self._closed:
             return
         if self._unanswered is not None and not self._unanswered.answered:
             self.ack(self._unanswered)
+        self._write(encode_frame(CLOSE), quiet=True)
         self._closed = True
         try:
             self.sock.shutdown(socket.SHUT_WR)
@@ -710,6 +765,17 @@ class Channel:
             pass
         finally:
             self.sock.close()
+
+    def abort(self) -> None:
+        """Resets the channel at once: no CLOSE, so the remote app sees E_CHANNEL_CLOSED (over TCP the
+        connection is also reset)."""
+        if self._closed:
+            return
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self._abort()
 
     def __enter__(self) -> "Channel":
         return self

@@ -133,33 +133,28 @@ export class ChannelService {
   private async onInbound (stream: Stream, connection: Connection): Promise<void> {
     const peer = connection.remotePeer.toString()
     const bs = byteStream(stream)
-    const signal = AbortSignal.timeout(LIMITS.acceptTimeoutMs)
-    const hello = await readJson<Hello>(bs, signal)
-    const refuse = async (code: string, message: string): Promise<void> => {
-      await writeJson(bs, { ok: false, error: { code, message } } satisfies Reply, signal)
-      await stream.close({ signal }).catch(() => stream.abort(new Error(message)))
-    }
+    const hello = await readJson<Hello>(bs, AbortSignal.timeout(LIMITS.acceptTimeoutMs))
+    const raw = bs.unwrap()
     if (typeof hello?.app !== 'string' || !NAME_PATTERN.test(hello.app)) {
-      await refuse('E_BAD_REQUEST', 'hello must name an app id'); return
+      await refuse(raw, 'E_BAD_REQUEST', 'hello must name an app id'); return
     }
     const session = this.c.sessions.forApp(hello.app)
     if (session == null) {
-      await refuse('E_NO_APP', `no app "${hello.app}" is listening on ${this.c.node.peerId.toString()}`); return
+      await refuse(raw, 'E_NO_APP', `no app "${hello.app}" is listening on ${this.c.node.peerId.toString()}`); return
     }
     const id = 'c' + randomBytes(8).toString('hex')
-    const timer = setTimeout(() => {
-      if (!this.pending.delete(id)) return
-      refuse('E_TIMEOUT', `the app "${hello.app}" did not accept the channel within ${LIMITS.acceptTimeoutMs} ms`).catch(() => {})
-    }, LIMITS.acceptTimeoutMs)
-    const p: Pending = { id, app: hello.app, peer, stream: bs.unwrap(), connection, session, timer }
-    this.pending.set(id, p)
-    // if the remote gives up, or the app's session ends, before the accept, forget it
-    stream.addEventListener('close', () => { if (this.pending.delete(id)) clearTimeout(timer) }, { once: true })
-    session.whenClosed(() => {
-      if (!this.pending.delete(id)) return
-      clearTimeout(timer)
-      refuse('E_NO_APP', `the app "${hello.app}" went away`).catch(() => {})
-    })
+    const giveUp = (code: string, message: string): void => {
+      const p = this.pending.get(id)
+      if (p == null) return
+      this.pending.delete(id)
+      clearTimeout(p.timer)
+      void refuse(raw, code, message)
+    }
+    const timer = setTimeout(() => giveUp('E_TIMEOUT', `the app "${hello.app}" did not accept the channel within ${LIMITS.acceptTimeoutMs} ms`), LIMITS.acceptTimeoutMs)
+    this.pending.set(id, { id, app: hello.app, peer, stream: raw, connection, session, timer })
+    // if the opener gives up first, forget it; if the app's session ends first, tell the opener at once
+    raw.addEventListener('close', () => { const p = this.pending.get(id); if (p != null) { this.pending.delete(id); clearTimeout(p.timer) } }, { once: true })
+    session.whenClosed(() => giveUp('E_NO_APP', `the app "${hello.app}" went away before accepting`))
     session.send({ event: 'channel.incoming', data: { channel: id, peer, app: hello.app, relayed: isRelayed(connection) } })
   }
 
@@ -259,6 +254,17 @@ function reset (socket: Socket): void {
 
 function isReadable (stream: Stream): boolean {
   return stream.status === 'open' || stream.status === 'closing'
+}
+
+/** Answers a hello with a refusal and closes the stream; never throws (a broken stream is reset). */
+async function refuse (stream: Stream, code: string, message: string): Promise<void> {
+  const signal = AbortSignal.timeout(5000)
+  try {
+    await writeJson(byteStream(stream), { ok: false, error: { code, message } } satisfies Reply, signal)
+    await stream.close({ signal })
+  } catch (err: any) {
+    stream.abort(err)
+  }
 }
 
 async function writeJson (bs: ByteStream, value: unknown, signal?: AbortSignal): Promise<void> {
