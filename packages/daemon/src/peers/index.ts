@@ -47,13 +47,11 @@ export class PeerService {
     node.addEventListener('self:peer:update', () => this.updateReachability())
   }
 
-  /** public: a verified or listened public address; private: only relayed addresses; else unknown. */
+  /** public: a public direct address; private: addresses, none public; unknown: no address yet. */
   getReachability (): Reachability {
     const addrs = this.c.node.getMultiaddrs().map(a => a.toString())
-    const direct = addrs.filter(a => !a.includes('/p2p-circuit'))
-    if (direct.some(a => isPublicAddr(a))) return 'public'
-    if (addrs.some(a => a.includes('/p2p-circuit'))) return 'private'
-    return 'unknown'
+    if (addrs.length === 0) return 'unknown'
+    return addrs.some(a => !a.includes('/p2p-circuit') && isPublicAddr(a)) ? 'public' : 'private'
   }
 
   private updateReachability (): void {
