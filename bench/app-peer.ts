@@ -34,7 +34,8 @@ if (role === 'receiver') {
       received += c.length
       if (reached != null && received >= target) { const r = reached; reached = undefined; r() }
     })
-    ch.readable.on('end', () => { ch.close() })
+    // the sender ended its byte stream: close our side cleanly (CLOSE frame, then the end)
+    ch.readable.on('end', () => { ch.close().catch(() => {}) })
     ch.onMessage(async (m) => {
       if (m.kind !== MessageKind.STREAM_HEADER) return
       target = Number(m.json().size)
@@ -51,10 +52,11 @@ if (role === 'receiver') {
     for (const ch of channels) ch.destroy()
   })
 } else if (role === 'sender') {
+  /** Ends the byte stream, closes cleanly and waits (bounded) until the channel has closed. */
   const finish = async (ch: Channel): Promise<void> => {
     ch.end()
-    ch.close()
-    await Promise.race([ch.closedPromise(), new Promise(resolve => setTimeout(resolve, 5_000).unref())])
+    const closed = (async () => { await ch.close(); await ch.closedPromise() })()
+    await Promise.race([closed.catch(() => {}), new Promise(resolve => setTimeout(resolve, 5_000).unref())])
     ch.destroy()
   }
 
