@@ -96,16 +96,36 @@ export function readU32 (b: Uint8Array, offset = 0): number {
 /**
  * Incremental decoder: push chunks in any size, get whole frames out. Rejects unknown types and
  * oversized frames with E_PROTOCOL / E_TOO_LARGE before buffering them.
+ *
+ * With `streamData`, a DATA frame's payload is handed out in pieces as it arrives (several DATA frames
+ * for one on the wire), without copying it together first: byte streams need no frame boundaries.
  */
 export class FrameDecoder {
   private chunks: Uint8Array[] = []
   private buffered = 0
+  private readonly streamData: boolean
+  /** Bytes of the current DATA frame's payload still to hand out (streamData mode). */
+  private dataRemaining = 0
+
+  constructor (options: { streamData?: boolean } = {}) {
+    this.streamData = options.streamData === true
+  }
 
   push (chunk: Uint8Array): Frame[] {
-    this.chunks.push(chunk)
-    this.buffered += chunk.byteLength
+    if (chunk.byteLength > 0) {
+      this.chunks.push(chunk)
+      this.buffered += chunk.byteLength
+    }
     const frames: Frame[] = []
-    while (this.buffered >= FRAME_HEADER_BYTES) {
+    while (true) {
+      if (this.dataRemaining > 0) {
+        if (this.buffered === 0) break
+        const n = Math.min(this.dataRemaining, this.chunks[0].byteLength)
+        this.dataRemaining -= n
+        frames.push({ type: FrameType.DATA, payload: this.take(n) })
+        continue
+      }
+      if (this.buffered < FRAME_HEADER_BYTES) break
       const head = this.peek(FRAME_HEADER_BYTES)
       const type = head[0]
       const len = readU32(head, 1)
@@ -114,6 +134,11 @@ export class FrameDecoder {
       }
       if (len > MAX_FRAME_PAYLOAD) {
         throw new P2posError('E_TOO_LARGE', `frame of ${len} bytes exceeds the limit of ${MAX_FRAME_PAYLOAD}`)
+      }
+      if (this.streamData && type === FrameType.DATA && len > 0) {
+        this.take(FRAME_HEADER_BYTES)
+        this.dataRemaining = len
+        continue
       }
       if (this.buffered < FRAME_HEADER_BYTES + len) break
       this.take(FRAME_HEADER_BYTES)

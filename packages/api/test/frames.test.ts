@@ -39,3 +39,20 @@ describe('channel frames', () => {
     assert.equal(encodeMsg(1, 0, new Uint8Array(LIMITS.messageBytes)).byteLength, LIMITS.messageBytes + 10)
   })
 })
+
+describe('channel frames, streaming DATA', () => {
+  it('hands DATA out in pieces as it arrives, with the same bytes, and other frames whole', () => {
+    const body = new Uint8Array(1000).map((_, i) => i % 251)
+    const bytes = new Uint8Array([...encodeFrame(FrameType.DATA, body), ...encodeMsg(1, 0, new TextEncoder().encode('after')), ...encodeFrame(FrameType.END)])
+    for (const step of [1, 7, 333, 4096]) {
+      const d = new FrameDecoder({ streamData: true })
+      const frames = []
+      for (let off = 0; off < bytes.length; off += step) frames.push(...d.push(bytes.subarray(off, off + step)))
+      const data = frames.filter(f => f.type === FrameType.DATA)
+      assert.deepEqual(Buffer.concat(data.map(f => f.payload)), Buffer.from(body))
+      if (step < 1000) assert.ok(data.length > 1, 'delivered in pieces')
+      assert.deepEqual(frames.filter(f => f.type !== FrameType.DATA).map(f => f.type), [FrameType.MSG, FrameType.END])
+      assert.equal(d.pending, 0)
+    }
+  })
+})

@@ -37,7 +37,7 @@ export class Channel extends EventEmitter<ChannelEvents> {
   /** The remote side's byte stream (DATA frames); ends when the remote calls `end()`. */
   readonly readable: Readable
   private readonly socket: Socket
-  private readonly decoder = new FrameDecoder()
+  private readonly decoder = new FrameDecoder({ streamData: true })
   private nextId = 1
   private readonly waiting = new Map<number, { resolve: () => void, reject: (e: Error) => void }>()
   private handler?: MessageHandler
@@ -103,11 +103,14 @@ export class Channel extends EventEmitter<ChannelEvents> {
   async write (chunk: Uint8Array): Promise<void> {
     if (this.closed || this.socket.writableEnded) throw new P2posError('E_CHANNEL_CLOSED', 'the channel is closed')
     let ok = true
+    // header and payload leave in one writev, without copying the payload
+    this.socket.cork()
     for (let off = 0; off < chunk.byteLength; off += LIMITS.dataFrameBytes) {
       const part = chunk.subarray(off, off + LIMITS.dataFrameBytes)
       this.socket.write(encodeFrameHeader(FrameType.DATA, part.byteLength))
       ok = this.socket.write(part)
     }
+    this.socket.uncork()
     if (!ok) await this.drained()
   }
 

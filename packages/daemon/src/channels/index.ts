@@ -41,6 +41,8 @@ interface Reply { ok: boolean, error?: { code: string, message: string } }
 
 /** Above Yamux's largest stream window (16 MiB), so pausing for backpressure never resets a stream. */
 const STREAM_READ_BUFFER = 32 * 1024 * 1024
+/** Bytes queued on an app's socket before the daemon stops reading the network stream. */
+const SOCKET_BUDGET = 1024 * 1024
 
 type ByteStream = ReturnType<typeof byteStream<Stream>>
 
@@ -193,11 +195,17 @@ export function splice (socket: Socket, head: Buffer, stream: Stream, onDone: (e
   // remote → app
   let waitingForDrain = false
   stream.addEventListener('message', (e) => {
-    let ok = true
     const data = e.data
-    if (data instanceof Uint8Array) ok = socket.write(data)
-    else for (const buf of data) ok = socket.write(buf)
-    if (ok || waitingForDrain) return
+    if (data instanceof Uint8Array) {
+      socket.write(data)
+    } else {
+      socket.cork()
+      for (const buf of data) socket.write(buf)
+      socket.uncork()
+    }
+    // Pause only past a budget, not whenever write() says its 16 KiB mark is passed: pausing per
+    // message let the stream fill its whole 16 MiB window and then dumped it on the socket at once.
+    if (waitingForDrain || socket.writableLength <= SOCKET_BUDGET) return
     waitingForDrain = true
     // Pause in a microtask, not here: when this event is dispatched from inside stream.resume(),
     // resume() re-enables Yamux window updates *after* the dispatch (@libp2p/utils 7.4), silently

@@ -21,6 +21,7 @@ import type { Datastore } from 'interface-datastore'
 import { DHT_PROTOCOL, SOFTWARE_VERSION } from '@p2pos/api'
 import type { Config } from '../config.ts'
 import { recordSelector, recordValidator } from '../dht/records.ts'
+import { noiseCrypto } from './noise-crypto.ts'
 
 export type P2posNode = Libp2p<{
   identify: ReturnType<ReturnType<typeof identify>>
@@ -63,7 +64,7 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
     nodeInfo: { name: 'p2pos', version: SOFTWARE_VERSION, userAgent: `p2pos/${SOFTWARE_VERSION} node/${process.versions.node}` },
     addresses: { listen: [...config.listen, '/p2p-circuit'] },
     transports: [tcp(), webSockets(), circuitRelayTransport()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux()],
     peerDiscovery,
     services: services as any,
