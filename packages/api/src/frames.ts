@@ -14,7 +14,8 @@ import { P2posError } from './errors.ts'
 export const FrameType = {
   /** payload: id u32, kind u8, body. The receiving app answers ACK or NACK with the same id. */
   MSG: 1,
-  /** payload: id u32. The message was delivered to and accepted by the remote app. */
+  /** payload: id u32, then an optional reply body (≤ 1 MiB). The message was delivered to and accepted
+   * by the remote app; a service answers a request with its reply here. */
   ACK: 2,
   /** payload: bytes of the channel's byte stream. */
   DATA: 3,
@@ -75,9 +76,13 @@ export function encodeMsg (id: number, kind: number, body: Uint8Array): Uint8Arr
   return out
 }
 
-export function encodeAck (id: number): Uint8Array {
-  const p = new Uint8Array(4)
+export function encodeAck (id: number, reply: Uint8Array = new Uint8Array(0)): Uint8Array {
+  if (reply.byteLength > LIMITS.messageBytes) {
+    throw new P2posError('E_TOO_LARGE', `reply of ${reply.byteLength} bytes exceeds the limit of ${LIMITS.messageBytes}`)
+  }
+  const p = new Uint8Array(4 + reply.byteLength)
   new DataView(p.buffer).setUint32(0, id)
+  p.set(reply, 4)
   return encodeFrame(FrameType.ACK, p)
 }
 

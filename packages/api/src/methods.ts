@@ -17,7 +17,15 @@ type FieldType = 'string' | 'name' | 'int' | 'bool' | 'peer' | 'multiaddr' | 'ba
 interface Field { type: FieldType, optional?: boolean, max?: number }
 export type ParamSchema = Record<string, Field>
 
-export interface MethodSpec { perm: Permission, params: ParamSchema }
+/**
+ * A grant an installed app's manifest must hold for the call, on top of `perm` (apps.md §Permissions):
+ * `start` — params[param] is listed in permissions.start; `call` — params[param] is a service listed in
+ * permissions.call. The admin token and tokens of apps that are not installed have no manifest: admin
+ * passes, the others fail.
+ */
+export interface Grant { kind: 'start' | 'call', param: string }
+
+export interface MethodSpec { perm: Permission, params: ParamSchema, grant?: Grant }
 
 const req = (type: FieldType, max?: number): Field => ({ type, max })
 const opt = (type: FieldType, max?: number): Field => ({ type, optional: true, max })
@@ -37,6 +45,14 @@ export const METHODS = {
   'dht.put': { perm: 'admin', params: { name: req('name'), value: req('string', LIMITS.dhtValueBytes), timeoutMs: opt('int', 300_000) } },
   'dht.get': { perm: 'read', params: { peer: req('peer'), name: req('name'), timeoutMs: opt('int', 300_000) } },
   'dht.findPeer': { perm: 'read', params: { peer: req('peer'), timeoutMs: opt('int', 300_000) } },
+  'apps.install': { perm: 'admin', params: { dir: req('string', 4096) } },
+  'apps.uninstall': { perm: 'admin', params: { id: req('name') } },
+  'apps.list': { perm: 'read', params: {} },
+  'apps.start': { perm: 'app', params: { target: req('name'), app: opt('name') }, grant: { kind: 'start', param: 'target' } },
+  'apps.stop': { perm: 'app', params: { target: req('name'), app: opt('name') }, grant: { kind: 'start', param: 'target' } },
+  'apps.logs': { perm: 'app', params: { target: req('name'), app: opt('name'), lines: opt('int', 10_000) }, grant: { kind: 'start', param: 'target' } },
+  'services.provide': { perm: 'app', params: { session: req('string'), app: req('name'), service: req('name') } },
+  'services.list': { perm: 'read', params: { peer: opt('peer'), timeoutMs: opt('int', 120_000) } },
   'tokens.create': { perm: 'admin', params: { apps: req('string[]'), label: opt('string', 200) } },
   'tokens.list': { perm: 'admin', params: {} },
   'tokens.revoke': { perm: 'admin', params: { token: req('string') } }
@@ -114,7 +130,7 @@ function checkField (f: Field, v: unknown): string | undefined {
 
 /** Event names pushed on an event session (local-api.md §Events). */
 export type EventName =
-  | 'session' | 'peer.connected' | 'peer.disconnected' | 'channel.incoming' | 'channel.opened'
+  | 'session' | 'app.state' | 'service.incoming' | 'peer.connected' | 'peer.disconnected' | 'channel.incoming' | 'channel.opened'
   | 'channel.closed' | 'reachability.changed' | 'pubsub.message' | 'session.closed'
 
 export interface ApiEvent { event: EventName, data: Record<string, unknown> }
@@ -143,3 +159,30 @@ export interface PeerConnection {
 }
 
 export interface PingResult { peerId: string, rttMs: number, relayed: boolean, addr: string }
+
+export type AppState = 'running' | 'stopped' | 'crashed' | 'starting'
+
+export interface AppInfo {
+  id: string
+  name: string
+  version: string
+  dir: string
+  state: AppState
+  pid: number | null
+  restarts: number
+  autostart: boolean
+  launchOnMessage: boolean
+  services: Array<{ name: string, description: string }>
+  /** The app that started this one as its helper, if any. */
+  parent: string | null
+}
+
+export interface ServiceInfo {
+  name: string
+  app: string
+  description: string
+  /** A provider is connected right now. */
+  available: boolean
+  /** Remote peers may call it (for a remote listing: always true — only those offered to us are listed). */
+  remote: boolean
+}

@@ -13,7 +13,9 @@ const VERBS: Record<string, () => Promise<{ run: (argv: string[]) => Promise<num
   ping: async () => await import('./commands/ping.ts'),
   listen: async () => await import('./commands/listen.ts'),
   send: async () => await import('./commands/send.ts'),
-  token: async () => await import('./commands/token.ts')
+  token: async () => await import('./commands/token.ts'),
+  app: async () => await import('./commands/app.ts'),
+  service: async () => await import('./commands/service.ts')
 }
 
 const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; default ~/.p2pos)
@@ -26,7 +28,10 @@ const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; de
   listen APPID [--out DIR]        print messages (and store files) sent to APPID
   send PEER APPID TEXT            send a message; exits 0 once the remote app acknowledged it
   send PEER APPID --file PATH     send a file, with a progress bar
-  token create|list|revoke        app tokens (each acts only as its own app ids)`
+  token create|list|revoke        app tokens (each acts only as its own app ids)
+  app install DIR | uninstall ID | list | start ID | stop ID | logs ID
+  service list [PEER]             services here, or those PEER offers to us
+  service call PEER|local SERVICE JSON   one request; prints the JSON reply`
 
 async function main (): Promise<number> {
   const [verb, ...rest] = process.argv.slice(2)

@@ -20,7 +20,7 @@ export async function client (): Promise<P2pos> {
   return await P2pos.connect()
 }
 
-/** Exit codes (README §CLI): 0 ok, 1 other error, 2 usage, 3 daemon not running, 4 peer, 5 app. */
+/** Exit codes (README §CLI): 0 ok, 1 other error, 2 usage, 3 daemon not running, 4 peer, 5 app or service, 6 bad manifest, 7 not permitted. */
 const EXIT: Partial<Record<ErrorCode, number>> = {
   E_DAEMON_NOT_RUNNING: 3,
   E_UNKNOWN_PEER: 4,
@@ -29,7 +29,10 @@ const EXIT: Partial<Record<ErrorCode, number>> = {
   E_TIMEOUT: 4,
   E_NOT_CONNECTED: 4,
   E_NO_APP: 5,
-  E_APP_REJECTED: 5
+  E_APP_REJECTED: 5,
+  E_NO_SERVICE: 5,
+  E_BAD_MANIFEST: 6,
+  E_FORBIDDEN: 7
 }
 
 export function fail (err: unknown, json: boolean): number {

@@ -18,6 +18,8 @@ import { ChannelService } from './channels/index.ts'
 import { PeerService } from './peers/index.ts'
 import { PubsubService } from './pubsub/index.ts'
 import { DhtService } from './dht/index.ts'
+import { AppService } from './apps/index.ts'
+import { ServiceRegistry } from './services/index.ts'
 
 export { loadConfig, defaultHome, type Config }
 
@@ -40,12 +42,14 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   const node = await createNode({ ...config, listen: await portsOrAny(config.listen) }, privateKey, datastore)
   const sessions = new Sessions()
   const peers = new PeerService({ node, sessions })
-  const channels = new ChannelService({ node, sessions, log })
+  const socketPath = join(home, 'api.sock')
+  let api: LocalApi | undefined
+  const apps = new AppService({ home, socketPath, apiUrl: () => `http://127.0.0.1:${api?.port ?? 0}`, tokens, sessions, log })
+  const services = new ServiceRegistry({ node, sessions, apps })
+  const channels = new ChannelService({ node, sessions, apps, services, log })
   const pubsub = new PubsubService({ node })
   const dht = new DhtService({ node, privateKey })
 
-  const socketPath = join(home, 'api.sock')
-  let api: LocalApi | undefined
   const info = (): NodeInfo => ({
     peerId: node.peerId.toString(),
     addrs: node.getMultiaddrs().map(a => a.toString()),
@@ -66,7 +70,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     'peers.ping': async (p) => peers.ping(p.peer, p.timeoutMs),
     'apps.register': async (p, { principal }) => {
       const s = sessions.get(p.session, principal)
-      s.apps.add(p.app)
+      sessions.register(s, p.app)
       return { app: p.app, session: s.id }
     },
     'apps.unregister': async (p, { principal }) => {
@@ -80,6 +84,14 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     'dht.put': async (p) => dht.put(p.name, p.value, p.timeoutMs),
     'dht.get': async (p) => dht.get(p.peer, p.name, p.timeoutMs),
     'dht.findPeer': async (p) => dht.findPeer(p.peer, p.timeoutMs),
+    'apps.install': async (p) => apps.install(p.dir),
+    'apps.uninstall': async (p) => apps.uninstall(p.id),
+    'apps.list': async () => apps.list(),
+    'apps.start': async (p, { principal }) => apps.startApp(p.target, principal.admin && p.app == null ? null : p.app),
+    'apps.stop': async (p) => apps.stopApp(p.target),
+    'apps.logs': async (p) => apps.logs(p.target, p.lines),
+    'services.provide': async (p, { principal }) => services.provide(sessions.get(p.session, principal), p.app, p.service),
+    'services.list': async (p) => p.peer == null || p.peer === node.peerId.toString() ? services.list() : services.listRemote(p.peer, p.timeoutMs),
     'tokens.create': async (p) => ({ token: await tokens.create(p.apps, p.label) }),
     'tokens.list': async () => tokens.list(),
     'tokens.revoke': async (p) => ({ revoked: await tokens.revoke(p.token) })
@@ -88,7 +100,8 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     tokens,
     sessions,
     routes,
-    upgrades: { open: channels.openUpgrade, accept: channels.acceptUpgrade },
+    upgrades: { open: channels.openUpgrade, accept: channels.acceptUpgrade, service: channels.serviceUpgrade },
+    grants: apps.grants,
     allowOrigins: config.allowOrigins,
     log
   })
@@ -100,12 +113,15 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     throw err
   }
   await channels.start()
+  await services.start()
   peers.start()
   pubsub.start()
+  await apps.load()
   await api.listen(config.apiPort, socketPath)
   await writeSecretFile(join(home, 'api.json'), JSON.stringify({
     api: `http://127.0.0.1:${api.port}`, socket: socketPath, pid: process.pid, peerId: node.peerId.toString(), version: SOFTWARE_VERSION, apiVersion: API_VERSION
   }, null, 2) + '\n')
+  apps.autostart()
   if (config.reconnectPeers > 0) {
     peers.reconnectKnown(config.reconnectPeers).catch(() => {})
   }
@@ -121,6 +137,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     async stop () {
       if (stopped) return
       stopped = true
+      await apps.stop()
       sessions.closeAll()
       await api?.close()
       await channels.stop()

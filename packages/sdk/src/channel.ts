@@ -20,10 +20,14 @@ export interface IncomingMessage {
   json: () => any
 }
 
-/** Return (or resolve) normally to acknowledge; throw to refuse (the sender gets E_APP_REJECTED). */
-export type MessageHandler = (msg: IncomingMessage) => void | Promise<void>
+/**
+ * Return (or resolve) normally to acknowledge; throw to refuse (the sender gets E_APP_REJECTED). A
+ * returned string or bytes travel back in the acknowledgement: a service's reply.
+ */
+export type MessageHandler = (msg: IncomingMessage) => Reply | Promise<Reply>
+export type Reply = void | undefined | string | Uint8Array
 
-export interface ChannelInfo { id: string, peer: string, app: string, relayed: boolean }
+export interface ChannelInfo { id: string, peer: string, app: string, relayed: boolean, service?: string }
 
 export interface ChannelEvents {
   close: [error?: Error]
@@ -34,12 +38,14 @@ export class Channel extends EventEmitter<ChannelEvents> {
   readonly peer: string
   readonly app: string
   readonly relayed: boolean
+  /** For a service connection: the service's name. */
+  readonly service?: string
   /** The remote side's byte stream (DATA frames); ends when the remote calls `end()`. */
   readonly readable: Readable
   private readonly socket: Socket
   private readonly decoder = new FrameDecoder({ streamData: true })
   private nextId = 1
-  private readonly waiting = new Map<number, { resolve: () => void, reject: (e: Error) => void }>()
+  private readonly waiting = new Map<number, { resolve: (reply: Uint8Array) => void, reject: (e: Error) => void }>()
   private handler?: MessageHandler
   private readonly queued: IncomingMessage[] = []
   private delivering = Promise.resolve()
@@ -55,6 +61,7 @@ export class Channel extends EventEmitter<ChannelEvents> {
     this.peer = info.peer
     this.app = info.app
     this.relayed = info.relayed
+    this.service = info.service
     socket.setNoDelay(true)
     this.readable = new Readable({ read: () => { socket.resume() } })
     // an app that never reads the byte stream must not crash when the channel fails; readers that
@@ -76,17 +83,20 @@ export class Channel extends EventEmitter<ChannelEvents> {
     if (head.length > 0) queueMicrotask(() => this.onData(head))
   }
 
-  /** Sends a message; resolves when the remote app acknowledged it, rejects with its error code. */
-  async send (data: Uint8Array | string, options: { signal?: AbortSignal, kind?: number } = {}): Promise<void> {
+  /**
+   * Sends a message; resolves when the remote app acknowledged it — with the reply it attached, empty
+   * if none — and rejects with its error code otherwise.
+   */
+  async send (data: Uint8Array | string, options: { signal?: AbortSignal, kind?: number } = {}): Promise<Uint8Array> {
     const body = typeof data === 'string' ? new TextEncoder().encode(data) : data
     if (this.closed) throw new P2posError('E_CHANNEL_CLOSED', 'the channel is closed')
     const id = this.nextId++
     const frame = encodeMsg(id, options.kind ?? MessageKind.DATA, body)
-    return await new Promise<void>((resolve, reject) => {
+    return await new Promise<Uint8Array>((resolve, reject) => {
       const onAbort = (): void => { this.waiting.delete(id); reject(new P2posError('E_ABORTED', 'aborted')) }
       options.signal?.addEventListener('abort', onAbort, { once: true })
       this.waiting.set(id, {
-        resolve: () => { options.signal?.removeEventListener('abort', onAbort); resolve() },
+        resolve: (reply) => { options.signal?.removeEventListener('abort', onAbort); resolve(reply) },
         reject: (e) => { options.signal?.removeEventListener('abort', onAbort); reject(e) }
       })
       this.socket.write(frame)
@@ -178,7 +188,7 @@ export class Channel extends EventEmitter<ChannelEvents> {
           const w = this.waiting.get(id)
           if (w == null) break
           this.waiting.delete(id)
-          if (f.type === FrameType.ACK) w.resolve()
+          if (f.type === FrameType.ACK) w.resolve(f.payload.subarray(4))
           else {
             let body: any = {}
             try { body = JSON.parse(new TextDecoder().decode(f.payload.subarray(4))) } catch {}
@@ -204,8 +214,9 @@ export class Channel extends EventEmitter<ChannelEvents> {
     const handler = this.handler!
     this.delivering = this.delivering.then(async () => {
       try {
-        await handler(msg)
-        if (!this.socket.writableEnded) this.socket.write(encodeAck(msg.id))
+        const reply = await handler(msg)
+        const body = typeof reply === 'string' ? new TextEncoder().encode(reply) : reply ?? undefined
+        if (!this.socket.writableEnded) this.socket.write(encodeAck(msg.id, body))
       } catch (err: any) {
         if (!this.socket.writableEnded) this.socket.write(encodeNack(msg.id, err.code ?? 'E_APP_REJECTED', String(err.message ?? err)))
       }
@@ -238,6 +249,7 @@ export function channelFromUpgrade (socket: Socket, head: Buffer, headers: Recor
     id: String(headers['p2pos-channel'] ?? ''),
     peer: String(headers['p2pos-peer'] ?? ''),
     app: String(headers['p2pos-app'] ?? ''),
-    relayed: headers['p2pos-relayed'] === '1'
+    relayed: headers['p2pos-relayed'] === '1',
+    service: headers['p2pos-service'] != null ? String(headers['p2pos-service']) : undefined
   })
 }

@@ -12,7 +12,8 @@ import { stat } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { basename } from 'node:path'
 import {
-  LIMITS, MessageKind, P2posError, type ApiEvent, type MethodName, type NodeInfo, type PeerConnection, type PingResult
+  LIMITS, MessageKind, P2posError, type ApiEvent, type AppInfo, type MethodName, type NodeInfo, type PeerConnection,
+  type PingResult, type ServiceInfo
 } from '@p2pos/api'
 import { Channel, channelFromUpgrade } from './channel.ts'
 import { EventSession } from './events.ts'
@@ -20,7 +21,7 @@ import { connectionError, defaultHome, endpointFromHome, httpRequest, readAll, u
 
 export * from '@p2pos/api'
 export { Channel, EventSession, defaultHome, endpointFromHome, type Endpoint }
-export type { IncomingMessage, MessageHandler } from './channel.ts'
+export type { IncomingMessage, MessageHandler, Reply } from './channel.ts'
 
 export interface CallOptions { signal?: AbortSignal }
 
@@ -36,7 +37,7 @@ export class P2pos {
 
   /** Connects to the daemon of `home` (default `$P2POS_HOME` or `~/.p2pos`), checking the API version. */
   static async connect (options: { home?: string, token?: string } = {}): Promise<P2pos> {
-    const client = new P2pos(await endpointFromHome(options.home ?? defaultHome(), options.token))
+    const client = new P2pos(await endpointFromHome(options.home, options.token))
     await client.info()
     return client
   }
@@ -106,6 +107,79 @@ export class P2pos {
   async accept (channel: string, options: CallOptions = {}): Promise<Channel> {
     const { socket, head, headers } = await upgrade(this.endpoint, `/channels/accept?${new URLSearchParams({ channel })}`, options.signal)
     return channelFromUpgrade(socket, head, headers)
+  }
+
+  /**
+   * Provides `service` as `app`: every connection to it is handed to `onConnection`. The simplest
+   * provider answers requests: `ch => ch.onMessage(m => reply)` (the reply rides on the acknowledgement).
+   */
+  async provide (app: string, service: string, onConnection: (ch: Channel) => void, options: CallOptions = {}): Promise<AppListener> {
+    const session = await this.events(options)
+    try {
+      await this.call('services.provide', { session: session.id, app, service }, options)
+    } catch (err) {
+      session.close()
+      throw err
+    }
+    const listener = new AppListener(this, session, app)
+    session.on('event', (ev) => {
+      if (ev.event !== 'service.incoming' || ev.data.service !== service) return
+      this.accept(String(ev.data.channel)).then(onConnection, (err) => listener.emitError(err))
+    })
+    return listener
+  }
+
+  /** Connects to `service` on `peer` (or "local"), as `app` (default: the token's only app). */
+  async connectService (peer: string, service: string, options: CallOptions & { app?: string, timeoutMs?: number } = {}): Promise<Channel> {
+    const q = new URLSearchParams({ peer, service, timeoutMs: String(options.timeoutMs ?? LIMITS.openTimeoutMs) })
+    if (options.app != null) q.set('app', options.app)
+    const { socket, head, headers } = await upgrade(this.endpoint, `/services/connect?${q}`, options.signal)
+    return channelFromUpgrade(socket, head, headers)
+  }
+
+  /**
+   * One request, one reply: connects to `service`, sends `request` as JSON and resolves with the
+   * JSON reply. Errors: E_NO_SERVICE, E_FORBIDDEN, E_APP_REJECTED (the provider refused),
+   * E_CHANNEL_CLOSED (the provider went away before answering), E_TIMEOUT.
+   */
+  async callService<T = unknown> (peer: string, service: string, request: unknown, options: CallOptions & { app?: string, timeoutMs?: number } = {}): Promise<T> {
+    const timeoutMs = options.timeoutMs ?? LIMITS.openTimeoutMs
+    const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(options.signal != null ? [options.signal] : [])])
+    const ch = await this.connectService(peer, service, { ...options, signal, timeoutMs })
+    try {
+      const reply = await ch.send(JSON.stringify(request ?? null), { signal }).catch((err: P2posError) => {
+        if (signal.aborted && options.signal?.aborted !== true) throw new P2posError('E_TIMEOUT', `service "${service}" did not answer within ${timeoutMs} ms`)
+        throw err
+      })
+      const text = new TextDecoder().decode(reply)
+      try {
+        return (text === '' ? null : JSON.parse(text)) as T
+      } catch {
+        throw new P2posError('E_PROTOCOL', `service "${service}" replied with something that is not JSON`)
+      }
+    } finally {
+      await ch.close()
+    }
+  }
+
+  async services (peer?: string, options?: CallOptions & { timeoutMs?: number }): Promise<ServiceInfo[]> {
+    return await this.call('services.list', { peer, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  async installApp (dir: string, options?: CallOptions): Promise<AppInfo> { return await this.call('apps.install', { dir }, options) }
+  async uninstallApp (id: string, options?: CallOptions): Promise<{ id: string }> { return await this.call('apps.uninstall', { id }, options) }
+  async apps (options?: CallOptions): Promise<AppInfo[]> { return await this.call('apps.list', {}, options) }
+  /** Starts an installed app; with `as`, as that app's helper (its manifest must permit it). */
+  async startApp (target: string, options: CallOptions & { as?: string } = {}): Promise<AppInfo> {
+    return await this.call('apps.start', { target, app: options.as }, options)
+  }
+
+  async stopApp (target: string, options: CallOptions & { as?: string } = {}): Promise<AppInfo> {
+    return await this.call('apps.stop', { target, app: options.as }, options)
+  }
+
+  async appLogs (target: string, options: CallOptions & { as?: string, lines?: number } = {}): Promise<{ lines: string[] }> {
+    return await this.call('apps.logs', { target, app: options.as, lines: options.lines }, options)
   }
 
   async publish (app: string, topic: string, data: Uint8Array | string, options?: CallOptions): Promise<{ recipients: number }> {

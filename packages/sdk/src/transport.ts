@@ -26,8 +26,19 @@ export function notRunning (home: string, why: string): P2posError {
     `failed to connect to the local p2pos daemon (home ${home}) — is it running? Start it with "p2pos daemon". (${why})`)
 }
 
-/** Reads api.json and the token from a home directory. */
-export async function endpointFromHome (home = defaultHome(), token?: string): Promise<Endpoint> {
+/**
+ * Where the daemon is: an app started by the daemon's supervisor gets P2POS_SOCKET / P2POS_API and its
+ * own P2POS_TOKEN (apps.md §Environment); anything else reads api.json and api-token in the home.
+ */
+export async function endpointFromHome (homeArg?: string, token?: string): Promise<Endpoint> {
+  const envSocket = process.env.P2POS_SOCKET
+  const envApi = process.env.P2POS_API
+  if (homeArg == null && (envSocket != null || envApi != null) && process.env.P2POS_HOME == null) {
+    const t = token ?? process.env.P2POS_TOKEN
+    if (t == null) throw new P2posError('E_UNAUTHORIZED', 'P2POS_SOCKET is set but P2POS_TOKEN is not')
+    return { socket: envSocket, url: envApi, token: t }
+  }
+  const home = homeArg ?? defaultHome()
   let info: { api?: string, socket?: string }
   try {
     info = JSON.parse(await readFile(join(home, 'api.json'), 'utf8'))

@@ -13,7 +13,7 @@ import type { Socket } from 'node:net'
 import { unlink } from 'node:fs/promises'
 import {
   API_PREFIX, API_VERSION, CHANNEL_UPGRADE, LIMITS, METHODS, P2posError, SOFTWARE_VERSION,
-  isMethodName, validateParams, type MethodName
+  isMethodName, validateParams, type Grant, type MethodName, type MethodSpec
 } from '@p2pos/api'
 import { mayActAs, type Principal, type TokenStore } from './tokens.ts'
 import type { Sessions } from './sessions.ts'
@@ -25,13 +25,23 @@ export type Routes = { [M in MethodName]: Handler }
 export interface UpgradeContext { principal: Principal, query: URLSearchParams, socket: Socket, head: Buffer }
 export type UpgradeHandler = (ctx: UpgradeContext) => Promise<void>
 
+/** Decides a method's grant (apps.md §Permissions) for the app `acting` on behalf of `principal`. */
+export type GrantCheck = (principal: Principal, grant: Grant, value: string, acting: string | undefined) => boolean
+
 export interface LocalApiComponents {
   tokens: TokenStore
   sessions: Sessions
   routes: Routes
-  upgrades: Record<'open' | 'accept', UpgradeHandler>
+  upgrades: Record<'open' | 'accept' | 'service', UpgradeHandler>
+  grants: GrantCheck
   allowOrigins: string[]
   log: (msg: string) => void
+}
+
+const UPGRADES: Record<string, 'open' | 'accept' | 'service' | undefined> = {
+  '/channels/open': 'open',
+  '/channels/accept': 'accept',
+  '/services/connect': 'service'
 }
 
 const LOOPBACK_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/i
@@ -151,7 +161,7 @@ export class LocalApi {
       }
     }
     const checked = validateParams(method, params)
-    authorise(principal, method, checked)
+    authorise(principal, method, checked, this.c.grants)
     const result = await this.c.routes[method](checked, { principal })
     sendJson(res, 200, { result: result ?? null })
   }
@@ -164,18 +174,24 @@ export class LocalApi {
       throw new P2posError('E_BAD_REQUEST', `only "Upgrade: ${CHANNEL_UPGRADE}" is served`)
     }
     if (req.method !== 'POST') throw new P2posError('E_METHOD_NOT_ALLOWED', 'channels are opened with POST')
-    const which = url.pathname === `${API_PREFIX}/channels/open` ? 'open' : url.pathname === `${API_PREFIX}/channels/accept` ? 'accept' : undefined
+    const which = UPGRADES[url.pathname.slice(API_PREFIX.length)]
     if (which == null) throw new P2posError('E_NOT_FOUND', `no such endpoint ${url.pathname}`)
     await this.c.upgrades[which]({ principal, query: url.searchParams, socket, head })
   }
 }
 
 /** The one place permissions are enforced: from the method table's declaration. */
-export function authorise (principal: Principal, method: MethodName, params: Record<string, unknown>): void {
-  const perm = METHODS[method].perm
-  if (perm === 'admin' && !principal.admin) throw new P2posError('E_FORBIDDEN', `${method} needs the admin token`)
-  if (perm === 'app' && !mayActAs(principal, params.app as string)) {
-    throw new P2posError('E_FORBIDDEN', `this token may not act as app "${String(params.app)}"`)
+export function authorise (principal: Principal, method: MethodName, params: Record<string, unknown>, grants: GrantCheck): void {
+  const spec: MethodSpec = METHODS[method]
+  if (spec.perm === 'admin' && !principal.admin) throw new P2posError('E_FORBIDDEN', `${method} needs the admin token`)
+  const app = params.app as string | undefined
+  if (spec.perm === 'app' && !principal.admin) {
+    if (app == null) throw new P2posError('E_FORBIDDEN', `${method} needs the parameter "app" (the app acting) with this token`)
+    if (!mayActAs(principal, app)) throw new P2posError('E_FORBIDDEN', `this token may not act as app "${app}"`)
+  }
+  const grant = spec.grant
+  if (grant != null && !grants(principal, grant, String(params[grant.param]), app)) {
+    throw new P2posError('E_FORBIDDEN', `${app ?? 'this app'} may not ${grant.kind} "${String(params[grant.param])}" (not in its manifest's permissions.${grant.kind})`)
   }
 }
 

@@ -54,6 +54,37 @@ export class Session {
 
 export class Sessions {
   private readonly byId = new Map<string, Session>()
+  private readonly waiters = new Map<string, Array<(s: Session) => void>>()
+
+  /** Registers `app` on `session`, waking anyone waiting for that app (launchOnMessage). */
+  register (session: Session, app: string): void {
+    session.apps.add(app)
+    this.notify(`app:${app}`, session)
+  }
+
+  /** Wakes whoever waits for `key` (`app:<id>` or `service:<name>`). */
+  notify (key: string, session: Session): void {
+    for (const w of this.waiters.get(key)?.splice(0) ?? []) w(session)
+  }
+
+  /** Waits up to `ms` for `key` to be registered (see notify); `now` is checked first. */
+  async waitFor (key: string, ms: number, now?: () => Session | undefined): Promise<Session | undefined> {
+    const already = now?.()
+    if (already != null) return already
+    return await new Promise(resolve => {
+      const app = key
+      let list = this.waiters.get(app)
+      if (list == null) { list = []; this.waiters.set(app, list) }
+      const done = (s?: Session): void => {
+        clearTimeout(timer)
+        const l = this.waiters.get(app)
+        if (l != null) { const i = l.indexOf(done); if (i >= 0) l.splice(i, 1); if (l.length === 0) this.waiters.delete(app) }
+        resolve(s)
+      }
+      const timer = setTimeout(() => done(undefined), ms)
+      list.push(done)
+    })
+  }
 
   open (principal: Principal, res: ServerResponse): Session {
     const mine = [...this.byId.values()].filter(s => s.principal.token === principal.token).length
