@@ -17,10 +17,23 @@ const enc = new TextEncoder()
 export async function refuse (stream: Stream, code: string, message: string): Promise<void> {
   const signal = AbortSignal.timeout(5000)
   try {
-    await writeJson(byteStream(stream), { ok: false, error: { code, message } } satisfies Reply, signal)
+    await sendJson(stream, { ok: false, error: { code, message } } satisfies Reply, signal)
     await stream.close({ signal })
   } catch (err: any) {
     stream.abort(err)
+  }
+}
+
+/**
+ * Writes one length-prefixed JSON message on `stream` and detaches again: a byteStream left attached
+ * keeps buffering everything that arrives afterwards (and resets the stream past 4 MiB).
+ */
+export async function sendJson (stream: Stream, value: unknown, signal?: AbortSignal): Promise<void> {
+  const bs = byteStream(stream)
+  try {
+    await writeJson(bs, value, signal)
+  } finally {
+    bs.unwrap()
   }
 }
 

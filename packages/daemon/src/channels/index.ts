@@ -22,7 +22,7 @@ import { writeUpgradeError, type UpgradeContext } from '../local-api/server.ts'
 import { dialError, ensureKnown, isRelayed } from '../peers/index.ts'
 import type { AppService } from '../apps/index.ts'
 import type { ServiceRegistry } from '../services/index.ts'
-import { readJson, refuse, writeJson, type Hello, type Reply } from './hello.ts'
+import { readJson, refuse, sendJson, writeJson, type Hello, type Reply } from './hello.ts'
 import { reset, splice, spliceSockets } from './splice.ts'
 
 export { splice } from './splice.ts'
@@ -218,7 +218,7 @@ export class ChannelService {
     const relayed = isRelayed(connection)
     const id = this.announce(served.session, served.owner, target, peer, relayed, async (socket, head, channelId) => {
       try {
-        await writeJson(byteStream(raw), { ok: true } satisfies Reply)
+        await sendJson(raw, { ok: true } satisfies Reply)
       } catch (err: any) {
         throw new P2posError('E_CHANNEL_CLOSED', `the remote side went away: ${err.message}`)
       }

@@ -9,7 +9,7 @@ import { P2posError, type ServiceInfo } from '@p2pos/api'
 import type { P2posNode } from '../node/index.ts'
 import type { Sessions, Session } from '../local-api/sessions.ts'
 import { offeredTo, type AppService } from '../apps/index.ts'
-import { readJson, writeJson } from '../channels/hello.ts'
+import { readJson, sendJson } from '../channels/hello.ts'
 import { dialError, ensureKnown, parsePeer } from '../peers/index.ts'
 
 export const SERVICES_PROTOCOL = '/p2pos/services/1.0.0'
@@ -32,7 +32,7 @@ export class ServiceRegistry {
     await this.node.handle(SERVICES_PROTOCOL, (stream, connection) => {
       const peer = connection.remotePeer.toString()
       const list = this.list().filter(s => this.offered(s.name, peer))
-      writeJson(byteStream(stream), { services: list.map(s => ({ ...s, remote: true })) }, AbortSignal.timeout(5000))
+      sendJson(stream, { services: list.map(s => ({ ...s, remote: true })) }, AbortSignal.timeout(5000))
         .then(async () => { await stream.close() })
         .catch((err) => { stream.abort(err) })
     }, { runOnLimitedConnection: true })
