@@ -60,6 +60,12 @@ describe('apps and services', () => {
     root = await mkdtemp(join(tmpdir(), 'p2pos-apps-'))
   })
   after(async () => {
+    if (process.env.SHOWLOG != null) {
+      for (const n of net.nodes) {
+        console.log(n.log)
+        for (const a of await n.client.apps().catch(() => [])) console.log(a.id, (await n.client.appLogs(a.id)).lines.join('\n'))
+      }
+    }
     await net?.stop()
     await rm(root, { recursive: true, force: true })
   })

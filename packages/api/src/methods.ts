@@ -160,7 +160,7 @@ export interface PeerConnection {
 
 export interface PingResult { peerId: string, rttMs: number, relayed: boolean, addr: string }
 
-export type AppState = 'running' | 'stopped' | 'crashed' | 'starting'
+export type AppState = 'running' | 'stopped' | 'crashed'
 
 export interface AppInfo {
   id: string

@@ -82,19 +82,7 @@ export class P2pos {
    * registration lasts until `close()` of the returned listener (or until this process exits).
    */
   async listen (app: string, onChannel: (ch: Channel) => void, options: CallOptions = {}): Promise<AppListener> {
-    const session = await this.events(options)
-    try {
-      await this.call('apps.register', { session: session.id, app }, options)
-    } catch (err) {
-      session.close()
-      throw err
-    }
-    const listener = new AppListener(this, session, app)
-    session.on('event', (ev) => {
-      if (ev.event !== 'channel.incoming' || ev.data.app !== app) return
-      this.accept(String(ev.data.channel)).then(onChannel, (err) => listener.emitError(err))
-    })
-    return listener
+    return await this.register('apps.register', { app }, 'channel.incoming', (ev) => ev.data.app === app, onChannel, options)
   }
 
   /** Opens a channel to `app` on `peer`; resolves once the remote app accepted it. */
@@ -114,18 +102,27 @@ export class P2pos {
    * provider answers requests: `ch => ch.onMessage(m => reply)` (the reply rides on the acknowledgement).
    */
   async provide (app: string, service: string, onConnection: (ch: Channel) => void, options: CallOptions = {}): Promise<AppListener> {
+    return await this.register('services.provide', { app, service }, 'service.incoming', (ev) => ev.data.service === service, onConnection, options)
+  }
+
+  /**
+   * Opens a session, listens for `event`, then registers with `method`: in that order, because the
+   * daemon may announce a waiting channel the moment the registration lands (launchOnMessage).
+   */
+  private async register (method: 'apps.register' | 'services.provide', params: Record<string, unknown>, event: string,
+    matches: (ev: ApiEvent) => boolean, onChannel: (ch: Channel) => void, options: CallOptions): Promise<AppListener> {
     const session = await this.events(options)
+    const listener = new AppListener(this, session, String(params.app))
+    session.on('event', (ev) => {
+      if (ev.event !== event || !matches(ev)) return
+      this.accept(String(ev.data.channel)).then(onChannel, (err) => listener.emitError(err))
+    })
     try {
-      await this.call('services.provide', { session: session.id, app, service }, options)
+      await this.call(method, { session: session.id, ...params }, options)
     } catch (err) {
       session.close()
       throw err
     }
-    const listener = new AppListener(this, session, app)
-    session.on('event', (ev) => {
-      if (ev.event !== 'service.incoming' || ev.data.service !== service) return
-      this.accept(String(ev.data.channel)).then(onConnection, (err) => listener.emitError(err))
-    })
     return listener
   }
 

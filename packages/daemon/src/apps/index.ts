@@ -32,6 +32,8 @@ interface Proc {
   helpers: Set<string>
   restartTimer?: NodeJS.Timeout
   exited?: Promise<void>
+  /** Set while a start is under way, so concurrent starts (a burst of messages) start it once. */
+  spawning?: Promise<void>
   log: string[]
 }
 
@@ -160,7 +162,7 @@ export class AppService {
       version: app.manifest.version,
       dir: app.dir,
       state: p?.state ?? 'stopped',
-      pid: p?.state === 'running' || p?.state === 'starting' ? p.child?.pid ?? null : null,
+      pid: p?.state === 'running' ? p.child?.pid ?? null : null,
       restarts: p?.restarts ?? 0,
       autostart: app.manifest.autostart,
       launchOnMessage: app.manifest.launchOnMessage,
@@ -173,7 +175,7 @@ export class AppService {
   async startApp (id: string, parent: string | null): Promise<AppInfo> {
     this.need(id)
     const p = this.procs.get(id)
-    if (p?.state === 'running' || p?.state === 'starting') return this.info(id)
+    if (p?.state === 'running') return this.info(id)
     await this.spawn(id, parent)
     return this.info(id)
   }
@@ -210,7 +212,7 @@ export class AppService {
     const m = this.installed.get(app)?.manifest
     if (m == null || !m.launchOnMessage || this.stopping) return
     const p = this.procs.get(app)
-    if (p?.state !== 'running' && p?.state !== 'starting') await this.spawn(app, null)
+    if (p?.state !== 'running') await this.spawn(app, null)
     return await this.c.sessions.waitFor(key, timeoutMs, now)
   }
 
@@ -221,6 +223,21 @@ export class AppService {
   }
 
   private async spawn (id: string, parent: string | null): Promise<void> {
+    const under = this.procs.get(id)?.spawning
+    if (under != null) return await under
+    const started = this.doSpawn(id, parent)
+    // doSpawn has created the record synchronously, before its first await
+    const proc = this.procs.get(id)
+    if (proc != null) proc.spawning = started
+    try {
+      await started
+    } finally {
+      const now = this.procs.get(id)
+      if (now?.spawning === started) now.spawning = undefined
+    }
+  }
+
+  private async doSpawn (id: string, parent: string | null): Promise<void> {
     const app = this.need(id)
     if (this.stopping) throw new P2posError('E_NOT_RUNNING', 'the daemon is stopping')
     let p = this.procs.get(id)
@@ -248,7 +265,6 @@ export class AppService {
     const child = spawn(program, args, { cwd: app.dir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
     p.child = child
     p.startedAt = Date.now()
-    this.setState(id, p, 'starting')
     const proc = p
     proc.exited = new Promise<void>(resolve => child.once('close', () => resolve()))
     child.stdout?.setEncoding('utf8').on('data', (d: string) => { this.appendLog(id, proc, d) })
