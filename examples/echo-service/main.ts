@@ -22,13 +22,17 @@ const listener = await p2p.provide(app, 'echo', (ch) => {
 })
 console.log(`${app}: providing "echo"`)
 
+let stopping = false
 const stop = (): void => {
+  stopping = true
   listener.close()
   process.exit(0)
 }
 process.once('SIGTERM', stop)
 process.once('SIGINT', stop)
 listener.session.once('close', () => {
+  if (stopping) return
+  // the daemon went away: exit non-zero, so a supervisor restarts us once it is back
   console.error(`${app}: the daemon closed our session; exiting`)
   process.exit(1)
 })

@@ -13,7 +13,7 @@ import { P2posError } from './errors.ts'
  */
 export type Permission = 'read' | 'app' | 'admin'
 
-type FieldType = 'string' | 'name' | 'int' | 'bool' | 'peer' | 'multiaddr' | 'base64' | 'string[]'
+type FieldType = 'string' | 'name' | 'int' | 'bool' | 'peer' | 'target' | 'multiaddr' | 'base64' | 'string[]'
 interface Field { type: FieldType, optional?: boolean, max?: number }
 export type ParamSchema = Record<string, Field>
 
@@ -52,7 +52,7 @@ export const METHODS = {
   'apps.stop': { perm: 'app', params: { target: req('name'), app: opt('name') }, grant: { kind: 'start', param: 'target' } },
   'apps.logs': { perm: 'app', params: { target: req('name'), app: opt('name'), lines: opt('int', 10_000) }, grant: { kind: 'start', param: 'target' } },
   'services.provide': { perm: 'app', params: { session: req('string'), app: req('name'), service: req('name') } },
-  'services.list': { perm: 'read', params: { peer: opt('peer'), timeoutMs: opt('int', 120_000) } },
+  'services.list': { perm: 'read', params: { peer: opt('target'), timeoutMs: opt('int', 120_000) } },
   'tokens.create': { perm: 'admin', params: { apps: req('string[]'), label: opt('string', 200) } },
   'tokens.list': { perm: 'admin', params: {} },
   'tokens.revoke': { perm: 'admin', params: { token: req('string') } }
@@ -89,7 +89,7 @@ export function validateParams (method: MethodName, params: unknown): Record<str
     }
     const problem = checkField(field, v)
     if (problem != null) {
-      const code = problem.includes('too large') ? 'E_TOO_LARGE' : field.type === 'peer' ? 'E_INVALID_PEER' : 'E_BAD_REQUEST'
+      const code = problem.includes('too large') ? 'E_TOO_LARGE' : field.type === 'peer' || field.type === 'target' ? 'E_INVALID_PEER' : 'E_BAD_REQUEST'
       throw new P2posError(code, `parameter "${key}" ${problem}`, { field: key })
     }
   }
@@ -115,6 +115,8 @@ function checkField (f: Field, v: unknown): string | undefined {
       return NAME_PATTERN.test(v) ? undefined : 'must match [a-z0-9][a-z0-9._-]{0,127}'
     case 'peer':
       return PEER_ID.test(v) ? undefined : 'is not a peer id'
+    case 'target':
+      return v === 'local' || PEER_ID.test(v) ? undefined : 'is not a peer id (or "local")'
     case 'multiaddr':
       return v.startsWith('/') && v.length < 1024 ? undefined : 'is not a multiaddr'
     case 'base64':

@@ -91,7 +91,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     'apps.stop': async (p) => apps.stopApp(p.target),
     'apps.logs': async (p) => apps.logs(p.target, p.lines),
     'services.provide': async (p, { principal }) => services.provide(sessions.get(p.session, principal), p.app, p.service),
-    'services.list': async (p) => p.peer == null || p.peer === node.peerId.toString() ? services.list() : services.listRemote(p.peer, p.timeoutMs),
+    'services.list': async (p) => p.peer == null || p.peer === 'local' || p.peer === node.peerId.toString() ? services.list() : services.listRemote(p.peer, p.timeoutMs),
     'tokens.create': async (p) => ({ token: await tokens.create(p.apps, p.label) }),
     'tokens.list': async () => tokens.list(),
     'tokens.revoke': async (p) => ({ revoked: await tokens.revoke(p.token) })

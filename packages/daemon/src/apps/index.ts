@@ -85,7 +85,7 @@ export class AppService {
 
   async stop (): Promise<void> {
     this.stopping = true
-    await Promise.all([...this.procs.keys()].map(async id => this.stopApp(id)))
+    await Promise.all([...this.procs.keys()].map(async id => this.stopProc(id)))
   }
 
   manifest (id: string): Manifest | undefined {
@@ -139,7 +139,7 @@ export class AppService {
 
   async uninstall (id: string): Promise<{ id: string }> {
     const app = this.need(id)
-    await this.stopApp(id)
+    await this.stopProc(id)
     this.procs.delete(id)
     this.installed.delete(id)
     await this.save()
@@ -171,21 +171,33 @@ export class AppService {
     }
   }
 
-  /** Starts `id`; `parent` makes it that app's helper (stopped when the parent stops). */
+  /**
+   * Starts `id`; `parent` makes it that app's helper (stopped when the parent stops). Asked by a parent
+   * while it already runs on its own, it becomes that parent's helper.
+   */
   async startApp (id: string, parent: string | null): Promise<AppInfo> {
     this.need(id)
     const p = this.procs.get(id)
-    if (p?.state === 'running') return this.info(id)
-    await this.spawn(id, parent)
+    if (p?.state !== 'running') await this.spawn(id, parent)
+    const now = this.procs.get(id)
+    if (parent != null && now != null && now.parent == null) {
+      now.parent = parent
+      this.procs.get(parent)?.helpers.add(id)
+    }
     return this.info(id)
   }
 
-  async stopApp (id: string): Promise<AppInfo | undefined> {
+  async stopApp (id: string): Promise<AppInfo> {
+    this.need(id)
+    return await this.stopProc(id)
+  }
+
+  private async stopProc (id: string): Promise<AppInfo> {
     const p = this.procs.get(id)
-    if (p == null) return this.installed.has(id) ? this.info(id) : undefined
+    if (p == null) return this.info(id)
     p.wanted = false
     clearTimeout(p.restartTimer)
-    for (const h of p.helpers) await this.stopApp(h)
+    for (const h of p.helpers) await this.stopProc(h)
     p.helpers.clear()
     const child = p.child
     if (child != null && child.exitCode == null && child.signalCode == null) {
@@ -195,7 +207,7 @@ export class AppService {
       clearTimeout(timer)
     }
     this.setState(id, p, 'stopped')
-    return this.installed.has(id) ? this.info(id) : undefined
+    return this.info(id)
   }
 
   logs (id: string, lines = 200): { lines: string[] } {
@@ -288,7 +300,7 @@ export class AppService {
     this.appendLog(id, p, `p2pos: ${id} exited (${signal ?? `code ${code}`})\n`)
     this.saveRunning().catch(() => {})
     // its helpers go with it
-    for (const h of p.helpers) this.stopApp(h).catch(() => {})
+    for (const h of p.helpers) this.stopProc(h).catch(() => {})
     p.helpers.clear()
     const crashed = signal != null || code !== 0
     if (!p.wanted || this.stopping || !crashed) {
