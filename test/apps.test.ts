@@ -116,12 +116,16 @@ describe('apps and services', () => {
     assert.equal(info.restarts, 0)
     assert.ok(info.pid > 0 && alive(info.pid))
 
+    const readyCount = async (): Promise<number> => {
+      const logs = await a.cli(['app', 'logs', 'org.test.sleeper', '--json'])
+      return (JSON.parse(logs.stdout).lines as string[]).filter(l => l === 'ready org.test.sleeper').length
+    }
+    await until('the app\'s first output', async () => await readyCount() === 1)
     process.kill(info.pid, 'SIGKILL')
     const again = await until('a restart', async () => { const x = await app(a, 'org.test.sleeper'); return x.state === 'running' && x.pid !== info.pid && x.restarts === 1 && x })
     assert.ok(alive(again.pid!))
-    const logs = await a.cli(['app', 'logs', 'org.test.sleeper', '--json'])
-    const lines: string[] = JSON.parse(logs.stdout).lines
-    assert.ok(lines.includes('ready org.test.sleeper'))
+    await until('the restarted app\'s output', async () => await readyCount() === 2)
+    const lines: string[] = (await a.client.appLogs('org.test.sleeper')).lines
     assert.ok(lines.some(l => /exited \(SIGKILL\)/.test(l)), lines.join('\n'))
 
     const stopped = JSON.parse((await a.cli(['app', 'stop', 'org.test.sleeper', '--json'])).stdout)
@@ -193,8 +197,8 @@ describe('apps and services', () => {
     assert.equal(r.code, 0, r.stderr)
     const info = await app(b, 'org.test.inbox')
     assert.equal(info.state, 'running')
-    // acknowledged means the app handled it: it is in its log already
-    assert.ok((await b.client.appLogs('org.test.inbox')).lines.includes('message: wake up'))
+    // acknowledged means the app handled it (its log line may still be in the pipe to the daemon)
+    await until('the message in the app\'s log', async () => (await b.client.appLogs('org.test.inbox')).lines.includes('message: wake up'), 5000)
     // without launchOnMessage, nothing starts: E_NO_APP
     await b.client.installApp(await makeApp(root, { id: 'org.test.asleep' }))
     const no = await a.cli(['send', b.peerId, 'org.test.asleep', 'hello?'])

@@ -87,7 +87,8 @@ describe('p2pos CLI', () => {
       }
       assert.equal(r.code, 0, r.stderr)
       assert.match(r.stdout, /delivered/)
-      // acknowledged means the listener has it already
+      // acknowledged means the listener has handled it (its output line may still be in the pipe)
+      for (let i = 0; i < 100 && received.length === 0; i++) await new Promise(resolve => setTimeout(resolve, 20))
       assert.deepEqual(received[0], { from: a.peerId, app: 'org.test.cli', data: 'hello there' })
 
       const file = join(dir, 'big.bin')
@@ -99,6 +100,7 @@ describe('p2pos CLI', () => {
       assert.equal(sent.acknowledged, true)
       const want = createHash('sha256').update(data).digest('hex')
       assert.equal(sent.sha256, want)
+      for (let i = 0; i < 100 && received.length < 2; i++) await new Promise(resolve => setTimeout(resolve, 20))
       assert.equal(received[1].file, join(out, 'big.bin'))
       const got = await readFile(join(out, 'big.bin'))
       assert.equal(createHash('sha256').update(got).digest('hex'), want)

@@ -123,7 +123,8 @@ describe('an app that starts and controls a helper app (examples/chat + examples
     const helperB = await appInfo(b.client, HELPER)
     assert.equal(helperB.state, 'running')
     assert.equal(helperB.parent, null)
-    const received = (await b.client.appLogs(HELPER)).lines.map(l => { try { return JSON.parse(l) } catch { return {} } }).find(e => e.event === 'received' && e.name === 'fifty.bin')
+    // the helper's log line may still be in the pipe to the daemon when the reply arrives
+    const received = await waitFor(async () => (await b.client.appLogs(HELPER)).lines.map(l => { try { return JSON.parse(l) } catch { return {} } }).find(e => e.event === 'received' && e.name === 'fifty.bin'), 5000, 'B\'s helper to log the file')
     assert.equal(received?.from, a.peerId)
     assert.equal(received?.sha256, sha256(data))
   })
