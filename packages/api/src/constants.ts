@@ -50,3 +50,10 @@ export const LIMITS = {
 
 /** App ids: reverse-DNS style, lower case; topics use the same alphabet. */
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,127}$/
+
+/**
+ * Domain separation for `identity.sign` (local-api.md §5): the node signs
+ *   APP_SIGNATURE_PREFIX + app + "\n" + data
+ * so an app can never obtain a signature that means anything to another app or to libp2p itself.
+ */
+export const APP_SIGNATURE_PREFIX = 'p2pos-app-signature/1\n'

@@ -53,6 +53,7 @@ export const METHODS = {
   'apps.logs': { perm: 'app', params: { target: req('name'), app: opt('name'), lines: opt('int', 10_000) }, grant: { kind: 'start', param: 'target' } },
   'services.provide': { perm: 'app', params: { session: req('string'), app: req('name'), service: req('name') } },
   'services.list': { perm: 'read', params: { peer: opt('target'), timeoutMs: opt('int', 120_000) } },
+  'identity.sign': { perm: 'app', params: { app: req('name'), data: req('base64', LIMITS.pubsubBytes) } },
   'tokens.create': { perm: 'admin', params: { apps: req('string[]'), label: opt('string', 200) } },
   'tokens.list': { perm: 'admin', params: {} },
   'tokens.revoke': { perm: 'admin', params: { token: req('string') } }

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { unlink } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { LevelDatastore } from 'datastore-level'
-import { API_VERSION, LIMITS, SOFTWARE_VERSION, type NodeInfo } from '@p2pos/api'
+import { API_VERSION, APP_SIGNATURE_PREFIX, LIMITS, SOFTWARE_VERSION, type NodeInfo } from '@p2pos/api'
 import { loadConfig, defaultHome, type Config } from './config.ts'
 import { ensureHome, writeSecretFile } from './files.ts'
 import { loadOrCreateIdentity } from './identity/index.ts'
@@ -92,6 +92,10 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     'apps.logs': async (p) => apps.logs(p.target, p.lines),
     'services.provide': async (p, { principal }) => services.provide(sessions.get(p.session, principal), p.app, p.service),
     'services.list': async (p) => p.peer == null || p.peer === 'local' || p.peer === node.peerId.toString() ? services.list() : services.listRemote(p.peer, p.timeoutMs),
+    'identity.sign': async (p) => ({
+      peerId: node.peerId.toString(),
+      signature: Buffer.from(await privateKey.sign(Buffer.concat([Buffer.from(`${APP_SIGNATURE_PREFIX}${p.app}\n`), Buffer.from(p.data, 'base64')]))).toString('base64')
+    }),
     'tokens.create': async (p) => ({ token: await tokens.create(p.apps, p.label) }),
     'tokens.list': async () => tokens.list(),
     'tokens.revoke': async (p) => ({ revoked: await tokens.revoke(p.token) })

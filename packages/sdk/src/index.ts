@@ -20,6 +20,7 @@ import { EventSession } from './events.ts'
 import { connectionError, defaultHome, endpointFromHome, httpRequest, readAll, upgrade, type Endpoint } from './transport.ts'
 
 export * from '@p2pos/api'
+export { verifyAppSignature, ed25519KeyOf } from './signatures.ts'
 export { Channel, EventSession, defaultHome, endpointFromHome, type Endpoint }
 export type { IncomingMessage, MessageHandler, Reply } from './channel.ts'
 
@@ -198,6 +199,15 @@ export class P2pos {
 
   async findPeer (peer: string, options?: CallOptions & { timeoutMs?: number }): Promise<{ peerId: string, addrs: string[] }> {
     return await this.call('dht.findPeer', { peer, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  /**
+   * Signs `data` with this node's key, for `app` only (domain-separated, so the signature means nothing
+   * to other apps). Anyone can check it from the peer id with verifyAppSignature.
+   */
+  async sign (app: string, data: Uint8Array | string, options?: CallOptions): Promise<{ peerId: string, signature: Uint8Array }> {
+    const r = await this.call('identity.sign', { app, data: Buffer.from(data).toString('base64') }, options)
+    return { peerId: r.peerId, signature: Buffer.from(r.signature, 'base64') }
   }
 
   async createToken (apps: string[], label?: string, options?: CallOptions): Promise<string> {

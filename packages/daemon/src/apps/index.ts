@@ -6,7 +6,7 @@
  * helpers) cleanly, and kills what a killed daemon left behind when it starts again.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { appendFile, readFile, rename, rm, stat } from 'node:fs/promises'
+import { appendFile, mkdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { join, resolve, isAbsolute } from 'node:path'
 import { P2posError, type AppInfo, type AppState, type Grant } from '@p2pos/api'
@@ -267,7 +267,10 @@ export class AppService {
     const program = cmd === 'node' ? process.execPath : cmd
     const env: NodeJS.ProcessEnv = {}
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('P2POS_')) env[k] = v
+    const data = join(this.c.home, 'appdata', id)
+    await mkdir(data, { recursive: true, mode: 0o700 })
     Object.assign(env, {
+      P2POS_APP_DATA: data,
       P2POS_API: this.c.apiUrl(),
       P2POS_SOCKET: this.c.socketPath,
       P2POS_TOKEN: app.token,

@@ -1,0 +1,58 @@
+/**
+ * The conference app's state, in `$P2POS_APP_DATA/conferences.json` (one per daemon): written to a
+ * temporary file and renamed, so a crash never leaves half a state.
+ */
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { ChatMessage, ConferenceContext, Decision, Signed } from './model.ts'
+
+export interface Conference {
+  ctx: ConferenceContext
+  ctxSig: string
+  decisions: Array<Signed<Decision>>
+  /** The conference key (base64), once this peer has it: only accepted participants get it. */
+  key?: string
+  messages: ChatMessage[]
+  lamport: number
+}
+
+/** Something to deliver to a peer until it acknowledges (invitations, decisions, keys). */
+export interface Outgoing { peer: string, payload: unknown, tries: number }
+
+interface State { conferences: Record<string, Conference>, outbox: Outgoing[] }
+
+export class Store {
+  readonly path: string
+  state: State = { conferences: {}, outbox: [] }
+  private saving = Promise.resolve()
+
+  constructor (dir: string) {
+    this.path = join(dir, 'conferences.json')
+  }
+
+  static async open (dir: string): Promise<Store> {
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+    const s = new Store(dir)
+    try {
+      s.state = JSON.parse(await readFile(s.path, 'utf8'))
+    } catch (err: any) {
+      if (err.code !== 'ENOENT') throw err
+    }
+    return s
+  }
+
+  get (id: string): Conference | undefined {
+    return this.state.conferences[id]
+  }
+
+  /** Persists the whole state; saves are serialised, the last one wins. */
+  async save (): Promise<void> {
+    const text = JSON.stringify(this.state)
+    this.saving = this.saving.then(async () => {
+      const tmp = `${this.path}.tmp`
+      await writeFile(tmp, text, { mode: 0o600 })
+      await rename(tmp, this.path)
+    })
+    await this.saving
+  }
+}
