@@ -4,7 +4,7 @@
  *
  * Peer protocol: every message is one JSON MSG on a channel to org.p2pos.conference on the peer,
  * acknowledged by the receiving app (a NACK carries a code such as E_BAD_SIGNATURE):
- *   {t:"invite", ctx: Signed<ConferenceContext>}            creator → each participant
+ *   {t:"invite", ctx: Signed<ConferenceContext>, decisions}  creator → each participant
  *   {t:"decision", d: Signed<Decision>}                     participant → every participant
  *   {t:"key", conf, key, decisions}                         a key holder → an accepted participant
  *   {t:"msg", m: ChatMessage, sig}                          author → every accepted participant
@@ -95,7 +95,8 @@ export class ConferenceApp {
     const conf: Conference = { ctx, ctxSig: signed.sig, decisions: [], key: newKey(), messages: [], lamport: 0 }
     conf.decisions.push(await sign(this.p2p, { conf: ctx.id, peer: this.me, decision: 'accepted', at: new Date().toISOString() } satisfies Decision))
     this.store.state.conferences[ctx.id] = conf
-    for (const p of participants) if (p !== this.me) this.store.state.outbox.push({ peer: p, payload: { t: 'invite', ctx: signed }, tries: 0 })
+    // the invitation carries the creator's own (signed) acceptance, so every invitee knows it
+    for (const p of participants) if (p !== this.me) this.store.state.outbox.push({ peer: p, payload: { t: 'invite', ctx: signed, decisions: conf.decisions }, tries: 0 })
     await this.store.save()
     const undelivered = await this.flush(participants.filter(p => p !== this.me))
     this.emit({ type: 'conference', id: ctx.id })
@@ -168,7 +169,7 @@ export class ConferenceApp {
 
   async fromPeer (peer: string, msg: any): Promise<unknown> {
     switch (msg?.t) {
-      case 'invite': return await this.onInvite(peer, msg.ctx)
+      case 'invite': return await this.onInvite(peer, msg.ctx, msg.decisions)
       case 'decision': return await this.onDecision(msg.d)
       case 'key': return await this.onKey(peer, msg)
       case 'msg': return await this.onMessage(msg.m, msg.sig)
@@ -177,7 +178,7 @@ export class ConferenceApp {
     }
   }
 
-  private async onInvite (from: string, signed: Signed<ConferenceContext>): Promise<unknown> {
+  private async onInvite (from: string, signed: Signed<ConferenceContext>, decisions: unknown): Promise<unknown> {
     const problem = checkContext(signed?.body)
     if (problem != null) throw new AppError('E_BAD_REQUEST', `malformed invitation: ${problem}`)
     const ctx = signed.body
@@ -185,7 +186,9 @@ export class ConferenceApp {
     if (!ctx.participants.includes(this.me)) throw new AppError('E_NOT_INVITED', 'this peer is not among the participants')
     const existing = this.store.get(ctx.id)
     if (existing == null) {
-      this.store.state.conferences[ctx.id] = { ctx, ctxSig: signed.sig, decisions: [], messages: [], lamport: 0 }
+      const c: Conference = { ctx, ctxSig: signed.sig, decisions: [], messages: [], lamport: 0 }
+      if (Array.isArray(decisions)) await this.mergeDecisions(c, decisions)
+      this.store.state.conferences[ctx.id] = c
       await this.store.save()
       this.emit({ type: 'invitation', id: ctx.id, title: ctx.title, creator: ctx.creator, from })
     }

@@ -1,0 +1,166 @@
+/**
+ * The conference scenario with four daemons in separate processes, driven through bin/conference:
+ * invitations, decisions, a pure peer-to-peer chat that survives its creator, catching up after being
+ * offline, and what a non-participant, a forger and bad input get.
+ */
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { P2pos, type P2posError } from '@p2pos/sdk'
+import { startTestnet, REPO, NODE, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
+
+const APP = 'org.p2pos.conference'
+
+interface Run { code: number, stdout: string, stderr: string }
+
+async function conference (d: TestDaemon, args: string[]): Promise<Run> {
+  const child = spawn(NODE, [join(REPO, 'apps/conference/src/cli.ts'), ...args], { env: { ...process.env, P2POS_HOME: d.home }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
+  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+  const code = await new Promise<number>(resolve => child.on('close', c => resolve(c ?? 1)))
+  clearTimeout(timer)
+  return { code, stdout, stderr }
+}
+
+async function json (d: TestDaemon, args: string[]): Promise<any> {
+  const r = await conference(d, [...args, '--json'])
+  assert.equal(r.code, 0, `conference ${args.join(' ')}: ${r.stderr}`)
+  return JSON.parse(r.stdout)
+}
+
+async function until<T> (what: string, fn: () => Promise<T | undefined | false>, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms
+  while (true) {
+    const v = await fn().catch(() => undefined)
+    if (v !== undefined && v !== false) return v
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 200))
+  }
+}
+
+const texts = async (d: TestDaemon, id: string): Promise<string[]> => (await json(d, ['log', id])).map((m: any) => m.text)
+
+describe('conference: four daemons', () => {
+  let net: Testnet
+  let a: TestDaemon, b: TestDaemon, c: TestDaemon, d: TestDaemon
+  let id: string
+  before(async () => {
+    net = await startTestnet(4)
+    ;[a, b, c, d] = net.nodes
+    // a full mesh, so that b and c still reach each other without a
+    for (const [i, x] of net.nodes.entries()) for (const y of net.nodes.slice(i + 1)) await x.client.connectPeer(y.addr)
+  })
+  after(async () => { await net?.stop() })
+
+  it('A invites B, C and D; B and C accept, D declines; every member list agrees', async () => {
+    // each person has the conference app (bin/conference installs it in place on first use); D's is
+    // not running when the invitation comes: the daemon starts it for the invitation (launchOnMessage)
+    for (const x of [b, c, d]) assert.deepEqual(await json(x, ['list']), [])
+    await d.client.stopApp(APP)
+    const created = await json(a, ['create', '--title', 'Design review', '--invite', [b, c, d].map(x => x.peerId).join(',')])
+    id = created.id
+    assert.match(id, /^[0-9a-f]{32}$/)
+    assert.deepEqual(created.undelivered, [])
+    for (const x of [b, c, d]) {
+      const inv = await until('the invitation', async () => (await json(x, ['invitations'])).find((i: any) => i.id === id))
+      assert.equal(inv.title, 'Design review')
+      assert.equal(inv.creator, a.peerId)
+      assert.deepEqual([...inv.participants].sort(), [a, b, c, d].map(y => y.peerId).sort())
+      assert.ok(typeof inv.at === 'string')
+    }
+    assert.equal((await json(b, ['accept', id])).state, 'accepted')
+    assert.equal((await json(c, ['accept', id])).state, 'accepted')
+    assert.equal((await json(d, ['decline', id])).state, 'declined')
+    const want = { [a.peerId]: 'accepted', [b.peerId]: 'accepted', [c.peerId]: 'accepted', [d.peerId]: 'declined' }
+    for (const [i, x] of [a, b, c, d].entries()) {
+      let last: unknown
+      await until(`${'ABCD'[i]}'s member list to agree`, async () => {
+        const members = await json(x, ['members', id])
+        last = members
+        return members.every((m: any) => want[m.peerId] === m.state && m.online === true) && members.length === 4
+      }).catch((err) => { throw new Error(`${err.message}: ${JSON.stringify(last)} (a=${a.peerId.slice(-6)} b=${b.peerId.slice(-6)} c=${c.peerId.slice(-6)} d=${d.peerId.slice(-6)})`) })
+    }
+    const list = await json(b, ['list'])
+    assert.equal(list.find((x: any) => x.id === id).state, 'accepted')
+  })
+
+  it('A speaks and B and C see it; D cannot read the log', async () => {
+    const said = await json(a, ['say', id, 'welcome, everyone'])
+    assert.equal(said.of, 2)
+    for (const x of [b, c]) await until('the message', async () => (await texts(x, id)).includes('welcome, everyone'))
+    const log = await json(b, ['log', id])
+    assert.equal(log[0].author, a.peerId)
+    assert.ok(typeof log[0].at === 'string')
+    const no = await conference(d, ['log', id])
+    assert.equal(no.code, 1)
+    assert.match(no.stderr, /only accepted participants can read.*\[E_NOT_PARTICIPANT\]/)
+  })
+
+  it('A is killed with SIGKILL, and B and C keep talking; all see the same order', async () => {
+    await a.kill('SIGKILL')
+    await json(b, ['say', id, 'is A gone?'])
+    await json(c, ['say', id, 'yes, we go on'])
+    await until('c sees b', async () => (await texts(c, id)).includes('is A gone?'))
+    await until('b sees c', async () => (await texts(b, id)).includes('yes, we go on'))
+    assert.deepEqual(await json(b, ['log', id]), await json(c, ['log', id]))
+    const members = await json(b, ['members', id])
+    assert.equal(members.find((m: any) => m.peerId === a.peerId).online, false)
+  })
+
+  it('C goes offline, B speaks, C comes back and catches up from B', async () => {
+    await c.kill('SIGKILL')
+    const said = await json(b, ['say', id, 'said while C was away'])
+    assert.equal(said.delivered, 0, 'nobody else is online')
+    await c.start()
+    await until('c to catch up', async () => (await texts(c, id)).includes('said while C was away'), 30_000)
+    assert.deepEqual(await json(b, ['log', id]), await json(c, ['log', id]))
+  })
+
+  it('a forged invitation and a tampered message are rejected with a clear error', async () => {
+    const p2p = await P2pos.connect({ home: c.home })
+    const send = async (payload: unknown): Promise<void> => {
+      const ch = await p2p.open(b.peerId, APP)
+      try { await ch.send(JSON.stringify(payload)) } finally { await ch.close() }
+    }
+    const ctx = { id: 'f'.repeat(32), title: 'Free money', description: '', at: new Date().toISOString(), creator: a.peerId, participants: [a.peerId, b.peerId], created: new Date().toISOString() }
+    // c signs a context claiming a created it
+    const { signature } = await p2p.sign(APP, 'anything')
+    await assert.rejects(send({ t: 'invite', ctx: { body: ctx, sig: Buffer.from(signature).toString('base64') } }),
+      (e: P2posError) => e.code === 'E_APP_REJECTED' && e.details?.remoteCode === 'E_BAD_SIGNATURE' && /forged or altered/.test(e.message))
+    assert.equal((await json(b, ['invitations'])).length, 0)
+    // a real message of b's, with its text box swapped: the author's signature no longer matches
+    const state = JSON.parse(await readFile(join(c.home, 'appdata', APP, 'conferences.json'), 'utf8'))
+    const real = state.conferences[id].messages.find((m: any) => m.author === c.peerId)
+    const other = state.conferences[id].messages.find((m: any) => m.author !== c.peerId)
+    await assert.rejects(send({ t: 'msg', m: { ...real, box: other.box, sig: undefined }, sig: real.sig }),
+      (e: P2posError) => e.details?.remoteCode === 'E_BAD_SIGNATURE')
+    assert.equal((await json(b, ['log', id])).length, (await json(c, ['log', id])).length)
+  })
+
+  it('bad input: unknown conference, deciding twice, empty and oversized messages, unknown peers', async () => {
+    const unknown = await conference(b, ['log', '0'.repeat(32)])
+    assert.match(unknown.stderr, /\[E_UNKNOWN_CONFERENCE\]/)
+    const twice = await conference(b, ['accept', id])
+    assert.match(twice.stderr, /you are "accepted".*\[E_ALREADY_DECIDED\]/)
+    const empty = await conference(b, ['say', id, ''])
+    assert.match(empty.stderr, /empty.*\[E_BAD_REQUEST\]/)
+    // the limit is 16 KiB of text: 100 KB is refused by the app, 1 MB already by the SDK (over a message's 1 MiB)
+    const big = await conference(b, ['say', id, 'x'.repeat(100_000)])
+    assert.match(big.stderr, /at most 16384 bytes.*\[E_TOO_LARGE\]/)
+    const p2p = await P2pos.connect({ home: b.home })
+    await assert.rejects(p2p.callService('local', 'conference.command', { cmd: 'say', id, text: 'x'.repeat(1024 * 1024) }), { code: 'E_TOO_LARGE' })
+    const bad = await conference(b, ['create', '--title', 'x', '--invite', 'not-a-peer'])
+    assert.match(bad.stderr, /\[E_INVALID_PEER\]/)
+    const stranger = (await generateKeyPair('Ed25519')).publicKey.toString()
+    const later = await json(b, ['create', '--title', 'Later', '--invite', stranger])
+    assert.deepEqual(later.undelivered, [stranger])
+    const usage = await conference(b, ['say', id])
+    assert.equal(usage.code, 2)
+  })
+})
