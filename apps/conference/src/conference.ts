@@ -37,6 +37,7 @@ export class ConferenceApp {
   readonly me: string
   private readonly watchers = new Set<Channel>()
   private retrying = false
+  private readonly channels = new Map<string, Promise<Channel>>()
 
   constructor (p2p: P2pos, store: Store, me: string) {
     this.p2p = p2p
@@ -289,15 +290,38 @@ export class ConferenceApp {
 
   // ---- delivery ----
 
-  /** One message to a peer's conference app; resolves with its reply, rejects with its error. */
+  /**
+   * One message to a peer's conference app; resolves with its reply, rejects with its error. Channels
+   * stay open and are reused (one per peer), so a message costs one round trip, not a new channel.
+   */
   private async deliver (peer: string, payload: unknown): Promise<unknown> {
-    const ch = await this.p2p.open(peer, APP, { timeoutMs: DELIVER_TIMEOUT_MS })
+    const ch = await this.channelTo(peer)
     try {
       const reply = await ch.send(JSON.stringify(payload), { signal: AbortSignal.timeout(DELIVER_TIMEOUT_MS) })
       return reply.byteLength > 0 ? JSON.parse(Buffer.from(reply).toString('utf8')) : null
-    } finally {
-      await ch.close()
+    } catch (err: any) {
+      // a refusal is an answer; anything else (timeout, reset) means the channel is not to be trusted
+      if (err?.code !== 'E_APP_REJECTED') ch.destroy()
+      throw err
     }
+  }
+
+  private channelTo (peer: string): Promise<Channel> {
+    let ch = this.channels.get(peer)
+    if (ch == null) {
+      ch = this.p2p.open(peer, APP, { timeoutMs: DELIVER_TIMEOUT_MS })
+      this.channels.set(peer, ch)
+      const mine = ch
+      mine.then(c => c.once('close', () => { if (this.channels.get(peer) === mine) this.channels.delete(peer) }), () => {
+        if (this.channels.get(peer) === mine) this.channels.delete(peer)
+      })
+    }
+    return ch
+  }
+
+  /** Closes the reused channels (on exit). */
+  async close (): Promise<void> {
+    await Promise.allSettled([...this.channels.values()].map(async ch => await (await ch).close()))
   }
 
   /**

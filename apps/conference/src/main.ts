@@ -38,7 +38,7 @@ const stop = (): void => {
   clearInterval(timer)
   for (const l of [peers, commands]) l.close()
   events.close()
-  process.exit(0)
+  void app.close().finally(() => process.exit(0))
 }
 process.once('SIGTERM', stop)
 process.once('SIGINT', stop)
