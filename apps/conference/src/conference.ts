@@ -117,7 +117,6 @@ export class ConferenceApp {
     }
     const d = await sign(this.p2p, { conf: c.ctx.id, peer: this.me, decision, at: new Date().toISOString() } satisfies Decision)
     c.decisions.push(d)
-    if (decision === 'left') delete c.key
     const others = c.ctx.participants.filter(p => p !== this.me)
     for (const p of others) this.store.state.outbox.push({ peer: p, payload: { t: 'decision', d }, tries: 0 })
     await this.store.save()
