@@ -275,7 +275,10 @@ export class ConferenceApp {
     await Promise.allSettled(others.map(async p => {
       const reply: any = await this.deliver(p, { t: 'sync', conf: c.ctx.id, have: c.messages.map(m => m.id) })
       if (Array.isArray(reply?.decisions)) await this.mergeDecisions(c, reply.decisions)
-      if (c.key == null && typeof reply?.key === 'string') c.key = reply.key
+      if (c.key == null && typeof reply?.key === 'string') {
+        c.key = reply.key
+        this.emit({ type: 'key', id: c.ctx.id })
+      }
       for (const m of Array.isArray(reply?.messages) ? reply.messages : []) {
         try { this.accept(c, m, m.sig) } catch {}
       }
