@@ -4,7 +4,11 @@
  * conference.command, installing and starting the app first if needed.
  */
 import { parseArgs } from 'node:util'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { P2posError, defaultHome, type P2pos } from '@p2pos/sdk'
 import { command, connect } from './client.ts'
+import { APP } from './model.ts'
 
 export { command, connect }
 const USAGE = `usage: conference <verb> [--json]   (P2POS_HOME selects the daemon)
@@ -15,9 +19,25 @@ const USAGE = `usage: conference <verb> [--json]   (P2POS_HOME selects the daemo
   members ID                  peerId, state (invited|accepted|declined|left), online
   say ID TEXT
   log ID                      messages in the agreed order: author, text, at
+  web                         the address of the web UI (open it in a browser; it changes when the app restarts)
   (no verb)                   the terminal UI`
 
 class Usage extends Error {}
+
+/** The web UI's address: `$P2POS_HOME/appdata/<app>/web.json`, once the running app process wrote it. */
+async function webUrl (p2p: P2pos): Promise<string> {
+  const file = join(defaultHome(), 'appdata', APP, 'web.json')
+  const deadline = Date.now() + 10_000
+  while (true) {
+    const pid = (await p2p.apps()).find(a => a.id === APP)?.pid
+    try {
+      const web = JSON.parse(await readFile(file, 'utf8'))
+      if (typeof web.url === 'string' && web.pid === pid) return web.url
+    } catch {}
+    if (Date.now() > deadline) throw new P2posError('E_TIMEOUT', `the conference app has not started its web UI; see: p2pos app logs ${APP}`)
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+}
 
 function table (rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map(r => r[i].length)))
@@ -79,6 +99,12 @@ async function main (argv: string[]): Promise<number> {
     case 'log': {
       const list = await command<any[]>(p2p, { cmd: 'log', id: one() })
       out(list.map(m => ({ author: m.author, text: m.text, at: m.at })), () => list.map(m => `[${m.at}] ${m.author.slice(-8)}: ${m.text}`).join('\n') || '(no messages yet)')
+      return 0
+    }
+    case 'web': {
+      if (rest.length > 0) throw new Usage(USAGE)
+      const url = await webUrl(p2p)
+      out({ url }, () => url)
       return 0
     }
     default:

@@ -36,6 +36,8 @@ export class ConferenceApp {
   private readonly store: Store
   readonly me: string
   private readonly watchers = new Set<Channel>()
+  /** In-process subscribers to the events `watch` gets (the web UI); a listener must not block. */
+  readonly listeners = new Set<(event: Record<string, unknown>) => void>()
   private retrying = false
   private readonly channels = new Map<string, Promise<Channel>>()
 
@@ -364,6 +366,9 @@ export class ConferenceApp {
   private emit (event: Record<string, unknown>): void {
     const line = Buffer.from(JSON.stringify(event) + '\n')
     for (const w of this.watchers) w.write(line).catch(() => this.watchers.delete(w))
+    for (const l of this.listeners) {
+      try { l(event) } catch {}
+    }
   }
 }
 

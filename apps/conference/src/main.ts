@@ -7,11 +7,16 @@ import { P2pos } from '@p2pos/sdk'
 import { APP } from './model.ts'
 import { Store } from './store.ts'
 import { ConferenceApp } from './conference.ts'
+import { startWeb } from './web.ts'
 
 const p2p = await P2pos.connect()
 const me = (await p2p.info()).peerId
-const store = await Store.open(process.env.P2POS_APP_DATA ?? '.')
+const dataDir = process.env.P2POS_APP_DATA ?? '.'
+const store = await Store.open(dataDir)
 const app = new ConferenceApp(p2p, store, me)
+// the web UI on 127.0.0.1 (`conference web` prints its address, from $P2POS_APP_DATA/web.json); started
+// before conference.command is provided, so that web.json is this process's once the CLI sees the service
+const web = await startWeb(app, dataDir).catch((err: Error) => { console.error(`the web UI did not start: ${err.message}`); return undefined })
 
 const peers = await p2p.listen(APP, (ch) => {
   ch.onMessage(async (msg) => JSON.stringify(await app.fromPeer(ch.peer, msg.json())))
@@ -38,7 +43,7 @@ const stop = (): void => {
   clearInterval(timer)
   for (const l of [peers, commands]) l.close()
   events.close()
-  void app.close().finally(() => process.exit(0))
+  void Promise.allSettled([app.close(), web?.close()]).finally(() => process.exit(0))
 }
 process.once('SIGTERM', stop)
 process.once('SIGINT', stop)
