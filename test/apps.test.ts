@@ -139,6 +139,29 @@ describe('apps and services', () => {
     assert.equal(await app(a, 'org.test.sleeper'), undefined)
   })
 
+  it('an app that crashes at once is restarted with backoff, and shows as crashed in between', async () => {
+    const [a] = net.nodes
+    const dir = join(root, 'org.test.crasher')
+    await mkdir(dir, { recursive: true })
+    await writeFile(join(dir, 'p2pos.app.json'), JSON.stringify({ id: 'org.test.crasher', name: 'x', version: '1.0.0', run: ['node', '-e', 'console.log("boom"); process.exit(3)'] }))
+    await a.client.installApp(dir)
+    await a.client.startApp('org.test.crasher')
+    const seen = new Set<string>()
+    await until('two restarts', async () => {
+      const x = await app(a, 'org.test.crasher')
+      seen.add(x.state)
+      return x.restarts >= 2 && x
+    })
+    assert.ok(seen.has('crashed'), [...seen].join(','))
+    assert.ok((await a.client.appLogs('org.test.crasher')).lines.filter(l => l === 'boom').length >= 2)
+    const stopped = await a.client.stopApp('org.test.crasher')
+    assert.equal(stopped.state, 'stopped')
+    const restarts = stopped.restarts
+    await new Promise(resolve => setTimeout(resolve, 2500))
+    assert.equal((await app(a, 'org.test.crasher')).restarts, restarts, 'no restart after stop')
+    await a.client.uninstallApp('org.test.crasher')
+  })
+
   it('service call from one daemon to echo on another returns the same JSON, starting it on demand', async () => {
     const [a, b] = net.nodes
     await b.client.installApp(ECHO)

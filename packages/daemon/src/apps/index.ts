@@ -282,6 +282,8 @@ export class AppService {
     p.startedAt = Date.now()
     const proc = p
     proc.exited = new Promise<void>(resolve => child.once('close', () => resolve()))
+    // listen at once: an app that dies while we are still recording it must not be missed
+    child.once('exit', (code, signal) => { this.onExit(id, proc, child, code, signal) })
     child.stdout?.setEncoding('utf8').on('data', (d: string) => { this.appendLog(id, proc, d) })
     child.stderr?.setEncoding('utf8').on('data', (d: string) => { this.appendLog(id, proc, d) })
     await new Promise<void>((resolve, reject) => {
@@ -293,9 +295,8 @@ export class AppService {
       this.setState(id, proc, 'crashed')
       throw err
     })
-    this.setState(id, proc, 'running')
+    if (child.exitCode == null && child.signalCode == null) this.setState(id, proc, 'running')
     await this.saveRunning()
-    child.once('exit', (code, signal) => { this.onExit(id, proc, child, code, signal) })
   }
 
   private onExit (id: string, p: Proc, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
