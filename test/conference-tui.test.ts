@@ -6,16 +6,16 @@
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, execFile } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startTestnet, REPO, type Testnet, type CliResult } from '../packages/testnet/src/index.ts'
+import { startTestnet, type Testnet } from '../packages/testnet/src/index.ts'
+import { CONFERENCE, conference, conferenceJson } from './conference-cli.ts'
 
 const TMUX = '/usr/bin/tmux'
-const CONFERENCE = join(REPO, 'bin/conference')
 /** A private tmux server for this run (its socket in a temporary folder): nothing touches the user's tmux. */
 let socket = ''
 const TMUX_ENV = { ...process.env, TERM: process.env.TERM == null || process.env.TERM === 'dumb' ? 'xterm-256color' : process.env.TERM }
@@ -59,25 +59,7 @@ async function type (session: string, text: string): Promise<void> {
   await tmux('send-keys', '-t', session, 'Enter')
 }
 
-/** The scriptable CLI, for the other side of the conversation. */
-async function conference (home: string, argv: string[], options: { timeoutMs?: number } = {}): Promise<CliResult> {
-  const child = spawn(CONFERENCE, argv, { env: { ...process.env, P2POS_HOME: home }, stdio: ['pipe', 'pipe', 'pipe'] })
-  child.stdin.end()
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d })
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
-  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000)
-  const code = await new Promise<number>(resolve => child.on('close', (c, sig) => resolve(c ?? (sig != null ? 128 : 1))))
-  clearTimeout(timer)
-  return { code, stdout, stderr }
-}
-
-async function ok (home: string, argv: string[]): Promise<any> {
-  const r = await conference(home, [...argv, '--json'])
-  assert.equal(r.code, 0, `conference ${argv.join(' ')}: ${r.stderr}${r.stdout}`)
-  return JSON.parse(r.stdout)
-}
+const ok = conferenceJson
 
 /** Polls A's log until a message matching `pred` is there. */
 async function waitLog (home: string, id: string, pred: (m: any) => boolean, timeoutMs = 30_000): Promise<any[]> {

@@ -7,38 +7,20 @@
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { access, readFile, stat } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
-import { startTestnet, REPO, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
+import { startTestnet, type CliResult, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
+import { conference as runConference, conferenceJson } from './conference-cli.ts'
 import { rawRequest } from './http.ts'
 
 const APP = 'org.p2pos.conference'
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
 const WAIT_MS = 20_000
 
-interface Run { code: number, stdout: string, stderr: string }
-
-/** `bin/conference ARGS` against daemon `d`, as a user would run it. */
-async function conference (d: TestDaemon, args: string[]): Promise<Run> {
-  const child = spawn(join(REPO, 'bin/conference'), args, { env: { ...process.env, P2POS_HOME: d.home }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
-  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-  const code = await new Promise<number>(resolve => child.on('close', c => resolve(c ?? 1)))
-  clearTimeout(timer)
-  return { code, stdout, stderr }
-}
-
-async function json (d: TestDaemon, args: string[]): Promise<any> {
-  const r = await conference(d, [...args, '--json'])
-  assert.equal(r.code, 0, `conference ${args.join(' ')}: ${r.stderr}`)
-  return JSON.parse(r.stdout)
-}
+const conference = async (d: TestDaemon, args: string[]): Promise<CliResult> => await runConference(d.home, args)
+const json = async (d: TestDaemon, args: string[]): Promise<any> => await conferenceJson(d.home, args)
 
 async function until<T> (what: string, fn: () => Promise<T | undefined | false>, ms = WAIT_MS): Promise<T> {
   const end = Date.now() + ms

@@ -5,34 +5,17 @@
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { P2pos, type P2posError } from '@p2pos/sdk'
-import { startTestnet, REPO, NODE, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
+import { startTestnet, type CliResult, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
+import { conference as runConference, conferenceJson } from './conference-cli.ts'
 
 const APP = 'org.p2pos.conference'
 
-interface Run { code: number, stdout: string, stderr: string }
-
-async function conference (d: TestDaemon, args: string[]): Promise<Run> {
-  const child = spawn(NODE, [join(REPO, 'apps/conference/src/cli.ts'), ...args], { env: { ...process.env, P2POS_HOME: d.home }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
-  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-  const code = await new Promise<number>(resolve => child.on('close', c => resolve(c ?? 1)))
-  clearTimeout(timer)
-  return { code, stdout, stderr }
-}
-
-async function json (d: TestDaemon, args: string[]): Promise<any> {
-  const r = await conference(d, [...args, '--json'])
-  assert.equal(r.code, 0, `conference ${args.join(' ')}: ${r.stderr}`)
-  return JSON.parse(r.stdout)
-}
+const conference = async (d: TestDaemon, args: string[]): Promise<CliResult> => await runConference(d.home, args)
+const json = async (d: TestDaemon, args: string[]): Promise<any> => await conferenceJson(d.home, args)
 
 async function until<T> (what: string, fn: () => Promise<T | undefined | false>, ms = 20_000): Promise<T> {
   const end = Date.now() + ms

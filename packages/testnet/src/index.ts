@@ -33,9 +33,9 @@ export const LOOPBACK_CONFIG = {
 
 export interface CliResult { code: number, stdout: string, stderr: string }
 
-/** Runs the p2pos CLI against `home`; never throws for a non-zero exit. */
-export async function runCli (home: string, argv: string[], options: { input?: string, timeoutMs?: number, env?: Record<string, string> } = {}): Promise<CliResult> {
-  const child = spawn(NODE, [CLI, ...argv], { env: { ...process.env, P2POS_HOME: home, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] })
+/** Runs `program args` with P2POS_HOME=`home`, collecting its output; never throws for a non-zero exit. */
+export async function runProgram (home: string, program: string, argv: string[], options: { input?: string, timeoutMs?: number, env?: Record<string, string> } = {}): Promise<CliResult> {
+  const child = spawn(program, argv, { env: { ...process.env, P2POS_HOME: home, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d })
@@ -45,6 +45,11 @@ export async function runCli (home: string, argv: string[], options: { input?: s
   const code = await new Promise<number>(resolve => child.on('close', (c, sig) => resolve(c ?? (sig != null ? 128 : 1))))
   clearTimeout(timer)
   return { code, stdout, stderr }
+}
+
+/** Runs the p2pos CLI against `home`; never throws for a non-zero exit. */
+export async function runCli (home: string, argv: string[], options: { input?: string, timeoutMs?: number, env?: Record<string, string> } = {}): Promise<CliResult> {
+  return await runProgram(home, NODE, [CLI, ...argv], options)
 }
 
 export class TestDaemon {
