@@ -45,12 +45,26 @@ export class P2pos {
 
   /** Calls a method of the local API; rejects with a P2posError carrying the daemon's code. */
   async call<T = any> (method: MethodName, params: Record<string, unknown> = {}, options: CallOptions = {}): Promise<T> {
+    return await this.callOnce<T>(method, params, options, true)
+  }
+
+  /**
+   * One HTTP request. A kept-alive socket that the daemon closed as idle just as we reused it fails with
+   * ECONNRESET before the daemon saw anything: that request is sent once more on a fresh socket.
+   */
+  private async callOnce<T> (method: MethodName, params: Record<string, unknown>, options: CallOptions, mayRetry: boolean): Promise<T> {
     const body = JSON.stringify(params)
     return await new Promise<T>((resolve, reject) => {
       const req = httpRequest(this.endpoint, 'POST', `/call/${method}`, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) })
       const onAbort = (): void => { req.destroy(); reject(new P2posError('E_ABORTED', `${method} aborted`)) }
       options.signal?.addEventListener('abort', onAbort, { once: true })
-      req.on('error', (err) => reject(connectionError(this.endpoint, err)))
+      req.on('error', (err: any) => {
+        if (mayRetry && req.reusedSocket && err.code === 'ECONNRESET' && options.signal?.aborted !== true) {
+          this.callOnce<T>(method, params, options, false).then(resolve, reject)
+          return
+        }
+        reject(connectionError(this.endpoint, err))
+      })
       req.on('response', (res) => {
         readAll(res).then((buf) => {
           options.signal?.removeEventListener('abort', onAbort)
