@@ -252,3 +252,12 @@ export class Helper {
     clearTimeout(kill)
   }
 }
+
+/** An integer setting from the environment, with a default and a floor. */
+export function envInt (name: string, def: number, min = 1): number {
+  const raw = process.env[name]
+  if (raw == null || raw === '') return def
+  const v = Number(raw)
+  if (!Number.isFinite(v) || v < min) throw new Error(`${name} must be a number ≥ ${min}, got "${raw}"`)
+  return Math.floor(v)
+}

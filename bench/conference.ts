@@ -43,7 +43,7 @@
  * fallback on, the share of the remaining time an attempt's setup may take) BENCH_IDLE_S=3 (CPU of the
  * connected, idle network, measured after connecting) BENCH_VERBOSE=1 (progress) BENCH_PROF=<dir> (CPU
  * profiles of the first BENCH_PROF_COUNT=2 participants' daemons and apps, written when they exit; the
- * benchmark logs the message phase's window, and bench/conference-prof.ts summarises a profile over it).
+ * benchmark logs the message phase's window, and bench/prof-summary.ts summarises a profile over it).
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { readFileSync, rmSync } from 'node:fs'
@@ -55,16 +55,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Channel, P2pos } from '@p2pos/sdk'
 import { TestDaemon, makeHome } from '@p2pos/testnet'
 import { connect, command } from '../apps/conference/src/cli.ts'
+import { envInt } from './common.ts'
 
 /* ---------- configuration ---------- */
-
-function envInt (name: string, def: number, min = 1): number {
-  const raw = process.env[name]
-  if (raw == null || raw === '') return def
-  const v = Number(raw)
-  if (!Number.isFinite(v) || v < min) throw new Error(`${name} must be a number ≥ ${min}, got "${raw}"`)
-  return Math.floor(v)
-}
 
 const PARTICIPANTS = envInt('BENCH_PARTICIPANTS', 50, 2)
 const MESSAGES = envInt('BENCH_MESSAGES', 200)
@@ -889,7 +882,7 @@ async function measure (run: Run, phases: Phases, id: string, speakers: Particip
   lag.enable()
   const cpuBefore = cpuSnap(run)
   let cpuAfter = cpuBefore
-  // the window in CLOCK_MONOTONIC µs, the clock of V8's CPU profiles (for bench/conference-prof.ts)
+  // the window in CLOCK_MONOTONIC µs, the clock of V8's CPU profiles (for bench/prof-summary.ts)
   const monoFrom = process.hrtime.bigint() / 1000n
   try {
     const says: Array<Promise<void>> = []
@@ -919,7 +912,7 @@ async function measure (run: Run, phases: Phases, id: string, speakers: Particip
     })
   } finally {
     cpuAfter = cpuSnap(run)
-    if (PROF != null) log(`message phase, for the profiles: node bench/conference-prof.ts ${PROF}/<file> ${monoFrom} ${process.hrtime.bigint() / 1000n}`)
+    if (PROF != null) log(`message phase, for the profiles: PROF_FROM_US=${monoFrom} PROF_TO_US=${process.hrtime.bigint() / 1000n} node bench/prof-summary.ts ${PROF}/<file>`)
     off()
     clearInterval(sampler)
     lag.disable()

@@ -3,6 +3,9 @@
  * the functions with the most self time and the most inclusive time, and self time by package.
  *
  *   node bench/prof-summary.ts <file.cpuprofile> [top=25] [filter substring of a function or url]
+ *
+ * PROF_FROM_US / PROF_TO_US restrict it to a window of the profile's clock (CLOCK_MONOTONIC µs), such as
+ * the message phase that `BENCH_PROF=<dir> npm run bench:conference` logs.
  */
 import { readFileSync } from 'node:fs'
 
@@ -17,6 +20,8 @@ if (file == null) {
 }
 const top = Number(topArg ?? 25)
 const prof: Profile = JSON.parse(readFileSync(file, 'utf8'))
+const from = process.env.PROF_FROM_US != null ? Number(process.env.PROF_FROM_US) : -Infinity
+const to = process.env.PROF_TO_US != null ? Number(process.env.PROF_TO_US) : Infinity
 
 const byId = new Map<number, ProfileNode>()
 const parent = new Map<number, number>()
@@ -34,8 +39,8 @@ function origin (url: string): string {
     return rest[0].startsWith('@') ? `${rest[0]}/${rest[1]}` : rest[0]
   }
   if (url.startsWith('node:')) return 'node:' + url.slice(5).split('/')[0]
-  const m = /\/packages\/([^/]+)\//.exec(url)
-  if (m != null) return `@p2pos/${m[1]}`
+  const m = /\/(packages|apps)\/([^/]+)\//.exec(url)
+  if (m != null) return m[1] === 'apps' ? `app ${m[2]}` : `@p2pos/${m[2]}`
   return url.split('/').slice(-2).join('/')
 }
 
@@ -47,10 +52,13 @@ function key (f: CallFrame): string {
 const self = new Map<string, number>()
 const incl = new Map<string, number>()
 const byOrigin = new Map<string, number>()
+let t = prof.startTime
 let total = 0
 let idle = 0
 for (let i = 0; i < prof.samples.length; i++) {
   const dt = prof.timeDeltas[i] ?? 0
+  t += dt
+  if (t < from || t > to) continue
   const node = byId.get(prof.samples[i])
   if (node == null) continue
   total += dt
@@ -69,6 +77,10 @@ for (let i = 0; i < prof.samples.length; i++) {
   }
 }
 
+if (total === 0) {
+  console.log(`${file}: no samples in the window (the profile runs ${prof.startTime}..${prof.endTime} µs)`)
+  process.exit(1)
+}
 const busy = total - idle
 const pct = (x: number): string => `${(100 * x / busy).toFixed(1)}%`.padStart(6)
 const ms = (x: number): string => `${(x / 1000).toFixed(0)} ms`.padStart(9)

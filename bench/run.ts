@@ -25,18 +25,11 @@ import { fileURLToPath } from 'node:url'
 import { mkdirSync, readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { startTestnet, type Testnet } from '@p2pos/testnet'
-import { Helper, killAllHelpers, median, within, type BulkResult, type RttResult } from './common.ts'
+import { Helper, envInt, killAllHelpers, median, within, type BulkResult, type RttResult } from './common.ts'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 const APP = 'bench.p2pos'
 
-function envInt (name: string, def: number, min = 1): number {
-  const raw = process.env[name]
-  if (raw == null || raw === '') return def
-  const v = Number(raw)
-  if (!Number.isFinite(v) || v < min) throw new Error(`${name} must be a number ≥ ${min}, got "${raw}"`)
-  return Math.floor(v)
-}
 
 const MB = envInt('BENCH_MB', 256)
 const CHUNK = envInt('BENCH_CHUNK_KB', 64) * 1024
