@@ -24,7 +24,6 @@ interface State { conferences: Record<string, Conference>, outbox: Outgoing[] }
 export class Store {
   readonly path: string
   state: State = { conferences: {}, outbox: [] }
-  private saving = Promise.resolve()
 
   constructor (dir: string) {
     this.path = join(dir, 'conferences.json')
@@ -45,14 +44,32 @@ export class Store {
     return this.state.conferences[id]
   }
 
-  /** Persists the whole state; saves are serialised, the last one wins. */
+  /**
+   * Persists the whole state; resolves once a write that includes every change made before the call is
+   * on disk (so a message is acknowledged only after it is stored). Calls made while a write is under
+   * way share the one next write (group commit) instead of rewriting the file once each.
+   */
   async save (): Promise<void> {
+    if (this.next != null) return await this.next
+    if (this.writing == null) return await this.startWrite()
+    // after the write under way, whether it worked or not (its own callers get its error)
+    this.next = this.writing.catch(() => {}).then(async () => {
+      this.next = undefined
+      await this.startWrite()
+    })
+    return await this.next
+  }
+
+  private writing?: Promise<void>
+  private next?: Promise<void>
+
+  private async startWrite (): Promise<void> {
     const text = JSON.stringify(this.state)
-    this.saving = this.saving.then(async () => {
-      const tmp = `${this.path}.tmp`
+    const tmp = `${this.path}.tmp`
+    this.writing = (async () => {
       await writeFile(tmp, text, { mode: 0o600 })
       await rename(tmp, this.path)
-    })
-    await this.saving
+    })().finally(() => { this.writing = undefined })
+    await this.writing
   }
 }
