@@ -73,8 +73,6 @@ export class ChannelService {
     this.live.clear()
   }
 
-  get count (): number { return this.live.size }
-
   /** `POST /v0/channels/open?peer=<peer id|local>&app=&timeoutMs=` */
   readonly openUpgrade = async (ctx: UpgradeContext): Promise<void> => {
     const app = ctx.query.get('app') ?? ''

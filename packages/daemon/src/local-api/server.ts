@@ -141,7 +141,7 @@ export class LocalApi {
       throw new P2posError('E_METHOD_NOT_ALLOWED', `${req.method} is not allowed: every call is a POST (no state changes by GET)`)
     }
     if (path === `${API_PREFIX}/events`) {
-      await drain(req)
+      await readBody(req)
       const session = this.c.sessions.open(principal, res)
       res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-p2pos-session': session.id })
       session.send({ event: 'session', data: { session: session.id } })
@@ -214,10 +214,6 @@ async function readBody (req: IncomingMessage): Promise<Buffer> {
     chunks.push(c)
   }
   return Buffer.concat(chunks)
-}
-
-async function drain (req: IncomingMessage): Promise<void> {
-  await readBody(req)
 }
 
 function corsHeaders (req: IncomingMessage, res: ServerResponse): void {

@@ -12,8 +12,6 @@ export class Session {
   readonly id = 's' + randomBytes(8).toString('hex')
   readonly principal: Principal
   readonly apps = new Set<string>()
-  /** `${app}\n${topic}` */
-  readonly topics = new Set<string>()
   private readonly res: ServerResponse
   private closed = false
   private readonly onClose: Array<() => void> = []
@@ -105,10 +103,6 @@ export class Sessions {
   /** First live session that registered `app`. */
   forApp (app: string): Session | undefined {
     for (const s of this.byId.values()) if (s.apps.has(app)) return s
-  }
-
-  all (): Iterable<Session> {
-    return this.byId.values()
   }
 
   /** Node-wide events go to every session; app-scoped ones only to sessions allowed that app. */

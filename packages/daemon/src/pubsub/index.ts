@@ -45,7 +45,6 @@ export class PubsubService {
     }
     if (!set.has(session)) {
       set.add(session)
-      session.topics.add(`${app}\n${topic}`)
       session.whenClosed(() => this.unsubscribe(session, app, topic))
     }
     return { topic }
@@ -54,7 +53,6 @@ export class PubsubService {
   unsubscribe (session: Session, app: string, topic: string): { topic: string } {
     const t = topicName(app, topic)
     const set = this.wanted.get(t)
-    session.topics.delete(`${app}\n${topic}`)
     if (set?.delete(session) === true && set.size === 0) {
       this.wanted.delete(t)
       this.node.services.pubsub.unsubscribe(t)
