@@ -97,30 +97,22 @@ function helper (name: string, script: string, argv: string[], profile: boolean)
   return h
 }
 
-async function startTcp (): Promise<Path> {
-  const server = helper('tcp-receiver', 'tcp-peer.ts', ['--role=server'], false)
-  const client = helper('tcp-sender', 'tcp-peer.ts', ['--role=client'], false)
-  const { port } = await server.waitReady(20_000)
-  await client.waitReady(20_000)
+/**
+ * A baseline path: a receiver and a sender helper process of `file`; the sender reaches the receiver
+ * through the `target` field the receiver prints when ready (a TCP port, or a libp2p address).
+ */
+async function startBaseline (name: 'tcp' | 'libp2p', file: string, target: 'port' | 'addr', libp2p: boolean): Promise<Path> {
+  const server = helper(`${name}-receiver`, file, ['--role=server'], libp2p)
+  const client = helper(`${name}-sender`, file, ['--role=client'], libp2p)
+  const ready = await server.waitReady(libp2p ? 30_000 : 20_000)
+  await client.waitReady(libp2p ? 30_000 : 20_000)
+  const to = ready[target]
+  if (to == null) throw new Error(`the ${name} receiver printed no ${target}`)
   return {
-    name: 'tcp',
+    name,
     procs: { sender: client.child.pid, receiver: server.child.pid },
-    bulk: async (bytes) => await client.request('bulk', { port, bytes, chunk: CHUNK, timeoutMs: TIMEOUT_MS }, TIMEOUT_MS + 10_000),
-    rtt: async () => await client.request('rtt', { port, count: RTT_COUNT, warmup: RTT_WARMUP, size: RTT_BYTES, timeoutMs: TIMEOUT_MS }, TIMEOUT_MS + 10_000)
-  }
-}
-
-async function startLibp2p (): Promise<Path> {
-  const server = helper('libp2p-receiver', 'libp2p-peer.ts', ['--role=server'], true)
-  const client = helper('libp2p-sender', 'libp2p-peer.ts', ['--role=client'], true)
-  const { addr } = await server.waitReady(30_000)
-  await client.waitReady(30_000)
-  if (typeof addr !== 'string') throw new Error('the libp2p receiver printed no TCP address')
-  return {
-    name: 'libp2p',
-    procs: { sender: client.child.pid, receiver: server.child.pid },
-    bulk: async (bytes) => await client.request('bulk', { addr, bytes, chunk: CHUNK, timeoutMs: TIMEOUT_MS }, TIMEOUT_MS + 10_000),
-    rtt: async () => await client.request('rtt', { addr, count: RTT_COUNT, warmup: RTT_WARMUP, size: RTT_BYTES, timeoutMs: TIMEOUT_MS }, TIMEOUT_MS + 10_000)
+    bulk: async (bytes) => await client.request('bulk', { [target]: to, bytes, chunk: CHUNK, timeoutMs: TIMEOUT_MS }, TIMEOUT_MS + 10_000),
+    rtt: async () => await client.request('rtt', { [target]: to, count: RTT_COUNT, warmup: RTT_WARMUP, size: RTT_BYTES, timeoutMs: TIMEOUT_MS }, TIMEOUT_MS + 10_000)
   }
 }
 
@@ -201,7 +193,11 @@ async function main (): Promise<void> {
   console.log('')
 
   const paths: Path[] = []
-  const starters: Record<PathName, () => Promise<Path>> = { tcp: startTcp, libp2p: startLibp2p, p2pos: startP2pos }
+  const starters: Record<PathName, () => Promise<Path>> = {
+    tcp: async () => await startBaseline('tcp', 'tcp-peer.ts', 'port', false),
+    libp2p: async () => await startBaseline('libp2p', 'libp2p-peer.ts', 'addr', true),
+    p2pos: startP2pos
+  }
   for (const name of ['tcp', 'libp2p', 'p2pos'] as PathName[]) {
     if (!ONLY.has(name)) continue
     log(`starting ${name}`)
