@@ -3,7 +3,7 @@
  * an Ed25519 peer id embeds its public key (identity multihash of the protobuf PublicKey), so no
  * lookup is needed. Written with node:crypto only, so the SDK needs no libp2p packages.
  */
-import { createPublicKey, verify } from 'node:crypto'
+import { createPublicKey, verify, type KeyObject } from 'node:crypto'
 import { APP_SIGNATURE_PREFIX } from '@p2pos/api'
 
 const ALPHABET = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
@@ -30,12 +30,33 @@ export function ed25519KeyOf (peerId: string): Uint8Array | undefined {
   return mh.subarray(6)
 }
 
+/**
+ * Imported public keys by peer id: decoding the id and importing the key cost more than the check itself
+ * (an app checking many messages from a few authors spent a sixth of its CPU here). Bounded: when full,
+ * it starts over.
+ */
+const keys = new Map<string, KeyObject | null>()
+const MAX_CACHED_KEYS = 4096
+
+function publicKeyOf (peerId: string): KeyObject | null {
+  let key = keys.get(peerId)
+  if (key !== undefined) return key
+  const raw = ed25519KeyOf(peerId)
+  try {
+    key = raw == null ? null : createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
+  } catch {
+    key = null
+  }
+  if (keys.size >= MAX_CACHED_KEYS) keys.clear()
+  keys.set(peerId, key)
+  return key
+}
+
 /** True if `signature` is `peerId`'s node signing `data` for `app` (through identity.sign). */
 export function verifyAppSignature (peerId: string, app: string, data: Uint8Array, signature: Uint8Array): boolean {
-  const raw = ed25519KeyOf(peerId)
-  if (raw == null) return false
+  const key = publicKeyOf(peerId)
+  if (key == null) return false
   try {
-    const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' })
     return verify(null, Buffer.concat([Buffer.from(`${APP_SIGNATURE_PREFIX}${app}\n`), data]), key, signature)
   } catch {
     return false
