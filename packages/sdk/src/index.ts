@@ -203,6 +203,15 @@ export class P2pos {
     await this.call('pubsub.subscribe', { session: session.id, app, topic }, options)
   }
 
+  async unsubscribe (session: EventSession, app: string, topic: string, options?: CallOptions): Promise<void> {
+    await this.call('pubsub.unsubscribe', { session: session.id, app, topic }, options)
+  }
+
+  /** The peers this daemon knows to be subscribed to `topic` (those a publication goes to first). */
+  async topicPeers (app: string, topic: string, options?: CallOptions): Promise<string[]> {
+    return (await this.call('pubsub.peers', { app, topic }, options)).peers
+  }
+
   async dhtPut (name: string, value: string, options?: CallOptions & { timeoutMs?: number }): Promise<{ key: string, seq: number, stored: number }> {
     return await this.call('dht.put', { name, value, timeoutMs: options?.timeoutMs }, options)
   }
