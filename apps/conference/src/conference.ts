@@ -1,22 +1,24 @@
 /**
- * The conference app's logic (docs/conference.md): commands from the local UIs, the peer protocol
+ * The conference app's logic (docs/spec/conference.md): commands from the local UIs, the peer protocol
  * between copies of the app, and catching up.
  *
  * Peer protocol: every message is one JSON MSG on a channel to org.p2pos.conference on the peer,
  * acknowledged by the receiving app (a NACK carries a code such as E_BAD_SIGNATURE):
  *   {t:"invite", ctx: Signed<ConferenceContext>, decisions}  creator → each participant
  *   {t:"decision", d: Signed<Decision>}                     participant → every participant
- *   {t:"key", conf, key, decisions}                         a key holder → an accepted participant
- *   {t:"msg", m: ChatMessage, sig}                          author → every accepted participant
- *   {t:"sync", conf, have: [message ids]}                   reply: {messages, decisions, key?}
+ *   {t:"key", conf, keys, decisions}                        a key holder → an accepted participant
+ *   {t:"msg", m: ChatMessage, sig}                          author → an accepted participant not on the topic
+ *   {t:"sync", conf, seen: {author: seq}, dh}               reply: {messages, decisions?, keys?}
+ * Chat messages go out once, on the conference's pubsub topic (the same {t:"msg"} JSON); a receiver
+ * that sees a gap in an author's seq, and every member now and then, catches up with "sync".
  */
-import { randomBytes } from 'node:crypto'
-import type { Channel, P2pos } from '@p2pos/sdk'
+import { createHash, randomBytes } from 'node:crypto'
+import type { ApiEvent, Channel, EventSession, P2pos } from '@p2pos/sdk'
 import {
-  APP, MAX_PARTICIPANTS, MAX_TEXT_BYTES, MAX_TITLE_CHARS, checkContext, compareMessages, stateOf,
-  type ChatMessage, type ConferenceContext, type Decision, type MemberState, type Signed
+  APP, MAX_PARTICIPANTS, MAX_TEXT_BYTES, MAX_TITLE_CHARS, checkContext, compareMessages, leftCount, newestKey, stateOf, topicOf,
+  type ChatMessage, type ConferenceContext, type ConferenceKey, type Decision, type MemberState, type Signed
 } from './model.ts'
-import { newKey, open, seal, sign, verified } from './crypto.ts'
+import { isKey, kidOf, newKey, open, seal, sign, verified } from './crypto.ts'
 import type { Conference, Store } from './store.ts'
 
 /** An error with a code the caller (CLI, UI, peer) can act on. */
@@ -30,6 +32,23 @@ export class AppError extends Error {
 
 const PEER_ID = /^12D3KooW[1-9A-HJ-NP-Za-km-z]{44,48}$/
 const DELIVER_TIMEOUT_MS = 5000
+/** Deliveries (invitations, decisions, keys) in flight at once, to different peers. */
+const FLUSH_CONCURRENCY = 8
+/** Members asked at once when catching up after accepting or starting. */
+const SYNC_FANOUT = 3
+/** A gap in an author's messages that is still there after this long is asked for. */
+const GAP_WAIT_MS = 1000
+/** The retry loop runs every 5 s (main.ts); a catch-up from a random member every this many runs. */
+const ANTI_ENTROPY_TICKS = 2
+
+/** What this copy holds of a conference's messages, kept in memory next to the stored list. */
+interface Index {
+  ids: Set<string>
+  /** author → the highest seq up to which every message of that author is here */
+  seen: Map<string, number>
+  /** author → seqs held above `seen` (after a gap) */
+  above: Map<string, Set<number>>
+}
 
 export class ConferenceApp {
   private readonly p2p: P2pos
@@ -39,12 +58,37 @@ export class ConferenceApp {
   /** In-process subscribers to the events `watch` gets (the web UI); a listener must not block. */
   readonly listeners = new Set<(event: Record<string, unknown>) => void>()
   private retrying = false
+  private ticks = 0
   private readonly channels = new Map<string, Promise<Channel>>()
+  private readonly indexes = new Map<string, Index>()
+  private readonly gapTimers = new Map<string, NodeJS.Timeout>()
+  private session?: EventSession
 
   constructor (p2p: P2pos, store: Store, me: string) {
     this.p2p = p2p
     this.store = store
     this.me = me
+  }
+
+  /**
+   * Receives the conferences' topics on `session` (an event session of this app): subscribes to the
+   * topic of every conference this peer has accepted and not left.
+   */
+  async attach (session: EventSession): Promise<void> {
+    this.session = session
+    session.on('event', (ev: ApiEvent) => {
+      if (ev.event !== 'pubsub.message' || ev.data.app !== APP) return
+      this.onPublished(String(ev.data.data)).catch(() => {})
+    })
+    await Promise.all(Object.values(this.store.state.conferences)
+      .filter(c => stateOf(c.decisions, this.me) === 'accepted')
+      .map(async c => await this.listenTo(c, true)))
+  }
+
+  private async listenTo (c: Conference, on: boolean): Promise<void> {
+    if (this.session == null) return
+    if (on) await this.p2p.subscribe(this.session, APP, topicOf(c.ctx.id))
+    else await this.p2p.unsubscribe(this.session, APP, topicOf(c.ctx.id))
   }
 
   // ---- commands (from conference.command) ----
@@ -95,12 +139,14 @@ export class ConferenceApp {
       created: new Date().toISOString()
     }
     const signed = await sign(this.p2p, ctx)
-    const conf: Conference = { ctx, ctxSig: signed.sig, decisions: [], key: newKey(), messages: [], lamport: 0 }
+    const key = newKey()
+    const conf: Conference = { ctx, ctxSig: signed.sig, decisions: [], keys: [{ kid: kidOf(key), epoch: 0, key }], messages: [], lamport: 0 }
     conf.decisions.push(await sign(this.p2p, { conf: ctx.id, peer: this.me, decision: 'accepted', at: new Date().toISOString() } satisfies Decision))
     this.store.state.conferences[ctx.id] = conf
     // the invitation carries the creator's own (signed) acceptance, so every invitee knows it
     for (const p of participants) if (p !== this.me) this.store.state.outbox.push({ peer: p, payload: { t: 'invite', ctx: signed, decisions: conf.decisions }, tries: 0 })
     await this.store.save()
+    await this.listenTo(conf, true)
     const undelivered = await this.flush(participants.filter(p => p !== this.me))
     this.emit({ type: 'conference', id: ctx.id })
     return { id: ctx.id, undelivered }
@@ -122,8 +168,9 @@ export class ConferenceApp {
     const others = c.ctx.participants.filter(p => p !== this.me)
     for (const p of others) this.store.state.outbox.push({ peer: p, payload: { t: 'decision', d }, tries: 0 })
     await this.store.save()
+    if (decision !== 'declined') await this.listenTo(c, decision === 'accepted').catch(() => {})
     await this.flush(others)
-    if (decision === 'accepted') await this.syncAll(c)
+    if (decision === 'accepted') await this.syncSome(c, SYNC_FANOUT)
     this.emit({ type: 'member', id: c.ctx.id, peer: this.me, state: decision })
     return { id: c.ctx.id, state: decision }
   }
@@ -141,28 +188,55 @@ export class ConferenceApp {
   }
 
   private async say (c: Conference, text: unknown): Promise<{ id: string, delivered: number, of: number }> {
-    if (stateOf(c.decisions, this.me) !== 'accepted' || c.key == null) throw new AppError('E_NOT_PARTICIPANT', 'only accepted participants can speak in this conference')
+    if (stateOf(c.decisions, this.me) !== 'accepted' || c.keys.length === 0) throw new AppError('E_NOT_PARTICIPANT', 'only accepted participants can speak in this conference')
     if (typeof text !== 'string' || text.trim() === '') throw new AppError('E_BAD_REQUEST', 'the message is empty')
     if (Buffer.byteLength(text) > MAX_TEXT_BYTES) throw new AppError('E_TOO_LARGE', `a message is at most ${MAX_TEXT_BYTES} bytes`)
     if (Date.now() < Date.parse(c.ctx.at)) throw new AppError('E_NOT_STARTED', `the conference opens at ${c.ctx.at}`)
+    const key = await this.keyForSpeaking(c)
     c.lamport++
-    const m: ChatMessage = { conf: c.ctx.id, id: randomBytes(8).toString('hex'), author: this.me, lamport: c.lamport, at: new Date().toISOString(), box: '' }
-    m.box = seal(c.key, JSON.stringify({ text }), boxAad(m))
+    const ix = this.index(c)
+    const m: ChatMessage = { conf: c.ctx.id, id: randomBytes(8).toString('hex'), author: this.me, seq: (ix.seen.get(this.me) ?? 0) + 1, lamport: c.lamport, at: new Date().toISOString(), kid: key.kid, box: '' }
+    m.box = seal(key.key, JSON.stringify({ text }), boxAad(m))
     const signed = await sign(this.p2p, m)
-    c.messages.push({ ...m, sig: signed.sig })
+    this.remember(c, { ...m, sig: signed.sig })
     await this.store.save()
     this.emit({ type: 'message', id: c.ctx.id, author: m.author, text, at: m.at })
+    // once on the topic for every member whose daemon ours knows to be there; directly to the others
+    const payload = JSON.stringify({ t: 'msg', m, sig: signed.sig })
     const to = c.ctx.participants.filter(p => p !== this.me && stateOf(c.decisions, p) === 'accepted')
-    const results = await Promise.allSettled(to.map(async p => await this.deliver(p, { t: 'msg', m, sig: signed.sig })))
-    return { id: m.id, delivered: results.filter(r => r.status === 'fulfilled').length, of: to.length }
+    const [onTopic] = await Promise.all([
+      this.p2p.topicPeers(APP, topicOf(c.ctx.id)).then(ps => new Set(ps), () => new Set<string>()),
+      this.p2p.publish(APP, topicOf(c.ctx.id), payload)
+    ])
+    const direct = to.filter(p => !onTopic.has(p))
+    const results = await Promise.allSettled(direct.map(async p => await this.deliver(p, { t: 'msg', m, sig: signed.sig })))
+    return { id: m.id, delivered: to.length - direct.length + results.filter(r => r.status === 'fulfilled').length, of: to.length }
+  }
+
+  /**
+   * The key to seal a new message with. When participants left since the newest key was made, a new key
+   * is made and handed (durably, through the outbox) to every member still accepted before it is used,
+   * so that a left member, even one still on the topic, cannot read what is said after it left.
+   */
+  private async keyForSpeaking (c: Conference): Promise<ConferenceKey> {
+    const leaves = leftCount(c.decisions)
+    const current = newestKey(c.keys)!
+    if (current.epoch >= leaves) return current
+    const key = newKey()
+    const k: ConferenceKey = { kid: kidOf(key), epoch: leaves, key }
+    c.keys.push(k)
+    const to = c.ctx.participants.filter(p => p !== this.me && stateOf(c.decisions, p) === 'accepted')
+    for (const p of to) this.store.state.outbox.push({ peer: p, payload: { t: 'key', conf: c.ctx.id, keys: [k], decisions: c.decisions }, tries: 0 })
+    await this.store.save()
+    await this.flush(to)
+    return k
   }
 
   private log (c: Conference): unknown[] {
     const mine = stateOf(c.decisions, this.me)
     if (mine !== 'accepted' && mine !== 'left') throw new AppError('E_NOT_PARTICIPANT', `only accepted participants can read this conference (you are "${mine}")`)
-    const key = c.key ?? ''
     return [...c.messages].sort(compareMessages).map(m => {
-      const plain = key === '' ? undefined : open(key, m.box, boxAad(m))
+      const plain = this.decrypt(c, m)
       return { author: m.author, text: plain != null ? JSON.parse(plain).text : null, at: m.at, id: m.id }
     })
   }
@@ -188,7 +262,7 @@ export class ConferenceApp {
     if (!ctx.participants.includes(this.me)) throw new AppError('E_NOT_INVITED', 'this peer is not among the participants')
     const existing = this.store.get(ctx.id)
     if (existing == null) {
-      const c: Conference = { ctx, ctxSig: signed.sig, decisions: [], messages: [], lamport: 0 }
+      const c: Conference = { ctx, ctxSig: signed.sig, decisions: [], keys: [], messages: [], lamport: 0 }
       if (Array.isArray(decisions)) await this.mergeDecisions(c, decisions)
       this.store.state.conferences[ctx.id] = c
       await this.store.save()
@@ -206,9 +280,10 @@ export class ConferenceApp {
     c.decisions.push(d)
     await this.store.save()
     this.emit({ type: 'member', id: c.ctx.id, peer: d.body.peer, state: stateOf(c.decisions, d.body.peer) })
-    // whoever holds the key hands it to a newly accepted participant
-    if (d.body.decision === 'accepted' && c.key != null && stateOf(c.decisions, this.me) === 'accepted') {
-      this.deliver(d.body.peer, { t: 'key', conf: c.ctx.id, key: c.key, decisions: c.decisions }).catch(() => {})
+    // the creator hands the keys to a newly accepted participant at once; that participant also gets them
+    // from whoever it catches up with (so nothing depends on the creator being online)
+    if (d.body.decision === 'accepted' && c.ctx.creator === this.me && c.keys.length > 0 && stateOf(c.decisions, this.me) === 'accepted') {
+      this.deliver(d.body.peer, { t: 'key', conf: c.ctx.id, keys: c.keys, decisions: c.decisions }).catch(() => {})
     }
     return { ok: true }
   }
@@ -218,14 +293,24 @@ export class ConferenceApp {
     if (c == null) throw new AppError('E_UNKNOWN_CONFERENCE', 'unknown conference')
     if (Array.isArray(msg.decisions)) await this.mergeDecisions(c, msg.decisions)
     if (stateOf(c.decisions, this.me) !== 'accepted') throw new AppError('E_NOT_PARTICIPANT', 'this peer has not accepted')
-    if (from !== c.ctx.creator && stateOf(c.decisions, from) !== 'accepted') throw new AppError('E_NOT_PARTICIPANT', 'keys come only from accepted participants')
-    if (c.key == null && typeof msg.key === 'string' && Buffer.from(msg.key, 'base64').length === 32) {
-      c.key = msg.key
+    if (stateOf(c.decisions, from) !== 'accepted') throw new AppError('E_NOT_PARTICIPANT', 'keys come only from accepted participants')
+    if (this.mergeKeys(c, Array.isArray(msg.keys) ? msg.keys : isKey(msg.key) ? [{ epoch: 0, key: msg.key }] : [])) {
       await this.store.save()
-      this.emit({ type: 'key', id: c.ctx.id })
-      void this.syncAll(c)
+      void this.syncSome(c, SYNC_FANOUT)
     }
     return { ok: true }
+  }
+
+  /** Adds the well-formed keys not yet held; true if there were any. Announces the first key. */
+  private mergeKeys (c: Conference, list: unknown[]): boolean {
+    const had = c.keys.length
+    for (const k of list as any[]) {
+      if (!isKey(k?.key) || !Number.isSafeInteger(k.epoch) || k.epoch < 0) continue
+      const kid = kidOf(k.key)
+      if (!c.keys.some(x => x.kid === kid)) c.keys.push({ kid, epoch: k.epoch, key: k.key })
+    }
+    if (had === 0 && c.keys.length > 0) this.emit({ type: 'key', id: c.ctx.id })
+    return c.keys.length > had
   }
 
   private async onMessage (m: ChatMessage, sig: unknown): Promise<unknown> {
@@ -238,58 +323,134 @@ export class ConferenceApp {
     return { ok: true }
   }
 
+  /** A message from the topic: like a direct one, but a copy already here is dropped unchecked. */
+  private async onPublished (data: string): Promise<void> {
+    const msg = JSON.parse(Buffer.from(data, 'base64').toString('utf8'))
+    const c = this.store.get(msg?.m?.conf)
+    if (msg?.t !== 'msg' || c == null || stateOf(c.decisions, this.me) !== 'accepted') return
+    if (this.index(c).ids.has(msg.m.id)) return
+    if (this.accept(c, msg.m, msg.sig)) await this.store.save()
+  }
+
   /** Checks and stores one message (idempotent); throws E_BAD_SIGNATURE or E_TAMPERED. */
   private accept (c: Conference, m: ChatMessage, sig: unknown): boolean {
-    if (typeof m?.id !== 'string' || typeof m.author !== 'string' || !Number.isSafeInteger(m.lamport) || typeof m.box !== 'string') throw new AppError('E_BAD_REQUEST', 'malformed message')
-    const body: ChatMessage = { conf: m.conf, id: m.id, author: m.author, lamport: m.lamport, at: m.at, box: m.box }
+    if (typeof m?.id !== 'string' || typeof m.author !== 'string' || !Number.isSafeInteger(m.lamport) || !Number.isSafeInteger(m.seq) || m.seq < 1 ||
+      typeof m.kid !== 'string' || typeof m.box !== 'string') throw new AppError('E_BAD_REQUEST', 'malformed message')
+    const body: ChatMessage = { conf: m.conf, id: m.id, author: m.author, seq: m.seq, lamport: m.lamport, at: m.at, kid: m.kid, box: m.box }
     if (!c.ctx.participants.includes(m.author) || !verified(m.author, { body, sig })) throw new AppError('E_BAD_SIGNATURE', 'the message is not signed by its author: forged or altered')
-    if (c.messages.some(x => x.id === m.id)) return false
-    if (c.key != null && open(c.key, m.box, boxAad(body)) == null) throw new AppError('E_TAMPERED', 'the message does not decrypt under the conference key')
-    c.messages.push({ ...body, sig: sig as string })
+    if (this.index(c).ids.has(m.id)) return false
+    // a message under a key not held yet is kept (it is signed) and can be read once the key comes
+    const known = c.keys.some(k => k.kid === m.kid)
+    const plain = known ? this.decrypt(c, body) : undefined
+    if (known && plain == null) throw new AppError('E_TAMPERED', 'the message does not decrypt under the conference key')
+    this.remember(c, { ...body, sig: sig as string })
     c.lamport = Math.max(c.lamport, m.lamport)
-    if (c.key != null) this.emit({ type: 'message', id: c.ctx.id, author: m.author, text: JSON.parse(open(c.key, m.box, boxAad(body))!).text, at: m.at })
+    if (plain != null) this.emit({ type: 'message', id: c.ctx.id, author: m.author, text: JSON.parse(plain).text, at: m.at })
+    const ix = this.index(c)
+    if ((ix.above.get(m.author)?.size ?? 0) > 0) this.watchGap(c)
     return true
+  }
+
+  private decrypt (c: Conference, m: ChatMessage): string | undefined {
+    // version 1's messages have no kid: they are under the first key
+    const k = m.kid == null ? c.keys.find(x => x.epoch === 0) : c.keys.find(x => x.kid === m.kid)
+    return k == null ? undefined : open(k.key, m.box, boxAad(m))
+  }
+
+  /** Adds a checked message to the log and the index. */
+  private remember (c: Conference, m: ChatMessage): void {
+    c.messages.push(m)
+    const ix = this.index(c)
+    ix.ids.add(m.id)
+    const seq = m.seq ?? 0
+    const seen = ix.seen.get(m.author) ?? 0
+    if (seq <= seen) return
+    let above = ix.above.get(m.author)
+    if (above == null) ix.above.set(m.author, above = new Set())
+    above.add(seq)
+    let s = seen
+    while (above.delete(s + 1)) s++
+    ix.seen.set(m.author, s)
+  }
+
+  private index (c: Conference): Index {
+    let ix = this.indexes.get(c.ctx.id)
+    if (ix == null) {
+      ix = { ids: new Set(), seen: new Map(), above: new Map() }
+      this.indexes.set(c.ctx.id, ix)
+      const list = c.messages
+      c.messages = []
+      for (const m of list) this.remember(c, m)
+    }
+    return ix
+  }
+
+  /** A gap in some author's messages: if it is still there in a moment, ask a member for what is missing. */
+  private watchGap (c: Conference): void {
+    if (this.gapTimers.has(c.ctx.id)) return
+    this.gapTimers.set(c.ctx.id, setTimeout(() => {
+      this.gapTimers.delete(c.ctx.id)
+      const gaps = [...this.index(c).above.entries()].filter(([, s]) => s.size > 0).map(([a]) => a)
+      if (gaps.length > 0) void this.syncSome(c, 1, gaps).catch(() => {})
+    }, GAP_WAIT_MS))
   }
 
   private onSync (from: string, msg: any): unknown {
     const c = this.store.get(msg?.conf)
     if (c == null) throw new AppError('E_UNKNOWN_CONFERENCE', 'unknown conference')
     if (stateOf(c.decisions, from) !== 'accepted') throw new AppError('E_NOT_PARTICIPANT', 'only accepted participants may catch up')
+    const seen = msg.seen != null && typeof msg.seen === 'object' ? msg.seen : {}
     const have = new Set(Array.isArray(msg.have) ? msg.have : [])
     return {
-      messages: c.messages.filter(m => !have.has(m.id)),
-      decisions: c.decisions,
-      key: stateOf(c.decisions, this.me) === 'accepted' ? c.key : undefined
+      messages: c.messages.filter(m => !have.has(m.id) && (m.seq ?? 0) > (Number(seen[m.author]) || 0)),
+      decisions: msg.dh === decisionsDigest(c) ? undefined : c.decisions,
+      keys: stateOf(c.decisions, this.me) === 'accepted' ? c.keys : undefined
     }
   }
 
   private async mergeDecisions (c: Conference, list: Array<Signed<Decision>>): Promise<void> {
+    const known = new Set(c.decisions.map(x => x.sig))
     for (const d of list) {
-      if (d?.body?.conf !== c.ctx.id || !c.ctx.participants.includes(d.body.peer) || c.decisions.some(x => x.sig === d.sig)) continue
-      if (verified(d.body.peer, d)) c.decisions.push(d)
+      if (d?.body?.conf !== c.ctx.id || !c.ctx.participants.includes(d.body.peer) || known.has(d.sig)) continue
+      if (verified(d.body.peer, d)) { c.decisions.push(d); known.add(d.sig) }
     }
   }
 
-  /** Asks every other accepted participant that answers for what we miss (catching up after being away). */
-  async syncAll (c: Conference): Promise<void> {
+  /** Asks `peer` for what this copy misses of `c`: messages past what it has of each author, decisions, keys. */
+  private async syncWith (c: Conference, peer: string): Promise<void> {
+    const ix = this.index(c)
+    const reply: any = await this.deliver(peer, { t: 'sync', conf: c.ctx.id, seen: Object.fromEntries(ix.seen), dh: decisionsDigest(c) })
+    if (Array.isArray(reply?.decisions)) await this.mergeDecisions(c, reply.decisions)
+    if (Array.isArray(reply?.keys) && stateOf(c.decisions, peer) === 'accepted') this.mergeKeys(c, reply.keys)
+    else if (isKey(reply?.key)) this.mergeKeys(c, [{ epoch: 0, key: reply.key }])
+    for (const m of Array.isArray(reply?.messages) ? reply.messages : []) {
+      try { this.accept(c, m, m.sig) } catch {}
+    }
+  }
+
+  /**
+   * Catches up from up to `k` other accepted members, chosen at random among those connected (`prefer`
+   * first, e.g. the authors of a gap), or among all of them when none is connected.
+   */
+  async syncSome (c: Conference, k: number, prefer: string[] = []): Promise<void> {
     if (stateOf(c.decisions, this.me) !== 'accepted') return
-    const others = c.ctx.participants.filter(p => p !== this.me && stateOf(c.decisions, p) !== 'declined')
-    await Promise.allSettled(others.map(async p => {
-      const reply: any = await this.deliver(p, { t: 'sync', conf: c.ctx.id, have: c.messages.map(m => m.id) })
-      if (Array.isArray(reply?.decisions)) await this.mergeDecisions(c, reply.decisions)
-      if (c.key == null && typeof reply?.key === 'string') {
-        c.key = reply.key
-        this.emit({ type: 'key', id: c.ctx.id })
-      }
-      for (const m of Array.isArray(reply?.messages) ? reply.messages : []) {
-        try { this.accept(c, m, m.sig) } catch {}
-      }
-    }))
+    const others = c.ctx.participants.filter(p => p !== this.me && stateOf(c.decisions, p) === 'accepted')
+    const online = new Set((await this.p2p.peers().catch(() => [])).map(p => p.peerId))
+    const up = others.filter(p => online.has(p))
+    const pick = shuffle(up.length > 0 ? up : others).sort((a, b) => Number(prefer.includes(b)) - Number(prefer.includes(a))).slice(0, k)
+    await Promise.allSettled(pick.map(async p => await this.syncWith(c, p)))
     await this.store.save()
   }
 
-  async syncEverything (): Promise<void> {
-    await Promise.allSettled(Object.values(this.store.state.conferences).map(async c => await this.syncAll(c)))
+  /** Catches up every accepted conference: from `peer` (that just connected), or from a few members. */
+  async syncEverything (peer?: string): Promise<void> {
+    await Promise.allSettled(Object.values(this.store.state.conferences).map(async c => {
+      if (stateOf(c.decisions, this.me) !== 'accepted') return
+      if (peer == null) return await this.syncSome(c, SYNC_FANOUT)
+      if (stateOf(c.decisions, peer) !== 'accepted') return
+      await this.syncWith(c, peer).catch(() => {})
+      await this.store.save()
+    }))
   }
 
   // ---- delivery ----
@@ -325,6 +486,7 @@ export class ConferenceApp {
 
   /** Closes the reused channels (on exit). */
   async close (): Promise<void> {
+    for (const t of this.gapTimers.values()) clearTimeout(t)
     await Promise.allSettled([...this.channels.values()].map(async ch => await (await ch).close()))
   }
 
@@ -335,29 +497,44 @@ export class ConferenceApp {
    */
   async flush (peers?: string[]): Promise<string[]> {
     const box = this.store.state.outbox
-    const todo = box.filter(o => peers == null || peers.includes(o.peer))
-    const failed = new Set<string>()
-    for (const o of todo) {
-      if (failed.has(o.peer)) continue
-      try {
-        await this.deliver(o.peer, o.payload)
-        box.splice(box.indexOf(o), 1)
-      } catch (err: any) {
-        // refused for good (forged, not invited, ...): do not retry; unreachable: retry later
-        const remote = err?.details?.remoteCode
-        if (remote != null) box.splice(box.indexOf(o), 1)
-        else { o.tries++; failed.add(o.peer) }
-      }
+    const byPeer = new Map<string, typeof box>()
+    for (const o of box) {
+      if (peers != null && !peers.includes(o.peer)) continue
+      let list = byPeer.get(o.peer)
+      if (list == null) byPeer.set(o.peer, list = [])
+      list.push(o)
     }
+    const failed = new Set<string>()
+    // peers in parallel (a few at a time), each peer's items in order
+    await pool([...byPeer.values()], FLUSH_CONCURRENCY, async (items) => {
+      for (const o of items) {
+        try {
+          await this.deliver(o.peer, o.payload)
+          if (box.includes(o)) box.splice(box.indexOf(o), 1)
+        } catch (err: any) {
+          // refused for good (forged, not invited, ...): do not retry; unreachable: retry later
+          const remote = err?.details?.remoteCode
+          if (remote != null) { if (box.includes(o)) box.splice(box.indexOf(o), 1) } else { o.tries++; failed.add(o.peer); return }
+        }
+      }
+    })
     await this.store.save()
     return [...failed]
   }
 
+  /**
+   * Every few seconds: what waits in the outbox; and every ANTI_ENTROPY_TICKS-th time, a catch-up of each
+   * conference from one random connected member, which finds what was lost on the topic even when no
+   * later message shows the gap.
+   */
   async retryLoop (): Promise<void> {
     if (this.retrying) return
     this.retrying = true
     try {
       if (this.store.state.outbox.length > 0) await this.flush()
+      if (++this.ticks % ANTI_ENTROPY_TICKS === 0) {
+        await Promise.allSettled(Object.values(this.store.state.conferences).map(async c => await this.syncSome(c, 1)))
+      }
     } finally {
       this.retrying = false
     }
@@ -370,6 +547,29 @@ export class ConferenceApp {
       try { l(event) } catch {}
     }
   }
+}
+
+/** Identifies a set of decisions, so that a catch-up reply leaves them out when the asker has them all. */
+function decisionsDigest (c: Conference): string {
+  return createHash('sha256').update(c.decisions.map(d => d.sig).sort().join('\n')).digest('base64').slice(0, 22)
+}
+
+function shuffle<T> (xs: T[]): T[] {
+  const a = [...xs]
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]]
+  }
+  return a
+}
+
+/** Runs `fn` over `items`, at most `k` at a time. */
+async function pool<T> (items: T[], k: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++])
+  }
+  await Promise.all(Array.from({ length: Math.min(k, items.length) }, worker))
 }
 
 function boxAad (m: Pick<ChatMessage, 'conf' | 'id' | 'author' | 'lamport'>): string {

@@ -2,7 +2,7 @@
  * Signatures (with the node's key, through the daemon's identity.sign, checked from peer ids alone) and
  * the conference key's AES-256-GCM boxes.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
 import { verifyAppSignature, type P2pos } from '@p2pos/sdk'
 import { APP, canonical, type Signed } from './model.ts'
 
@@ -17,6 +17,15 @@ export function verified<T> (signer: string, s: Signed<T> | { body: T, sig: unkn
 
 export function newKey (): string {
   return randomBytes(32).toString('base64')
+}
+
+/** A key's id: the first 8 bytes of SHA-256("p2pos-conference-key\n" + key), in hex. */
+export function kidOf (key: string): string {
+  return createHash('sha256').update(`p2pos-conference-key\n${key}`).digest('hex').slice(0, 16)
+}
+
+export function isKey (key: unknown): key is string {
+  return typeof key === 'string' && Buffer.from(key, 'base64').length === 32
 }
 
 export function seal (key: string, plaintext: string, aad: string): string {

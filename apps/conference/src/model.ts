@@ -25,14 +25,25 @@ export interface ConferenceContext {
 export interface Decision { conf: string, peer: string, decision: 'accepted' | 'declined' | 'left', at: string }
 export interface Signed<T> { body: T, sig: string }
 
+/**
+ * A conference key. `epoch` is the number of participants that had left when it was made: a speaker that
+ * knows of more leaves than its newest key's epoch makes a new key first and gives it only to the
+ * members still accepted. `kid` is derived from the key (kidOf).
+ */
+export interface ConferenceKey { kid: string, epoch: number, key: string }
+
 /** A chat message as it travels and is stored: encrypted, signed by its author. */
 export interface ChatMessage {
   conf: string
   id: string
   author: string
+  /** The author's own counter, 1, 2, 3, …: a receiver that sees a gap asks for what it misses. */
+  seq: number
   lamport: number
   at: string
-  /** AES-256-GCM under the conference key: base64 of iv (12 bytes), then ciphertext and tag. */
+  /** The key the box is sealed with. */
+  kid: string
+  /** AES-256-GCM under that key: base64 of iv (12 bytes), then ciphertext and tag. */
   box: string
   /** The author's signature over the other fields (canonical JSON); kept for catching others up. */
   sig?: string
@@ -61,6 +72,23 @@ export function stateOf (decisions: Array<Signed<Decision>>, peer: string): Memb
     state = d.body.decision
   }
   return state
+}
+
+/** How many participants have left: the epoch a key must have for speaking (see ConferenceKey). */
+export function leftCount (decisions: Array<Signed<Decision>>): number {
+  return new Set(decisions.filter(d => d.body.decision === 'left').map(d => d.body.peer)).size
+}
+
+/** The newest key: highest epoch, then highest kid, so that every member picks the same one. */
+export function newestKey (keys: ConferenceKey[]): ConferenceKey | undefined {
+  let best: ConferenceKey | undefined
+  for (const k of keys) if (best == null || k.epoch > best.epoch || (k.epoch === best.epoch && k.kid > best.kid)) best = k
+  return best
+}
+
+/** The pubsub topic (the app's own namespace, local-api.md §5) on which a conference's messages travel. */
+export function topicOf (confId: string): string {
+  return `conf.${confId}`
 }
 
 export function checkContext (ctx: any): string | undefined {

@@ -4,14 +4,15 @@
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { ChatMessage, ConferenceContext, Decision, Signed } from './model.ts'
+import type { ChatMessage, ConferenceContext, ConferenceKey, Decision, Signed } from './model.ts'
+import { kidOf } from './crypto.ts'
 
 export interface Conference {
   ctx: ConferenceContext
   ctxSig: string
   decisions: Array<Signed<Decision>>
-  /** The conference key (base64), once this peer has it: only accepted participants get it. */
-  key?: string
+  /** The conference keys this peer has (none until it is accepted and got one; a new one after a leave). */
+  keys: ConferenceKey[]
   messages: ChatMessage[]
   lamport: number
 }
@@ -34,6 +35,11 @@ export class Store {
     const s = new Store(dir)
     try {
       s.state = JSON.parse(await readFile(s.path, 'utf8'))
+      // version 1 kept one key, `key`; its messages have no kid
+      for (const c of Object.values(s.state.conferences) as Array<Conference & { key?: string }>) {
+        if (c.keys == null) c.keys = c.key != null ? [{ kid: kidOf(c.key), epoch: 0, key: c.key }] : []
+        delete c.key
+      }
     } catch (err: any) {
       if (err.code !== 'ENOENT') throw err
     }
