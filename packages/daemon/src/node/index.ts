@@ -51,7 +51,14 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
     }),
     autoNAT: autoNAT(),
     dcutr: dcutr(),
-    pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false })
+    pubsub: gossipsub({
+      allowPublishToZeroTopicPeers: true,
+      emitSelf: false,
+      // gossipsub's IP-colocation penalty graylists every peer of an address once more than 10 share it;
+      // peers on this computer's loopback are no Sybil attack (a testnet, a benchmark), and without this
+      // a node with more than ~14 of them stops accepting their messages and subscriptions altogether
+      scoreParams: { IPColocationFactorWhitelist: new Set(['127.0.0.1', '::1']) }
+    })
   }
   if (config.relayService !== 'off') {
     // a limited relay: few reservations, stock per-circuit limits (about 2 minutes and 128 KiB)
