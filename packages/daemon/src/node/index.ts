@@ -85,6 +85,10 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
     peerDiscovery,
     services: services as any,
     connectionGater: config.allowPrivateAddrs ? { denyDialMultiaddr: () => false } : undefined,
+    // libp2p pings every connection every 10 s, each ping a new stream (with a peer-store write at both
+    // ends): 50 connected daemons kept more than a core busy doing nothing. Yamux's keep-alive already
+    // pings every connection every 30 s without a stream; a minute is enough to refresh the RTT shown
+    connectionMonitor: { pingInterval: 60_000 },
     start: false
   })
   return node as unknown as P2posNode
