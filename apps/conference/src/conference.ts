@@ -7,15 +7,14 @@
  *   {t:"invite", ctx: Signed<ConferenceContext>, decisions}  creator → each participant
  *   {t:"decision", d: Signed<Decision>}                     participant → every participant
  *   {t:"key", conf, keys, decisions}                        a key holder → an accepted participant
- *   {t:"msg", m: ChatMessage, sig}                          author → an accepted participant not on the topic
+ *   {t:"msg", m: ChatMessage, sig}                          author → every accepted participant
  *   {t:"sync", conf, seen: {author: seq}, dh}               reply: {messages, decisions?, keys?}
- * Chat messages go out once, on the conference's pubsub topic (the same {t:"msg"} JSON); a receiver
- * that sees a gap in an author's seq, and every member now and then, catches up with "sync".
+ * A receiver that sees a gap in an author's seq, and every member now and then, catches up with "sync".
  */
 import { createHash, randomBytes } from 'node:crypto'
-import type { ApiEvent, Channel, EventSession, P2pos } from '@p2pos/sdk'
+import type { Channel, P2pos } from '@p2pos/sdk'
 import {
-  APP, MAX_PARTICIPANTS, MAX_TEXT_BYTES, MAX_TITLE_CHARS, checkContext, compareMessages, leftCount, newestKey, stateOf, topicOf,
+  APP, MAX_PARTICIPANTS, MAX_TEXT_BYTES, MAX_TITLE_CHARS, checkContext, compareMessages, leftCount, newestKey, stateOf,
   type ChatMessage, type ConferenceContext, type ConferenceKey, type Decision, type MemberState, type Signed
 } from './model.ts'
 import { isKey, kidOf, newKey, open, seal, sign, verified } from './crypto.ts'
@@ -62,33 +61,11 @@ export class ConferenceApp {
   private readonly channels = new Map<string, Promise<Channel>>()
   private readonly indexes = new Map<string, Index>()
   private readonly gapTimers = new Map<string, NodeJS.Timeout>()
-  private session?: EventSession
 
   constructor (p2p: P2pos, store: Store, me: string) {
     this.p2p = p2p
     this.store = store
     this.me = me
-  }
-
-  /**
-   * Receives the conferences' topics on `session` (an event session of this app): subscribes to the
-   * topic of every conference this peer has accepted and not left.
-   */
-  async attach (session: EventSession): Promise<void> {
-    this.session = session
-    session.on('event', (ev: ApiEvent) => {
-      if (ev.event !== 'pubsub.message' || ev.data.app !== APP) return
-      this.onPublished(String(ev.data.data)).catch(() => {})
-    })
-    await Promise.all(Object.values(this.store.state.conferences)
-      .filter(c => stateOf(c.decisions, this.me) === 'accepted')
-      .map(async c => await this.listenTo(c, true)))
-  }
-
-  private async listenTo (c: Conference, on: boolean): Promise<void> {
-    if (this.session == null) return
-    if (on) await this.p2p.subscribe(this.session, APP, topicOf(c.ctx.id))
-    else await this.p2p.unsubscribe(this.session, APP, topicOf(c.ctx.id))
   }
 
   // ---- commands (from conference.command) ----
@@ -146,7 +123,6 @@ export class ConferenceApp {
     // the invitation carries the creator's own (signed) acceptance, so every invitee knows it
     for (const p of participants) if (p !== this.me) this.store.state.outbox.push({ peer: p, payload: { t: 'invite', ctx: signed, decisions: conf.decisions }, tries: 0 })
     await this.store.save()
-    await this.listenTo(conf, true)
     const undelivered = await this.flush(participants.filter(p => p !== this.me))
     this.emit({ type: 'conference', id: ctx.id })
     return { id: ctx.id, undelivered }
@@ -168,7 +144,6 @@ export class ConferenceApp {
     const others = c.ctx.participants.filter(p => p !== this.me)
     for (const p of others) this.store.state.outbox.push({ peer: p, payload: { t: 'decision', d }, tries: 0 })
     await this.store.save()
-    if (decision !== 'declined') await this.listenTo(c, decision === 'accepted').catch(() => {})
     await this.flush(others)
     if (decision === 'accepted') await this.syncSome(c, SYNC_FANOUT)
     this.emit({ type: 'member', id: c.ctx.id, peer: this.me, state: decision })
@@ -201,22 +176,17 @@ export class ConferenceApp {
     this.remember(c, { ...m, sig: signed.sig })
     await this.store.save()
     this.emit({ type: 'message', id: c.ctx.id, author: m.author, text, at: m.at })
-    // once on the topic for every member whose daemon ours knows to be there; directly to the others
+    // directly to every accepted member (one frame on a reused channel each); who misses it catches up
     const payload = JSON.stringify({ t: 'msg', m, sig: signed.sig })
     const to = c.ctx.participants.filter(p => p !== this.me && stateOf(c.decisions, p) === 'accepted')
-    const [onTopic] = await Promise.all([
-      this.p2p.topicPeers(APP, topicOf(c.ctx.id)).then(ps => new Set(ps), () => new Set<string>()),
-      this.p2p.publish(APP, topicOf(c.ctx.id), payload)
-    ])
-    const direct = to.filter(p => !onTopic.has(p))
-    const results = await Promise.allSettled(direct.map(async p => await this.deliver(p, { t: 'msg', m, sig: signed.sig })))
-    return { id: m.id, delivered: to.length - direct.length + results.filter(r => r.status === 'fulfilled').length, of: to.length }
+    const results = await Promise.allSettled(to.map(async p => await this.deliverText(p, payload)))
+    return { id: m.id, delivered: results.filter(r => r.status === 'fulfilled').length, of: to.length }
   }
 
   /**
    * The key to seal a new message with. When participants left since the newest key was made, a new key
    * is made and handed (durably, through the outbox) to every member still accepted before it is used,
-   * so that a left member, even one still on the topic, cannot read what is said after it left.
+   * so that a left member cannot read what is said after it left even if a member passes it the text.
    */
   private async keyForSpeaking (c: Conference): Promise<ConferenceKey> {
     const leaves = leftCount(c.decisions)
@@ -321,15 +291,6 @@ export class ConferenceApp {
     this.accept(c, m, sig)
     await this.store.save()
     return { ok: true }
-  }
-
-  /** A message from the topic: like a direct one, but a copy already here is dropped unchecked. */
-  private async onPublished (data: string): Promise<void> {
-    const msg = JSON.parse(Buffer.from(data, 'base64').toString('utf8'))
-    const c = this.store.get(msg?.m?.conf)
-    if (msg?.t !== 'msg' || c == null || stateOf(c.decisions, this.me) !== 'accepted') return
-    if (this.index(c).ids.has(msg.m.id)) return
-    if (this.accept(c, msg.m, msg.sig)) await this.store.save()
   }
 
   /** Checks and stores one message (idempotent); throws E_BAD_SIGNATURE or E_TAMPERED. */
@@ -460,9 +421,14 @@ export class ConferenceApp {
    * stay open and are reused (one per peer), so a message costs one round trip, not a new channel.
    */
   private async deliver (peer: string, payload: unknown): Promise<unknown> {
+    return await this.deliverText(peer, JSON.stringify(payload))
+  }
+
+  /** deliver() of JSON already serialised (a chat message goes to every member as the same text). */
+  private async deliverText (peer: string, text: string): Promise<unknown> {
     const ch = await this.channelTo(peer)
     try {
-      const reply = await ch.send(JSON.stringify(payload), { signal: AbortSignal.timeout(DELIVER_TIMEOUT_MS) })
+      const reply = await ch.send(text, { signal: AbortSignal.timeout(DELIVER_TIMEOUT_MS) })
       return reply.byteLength > 0 ? JSON.parse(Buffer.from(reply).toString('utf8')) : null
     } catch (err: any) {
       // a refusal is an answer; anything else (timeout, reset) means the channel is not to be trusted

@@ -25,7 +25,7 @@ const commands = await p2p.provide(APP, 'conference.command', (ch) => {
   ch.onMessage(async (msg) => JSON.stringify(await app.command(msg.json(), ch)))
 })
 
-// the conferences' topics; catch up, and keep delivering what is waiting, whenever peers come and go
+// catch up, and keep delivering what is waiting, whenever peers come and go
 const events = await p2p.events()
 events.on('event', (ev) => {
   if (ev.event === 'peer.connected') {
@@ -33,7 +33,6 @@ events.on('event', (ev) => {
     void app.flush([peer]).then(async () => await app.syncEverything(peer)).catch(() => {})
   }
 })
-await app.attach(events)
 void app.syncEverything().catch(() => {})
 const timer = setInterval(() => { void app.retryLoop().catch(() => {}) }, 5000)
 console.log(JSON.stringify({ event: 'ready', app: APP, peerId: me }))

@@ -86,11 +86,6 @@ export function newestKey (keys: ConferenceKey[]): ConferenceKey | undefined {
   return best
 }
 
-/** The pubsub topic (the app's own namespace, local-api.md §5) on which a conference's messages travel. */
-export function topicOf (confId: string): string {
-  return `conf.${confId}`
-}
-
 export function checkContext (ctx: any): string | undefined {
   if (ctx == null || typeof ctx !== 'object') return 'the context is not an object'
   if (typeof ctx.id !== 'string' || !/^[0-9a-f]{32}$/.test(ctx.id)) return 'bad conference id'
