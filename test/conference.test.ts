@@ -28,6 +28,9 @@ async function until<T> (what: string, fn: () => Promise<T | undefined | false>,
 }
 
 const texts = async (d: TestDaemon, id: string): Promise<string[]> => (await json(d, ['log', id])).map((m: any) => m.text)
+/** The chat messages an app has stored (its messages.jsonl), as they travel: encrypted and signed. */
+const messagesOf = async (d: TestDaemon): Promise<any[]> =>
+  (await readFile(join(d.home, 'appdata', APP, 'messages.jsonl'), 'utf8')).split('\n').filter(l => l !== '').map(l => JSON.parse(l).m)
 
 describe('conference: four daemons', () => {
   let net: Testnet
@@ -118,9 +121,8 @@ describe('conference: four daemons', () => {
       (e: P2posError) => e.code === 'E_APP_REJECTED' && e.details?.remoteCode === 'E_BAD_SIGNATURE' && /forged or altered/.test(e.message))
     assert.equal((await json(b, ['invitations'])).length, 0)
     // a real message of b's, with its text box swapped: the author's signature no longer matches
-    const state = JSON.parse(await readFile(join(c.home, 'appdata', APP, 'conferences.json'), 'utf8'))
-    const real = state.conferences[id].messages.find((m: any) => m.author === c.peerId)
-    const other = state.conferences[id].messages.find((m: any) => m.author !== c.peerId)
+    const real = (await messagesOf(c)).find((m: any) => m.author === c.peerId)
+    const other = (await messagesOf(c)).find((m: any) => m.author !== c.peerId)
     await assert.rejects(send({ t: 'msg', m: { ...real, box: other.box, sig: undefined }, sig: real.sig }),
       (e: P2posError) => e.details?.remoteCode === 'E_BAD_SIGNATURE')
     assert.equal((await json(b, ['log', id])).length, (await json(c, ['log', id])).length)
@@ -138,8 +140,8 @@ describe('conference: four daemons', () => {
     assert.ok((await texts(c, id)).includes('after b left'))
     // and what c says from now on is under a key made after b left, which b never got
     const stateOf = async (x: TestDaemon): Promise<any> => JSON.parse(await readFile(join(x.home, 'appdata', APP, 'conferences.json'), 'utf8')).conferences[id]
-    const cs = await stateOf(c)
-    const after = cs.messages.find((m: any) => m.author === c.peerId && m.lamport === Math.max(...cs.messages.map((x: any) => x.lamport)))
+    const cs = await messagesOf(c)
+    const after = cs.find((m: any) => m.author === c.peerId && m.lamport === Math.max(...cs.map((x: any) => x.lamport)))
     assert.ok(!(await stateOf(b)).keys.some((k: any) => k.kid === after.kid), 'b does not hold the key of what was said after it left')
     const again = await conference(b, ['say', id, 'can I still talk?'])
     assert.match(again.stderr, /\[E_NOT_PARTICIPANT\]/)

@@ -174,7 +174,7 @@ export class ConferenceApp {
     m.box = seal(key.key, JSON.stringify({ text }), boxAad(m))
     const signed = await sign(this.p2p, m)
     this.remember(c, { ...m, sig: signed.sig })
-    await this.store.save()
+    await this.store.append(c.ctx.id, { ...m, sig: signed.sig })
     this.emit({ type: 'message', id: c.ctx.id, author: m.author, text, at: m.at })
     // directly to every accepted member (one frame on a reused channel each); who misses it catches up
     const payload = JSON.stringify({ t: 'msg', m, sig: signed.sig })
@@ -288,28 +288,33 @@ export class ConferenceApp {
     if (c == null) throw new AppError('E_UNKNOWN_CONFERENCE', 'unknown conference')
     const mine = stateOf(c.decisions, this.me)
     if (mine !== 'accepted') throw new AppError('E_NOT_PARTICIPANT', `this peer is "${mine}" in the conference`)
-    this.accept(c, m, sig)
-    await this.store.save()
+    const stored = this.accept(c, m, sig)
+    if (stored != null) await this.store.append(c.ctx.id, stored)
     return { ok: true }
   }
 
-  /** Checks and stores one message (idempotent); throws E_BAD_SIGNATURE or E_TAMPERED. */
-  private accept (c: Conference, m: ChatMessage, sig: unknown): boolean {
+  /**
+   * Checks one message and adds it to the log in memory (idempotent): returns it as stored, for the
+   * caller to persist (Store.append), or undefined if it was already here. Throws E_BAD_SIGNATURE or
+   * E_TAMPERED.
+   */
+  private accept (c: Conference, m: ChatMessage, sig: unknown): ChatMessage | undefined {
     if (typeof m?.id !== 'string' || typeof m.author !== 'string' || !Number.isSafeInteger(m.lamport) || !Number.isSafeInteger(m.seq) || m.seq < 1 ||
       typeof m.kid !== 'string' || typeof m.box !== 'string') throw new AppError('E_BAD_REQUEST', 'malformed message')
     const body: ChatMessage = { conf: m.conf, id: m.id, author: m.author, seq: m.seq, lamport: m.lamport, at: m.at, kid: m.kid, box: m.box }
     if (!c.ctx.participants.includes(m.author) || !verified(m.author, { body, sig })) throw new AppError('E_BAD_SIGNATURE', 'the message is not signed by its author: forged or altered')
-    if (this.index(c).ids.has(m.id)) return false
+    if (this.index(c).ids.has(m.id)) return undefined
     // a message under a key not held yet is kept (it is signed) and can be read once the key comes
     const known = c.keys.some(k => k.kid === m.kid)
     const plain = known ? this.decrypt(c, body) : undefined
     if (known && plain == null) throw new AppError('E_TAMPERED', 'the message does not decrypt under the conference key')
-    this.remember(c, { ...body, sig: sig as string })
+    const stored: ChatMessage = { ...body, sig: sig as string }
+    this.remember(c, stored)
     c.lamport = Math.max(c.lamport, m.lamport)
     if (plain != null) this.emit({ type: 'message', id: c.ctx.id, author: m.author, text: JSON.parse(plain).text, at: m.at })
     const ix = this.index(c)
     if ((ix.above.get(m.author)?.size ?? 0) > 0) this.watchGap(c)
-    return true
+    return stored
   }
 
   private decrypt (c: Conference, m: ChatMessage): string | undefined {
@@ -384,9 +389,14 @@ export class ConferenceApp {
     if (Array.isArray(reply?.decisions)) await this.mergeDecisions(c, reply.decisions)
     if (Array.isArray(reply?.keys) && stateOf(c.decisions, peer) === 'accepted') this.mergeKeys(c, reply.keys)
     else if (isKey(reply?.key)) this.mergeKeys(c, [{ epoch: 0, key: reply.key }])
+    const stored: ChatMessage[] = []
     for (const m of Array.isArray(reply?.messages) ? reply.messages : []) {
-      try { this.accept(c, m, m.sig) } catch {}
+      try {
+        const s = this.accept(c, m, m.sig)
+        if (s != null) stored.push(s)
+      } catch {}
     }
+    await Promise.all(stored.map(async m => await this.store.append(c.ctx.id, m)))
   }
 
   /**

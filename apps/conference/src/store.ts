@@ -1,8 +1,11 @@
 /**
- * The conference app's state, in `$P2POS_APP_DATA/conferences.json` (one per daemon): written to a
- * temporary file and renamed, so a crash never leaves half a state.
+ * The conference app's state, in `$P2POS_APP_DATA` (one per daemon): `conferences.json`, everything but
+ * the chat messages, written to a temporary file and renamed, so a crash never leaves half a state; and
+ * `messages.jsonl`, the chat messages, one `{"conf", "m"}` line each, only ever appended to (rewriting
+ * the whole state for every message received was most of an app's cost per message). A line cut short
+ * by a crash is ignored: its message was never acknowledged, and a catch-up brings it again.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { appendFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ChatMessage, ConferenceContext, ConferenceKey, Decision, Signed } from './model.ts'
 import { kidOf } from './crypto.ts'
@@ -24,10 +27,12 @@ interface State { conferences: Record<string, Conference>, outbox: Outgoing[] }
 
 export class Store {
   readonly path: string
+  readonly log: string
   state: State = { conferences: {}, outbox: [] }
 
   constructor (dir: string) {
     this.path = join(dir, 'conferences.json')
+    this.log = join(dir, 'messages.jsonl')
   }
 
   static async open (dir: string): Promise<Store> {
@@ -43,7 +48,67 @@ export class Store {
     } catch (err: any) {
       if (err.code !== 'ENOENT') throw err
     }
+    // version 1 kept the messages in conferences.json: they move to the log (written whole, then renamed)
+    const inline = Object.values(s.state.conferences).flatMap(c => (c.messages ?? []).map(m => ({ conf: c.ctx.id, m })))
+    const known = new Set(inline.map(x => x.m.id))
+    for (const c of Object.values(s.state.conferences)) c.messages = []
+    let text = ''
+    try {
+      text = await readFile(s.log, 'utf8')
+    } catch (err: any) {
+      if (err.code !== 'ENOENT') throw err
+    }
+    // end a line cut short, so that the next append starts a line of its own
+    if (text !== '' && !text.endsWith('\n')) await appendFile(s.log, '\n')
+    const logged: Array<{ conf: string, m: ChatMessage }> = []
+    for (const line of text.split('\n')) {
+      if (line === '') continue
+      try { logged.push(JSON.parse(line)) } catch {}
+    }
+    for (const { conf, m } of [...inline, ...logged.filter(x => !known.has(x.m?.id))]) {
+      const c = s.state.conferences[conf]
+      if (c == null || m == null) continue
+      c.messages.push(m)
+      c.lamport = Math.max(c.lamport, m.lamport)
+    }
+    if (inline.length > 0) {
+      const all = Object.values(s.state.conferences).flatMap(c => c.messages.map(m => JSON.stringify({ conf: c.ctx.id, m }) + '\n'))
+      await writeFile(`${s.log}.tmp`, all.join(''), { mode: 0o600 })
+      await rename(`${s.log}.tmp`, s.log)
+      await s.save()
+    }
     return s
+  }
+
+  /**
+   * Appends a message to the log; resolves once it is on disk. Appends made while one is under way go
+   * out together in the next one.
+   */
+  async append (conf: string, m: ChatMessage): Promise<void> {
+    return await new Promise((resolve, reject) => {
+      this.pending.push({ line: JSON.stringify({ conf, m }) + '\n', resolve, reject })
+      if (!this.appending) void this.appendLoop()
+    })
+  }
+
+  private pending: Array<{ line: string, resolve: () => void, reject: (err: Error) => void }> = []
+  private appending = false
+
+  private async appendLoop (): Promise<void> {
+    this.appending = true
+    try {
+      while (this.pending.length > 0) {
+        const batch = this.pending.splice(0)
+        try {
+          await appendFile(this.log, batch.map(b => b.line).join(''), { mode: 0o600 })
+          for (const b of batch) b.resolve()
+        } catch (err: any) {
+          for (const b of batch) b.reject(err)
+        }
+      }
+    } finally {
+      this.appending = false
+    }
   }
 
   get (id: string): Conference | undefined {
@@ -51,7 +116,7 @@ export class Store {
   }
 
   /**
-   * Persists the whole state; resolves once a write that includes every change made before the call is
+   * Persists the state but the messages (see append); resolves once a write that includes every change made before the call is
    * on disk (so a message is acknowledged only after it is stored). Calls made while a write is under
    * way share the one next write (group commit) instead of rewriting the file once each.
    */
@@ -70,7 +135,8 @@ export class Store {
   private next?: Promise<void>
 
   private async startWrite (): Promise<void> {
-    const text = JSON.stringify(this.state)
+    // the messages are in the log
+    const text = JSON.stringify(this.state, (key, value) => key === 'messages' && Array.isArray(value) ? undefined : value)
     const tmp = `${this.path}.tmp`
     this.writing = (async () => {
       await writeFile(tmp, text, { mode: 0o600 })
