@@ -2,7 +2,10 @@
  * `npm run bench:conference` — a conference of N participants on this machine, measured end to end.
  *
  * Every participant is a real p2pos daemon process with its own conference app process (the daemon's
- * supervisor runs it): 2N processes on loopback. The benchmark
+ * supervisor runs it): 2N processes on loopback. With BENCH_MODE=inprocess, BENCH_HOSTS processes
+ * (default: one per core, bench/conference-host.ts) run all the daemons and apps instead, each daemon
+ * and app still a separate p2pos node and SDK client talking over loopback sockets: fewer processes
+ * to schedule, the same protocols. Every report says which mode it measured. The benchmark
  *
  *   1. starts the daemons and their apps (a few at a time; it stops adding participants when memory
  *      runs short and falls back to the number that fit — see "Fallback" below),
@@ -36,7 +39,7 @@
  * of the run that delivered everything and the largest that met the goal. N=50 alone takes 5–8 minutes
  * on a 2-core machine, hence the 15-minute default deadline.
  *
- * Environment (defaults): BENCH_PARTICIPANTS=50 BENCH_MESSAGES=200 BENCH_SPEAKERS=5
+ * Environment (defaults): BENCH_MODE=processes BENCH_HOSTS=<cores> BENCH_PARTICIPANTS=50 BENCH_MESSAGES=200 BENCH_SPEAKERS=5
  * BENCH_INTERVAL_MS=50 BENCH_TEXT_BYTES=100 BENCH_TOPOLOGY=mesh BENCH_HUBS=3 BENCH_DEADLINE_S=900
  * (everything, cleanup excluded) BENCH_DRAIN_S=30 BENCH_START_CONCURRENCY=3 BENCH_CONNECT_CONCURRENCY=6
  * BENCH_ACCEPT_CONCURRENCY=4 BENCH_MEM_RESERVE_MB=2048 BENCH_FALLBACK=1 BENCH_SETUP_SHARE_PCT=60 (with
@@ -45,6 +48,7 @@
  * profiles of the first BENCH_PROF_COUNT=2 participants' daemons and apps, written when they exit; the
  * benchmark logs the message phase's window, and bench/prof-summary.ts summarises a profile over it).
  */
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { readFileSync, rmSync } from 'node:fs'
 import { tmpdir, availableParallelism, totalmem, loadavg } from 'node:os'
@@ -53,7 +57,8 @@ import { createInterface } from 'node:readline'
 import { performance, monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Channel, P2pos } from '@p2pos/sdk'
-import { TestDaemon, makeHome } from '@p2pos/testnet'
+import { P2pos as Sdk } from '@p2pos/sdk'
+import { NODE, TestDaemon, makeHome } from '@p2pos/testnet'
 import { connect, command } from '../apps/conference/src/cli.ts'
 import { envInt } from './common.ts'
 
@@ -64,6 +69,10 @@ const MESSAGES = envInt('BENCH_MESSAGES', 200)
 const SPEAKERS = envInt('BENCH_SPEAKERS', 5)
 const INTERVAL_MS = envInt('BENCH_INTERVAL_MS', 50, 0)
 const TEXT_BYTES = envInt('BENCH_TEXT_BYTES', 100, 16)
+const MODE = process.env.BENCH_MODE ?? 'processes'
+if (MODE !== 'processes' && MODE !== 'inprocess') throw new Error(`BENCH_MODE must be processes or inprocess, got "${MODE}"`)
+/** In-process mode: this many host processes, each running its share of the daemons and their apps. */
+const HOSTS = envInt('BENCH_HOSTS', availableParallelism())
 const TOPOLOGY = process.env.BENCH_TOPOLOGY ?? 'mesh'
 if (TOPOLOGY !== 'mesh' && TOPOLOGY !== 'hubs') throw new Error(`BENCH_TOPOLOGY must be mesh or hubs, got "${TOPOLOGY}"`)
 const HUBS = envInt('BENCH_HUBS', 3)
@@ -270,6 +279,8 @@ class Run {
   daemons: TestDaemon[] = []
   participants: Participant[] = []
   appPids: number[] = []
+  /** In-process mode: the host processes. */
+  hosts: ChildProcess[] = []
   private sinks = new Set<EventSink>()
   private cleaning?: Promise<void>
 
@@ -288,6 +299,7 @@ class Run {
    */
   async start (): Promise<{ limitedBy?: string }> {
     this.root = await mkdtemp(join(tmpdir(), 'p2pos-bench-conference-'))
+    if (MODE === 'inprocess') return await this.startInProcess()
     let limitedBy: string | undefined
     let perParticipantMiB = 400 // a first guess, replaced by what the first participants use
     const started: Participant[] = []
@@ -332,6 +344,44 @@ class Run {
     started.sort((a, b) => a.index - b.index)
     this.participants = started
     return { limitedBy }
+  }
+
+  /**
+   * In-process mode: HOSTS processes (bench/conference-host.ts), participant i in host i mod HOSTS, each
+   * host running its daemons and their conference apps in one Node process. A participant's `daemon` is
+   * a TestDaemon that only records the home, peer id, addresses and the host process.
+   */
+  private async startInProcess (): Promise<{ limitedBy?: string }> {
+    const homes = await Promise.all(Array.from({ length: this.n }, async (_, i) => await makeHome(this.root, `node${i}`)))
+    const started: Participant[] = []
+    const hosts = Array.from({ length: Math.min(HOSTS, this.n) }, (_, h) => homes.filter((_, i) => i % HOSTS === h))
+    await Promise.all(hosts.map(async (mine) => {
+      const child: ChildProcess = spawn(NODE, [join(import.meta.dirname, 'conference-host.ts'), ...mine], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+      this.hosts.push(child)
+      let stderr = ''
+      child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-4000) })
+      const lines = createInterface({ input: child.stdout! })
+      let up = 0
+      await within(new Promise<void>((resolve, reject) => {
+        child.once('exit', (code) => reject(new Error(`a host process exited (${code}) with ${up} of ${mine.length} participants up: ${stderr}`)))
+        lines.on('line', (line) => {
+          let ready: { home: string, peerId: string, addrs: string[] }
+          try { ready = JSON.parse(line) } catch { return }
+          const d = new TestDaemon(ready.home)
+          d.peerId = ready.peerId
+          d.addrs = ready.addrs
+          d.process = child
+          this.daemons.push(d)
+          started.push({ index: homes.indexOf(ready.home), daemon: d, peerId: d.peerId, p2p: undefined as unknown as P2pos })
+          if (VERBOSE || started.length % 10 === 0) log(`participant ${started.length}/${this.n} up (in-process, ${hosts.length} hosts)`)
+          if (++up === mine.length) resolve()
+        })
+      }), 30_000 + 3000 * mine.length, 'starting a host process')
+    }))
+    for (const p of started) p.p2p = await Sdk.connect({ home: p.daemon.home })
+    started.sort((a, b) => a.index - b.index)
+    this.participants = started
+    return {}
   }
 
   private async startOne (i: number): Promise<Participant> {
@@ -380,8 +430,10 @@ class Run {
   async cleanup (): Promise<void> {
     this.cleaning ??= (async () => {
       for (const p of this.participants) p.watch?.destroy()
-      // a daemon stops its apps on SIGTERM (and an app exits when its daemon's session closes)
-      await Promise.all(this.daemons.map(async d => await d.kill('SIGTERM').catch(() => null)))
+      // a daemon stops its apps on SIGTERM (and an app exits when its daemon's session closes); a host
+      // process stops its daemons and apps
+      const once = new Map<ChildProcess | undefined, TestDaemon>(this.daemons.map(d => [d.process, d]))
+      await Promise.all([...once.values()].map(async d => await d.kill('SIGTERM').catch(() => null)))
       this.killNow()
       if (this.root !== '') await rm(this.root, { recursive: true, force: true }).catch(() => {})
     })()
@@ -403,6 +455,9 @@ class Run {
     for (const pid of this.appPids) {
       try { process.kill(-pid, 'SIGKILL') } catch {}
     }
+    for (const h of this.hosts) {
+      if (h.exitCode == null && h.signalCode == null && h.pid != null) try { process.kill(-h.pid, 'SIGKILL') } catch {}
+    }
   }
 }
 
@@ -411,7 +466,8 @@ class Run {
 interface CpuSnap { at: number, daemons: number, apps: number, bench: number, machine: { busy: number, total: number } }
 
 function cpuSnap (run: Run): CpuSnap {
-  const sum = (pids: Array<number | undefined>): number => pids.reduce<number>((a, p) => a + (cpuSeconds(p) ?? 0), 0)
+  // in-process mode, participants share host processes: each process counts once
+  const sum = (pids: Array<number | undefined>): number => [...new Set(pids)].reduce<number>((a, p) => a + (cpuSeconds(p) ?? 0), 0)
   const u = process.cpuUsage()
   return {
     at: performance.now(),
@@ -584,7 +640,9 @@ async function attempt (requested: number): Promise<Outcome> {
 
     r.push(`machine before starting: ${background.toFixed(2)} of ${availableParallelism()} cores busy with other work (load average ${loadavg().map(x => x.toFixed(1)).join(' ')})`)
     r.push(`participants: ${n}${n < requested ? ` (of ${requested} requested — ${limitedBy ?? 'some did not start'})` : ''}; ` +
-      `processes: ${2 * n} (a daemon and a conference app each)`)
+      (MODE === 'inprocess'
+        ? `mode: in-process — ${run.hosts.length} host processes running all ${n} daemons and their apps ("daemons" CPU below is the hosts', apps included)`
+        : `mode: processes — ${2 * n} (a daemon and a conference app each)`))
     r.push(`memory: daemon RSS p50 ${ms(stats(dRss).p50)} MiB (max ${ms(stats(dRss).max)}), app RSS p50 ${ms(stats(aRss).p50)} MiB (max ${ms(stats(aRss).max)}); ` +
       `MemAvailable ${memBefore.toFixed(0)} → ${memAfter.toFixed(0)} MiB of ${(totalmem() / 2 ** 20).toFixed(0)} MiB`)
     r.push(`connections: ${TOPOLOGY === 'mesh' ? 'full mesh' : `${Math.min(HUBS, n)} hubs`}; peers per daemon after connecting: min ${Math.min(...peerCounts)}, max ${Math.max(...peerCounts)} (of ${n - 1}); ` +
@@ -664,7 +722,7 @@ async function attempt (requested: number): Promise<Outcome> {
     r.push(`this process (the clock): event-loop delay during the messages p99 ${ms(measured.loopLag.p99)} ms, max ${ms(measured.loopLag.max)} ms`)
     if (keepAliveRetries > 0) r.push(`local-API calls retried after a spurious E_DAEMON_NOT_RUNNING (keep-alive race): ${keepAliveRetries}`)
     r.push(`whole run wall time so far: ${secs(performance.now() - benchStart)} s`)
-    out.markdown = `| ${n}${n < requested ? ` (of ${requested})` : ''} | ${MESSAGES} from ${speakers.length} speakers, 1 per ${INTERVAL_MS} ms | ${(100 * ratio).toFixed(2)}% (${delivered}/${expected}) | ` +
+    out.markdown = `| ${n}${n < requested ? ` (of ${requested})` : ''}, ${MODE} | ${MESSAGES} from ${speakers.length} speakers, 1 per ${INTERVAL_MS} ms | ${(100 * ratio).toFixed(2)}% (${delivered}/${expected}) | ` +
       `${ms(all.p50)} | ${ms(all.p90)} | ${ms(all.p99)} | ${ms(all.max)} | ${ms(probe.stats.p50)} / ${ms(probe.stats.p99)} | ${goalMet ? 'met' : 'not met'} |`
   } catch (err: any) {
     out.failure = String(err?.stack ?? err)
@@ -938,7 +996,7 @@ function printPhases (o: Outcome): void {
 
 async function main (): Promise<number> {
   console.log(`p2pos conference benchmark — loopback, Node ${process.version}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${new Date().toISOString()}`)
-  console.log(`requested: ${PARTICIPANTS} participants, ${MESSAGES} messages from ${SPEAKERS} speakers, one every ${INTERVAL_MS} ms, ${TEXT_BYTES} B each; ` +
+  console.log(`requested: ${PARTICIPANTS} participants (mode ${MODE}${MODE === 'inprocess' ? `, ${HOSTS} host processes` : ''}), ${MESSAGES} messages from ${SPEAKERS} speakers, one every ${INTERVAL_MS} ms, ${TEXT_BYTES} B each; ` +
     `topology ${TOPOLOGY}; deadline ${DEADLINE_MS / 1000} s`)
   console.log('')
   const outcomes: Outcome[] = []

@@ -47,6 +47,8 @@ interface Index {
   seen: Map<string, number>
   /** author → seqs held above `seen` (after a gap) */
   above: Map<string, Set<number>>
+  /** the highest seq this peer has given one of its own messages */
+  mine: number
 }
 
 export class ConferenceApp {
@@ -169,8 +171,9 @@ export class ConferenceApp {
     if (Date.now() < Date.parse(c.ctx.at)) throw new AppError('E_NOT_STARTED', `the conference opens at ${c.ctx.at}`)
     const key = await this.keyForSpeaking(c)
     c.lamport++
-    const ix = this.index(c)
-    const m: ChatMessage = { conf: c.ctx.id, id: randomBytes(8).toString('hex'), author: this.me, seq: (ix.seen.get(this.me) ?? 0) + 1, lamport: c.lamport, at: new Date().toISOString(), kid: key.kid, box: '' }
+    // taken before any await, so that says running at once get different numbers
+    const seq = ++this.index(c).mine
+    const m: ChatMessage = { conf: c.ctx.id, id: randomBytes(8).toString('hex'), author: this.me, seq, lamport: c.lamport, at: new Date().toISOString(), kid: key.kid, box: '' }
     m.box = seal(key.key, JSON.stringify({ text }), boxAad(m))
     const signed = await sign(this.p2p, m)
     this.remember(c, { ...m, sig: signed.sig })
@@ -342,11 +345,12 @@ export class ConferenceApp {
   private index (c: Conference): Index {
     let ix = this.indexes.get(c.ctx.id)
     if (ix == null) {
-      ix = { ids: new Set(), seen: new Map(), above: new Map() }
+      ix = { ids: new Set(), seen: new Map(), above: new Map(), mine: 0 }
       this.indexes.set(c.ctx.id, ix)
       const list = c.messages
       c.messages = []
       for (const m of list) this.remember(c, m)
+      for (const m of list) if (m.author === this.me) ix.mine = Math.max(ix.mine, m.seq ?? 0)
     }
     return ix
   }
