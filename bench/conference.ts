@@ -356,7 +356,9 @@ class Run {
     const started: Participant[] = []
     const hosts = Array.from({ length: Math.min(HOSTS, this.n) }, (_, h) => homes.filter((_, i) => i % HOSTS === h))
     await Promise.all(hosts.map(async (mine) => {
-      const child: ChildProcess = spawn(NODE, [join(import.meta.dirname, 'conference-host.ts'), ...mine], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+      // BENCH_PROF: the host processes are profiled (each holds daemons and apps)
+      const prof = PROF == null ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROF}`]
+      const child: ChildProcess = spawn(NODE, [...prof, join(import.meta.dirname, 'conference-host.ts'), ...mine], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
       this.hosts.push(child)
       let stderr = ''
       child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-4000) })

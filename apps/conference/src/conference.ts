@@ -464,10 +464,11 @@ export class ConferenceApp {
     return ch
   }
 
-  /** Closes the reused channels (on exit). */
+  /** Closes the reused channels and the message log (on exit). */
   async close (): Promise<void> {
     for (const t of this.gapTimers.values()) clearTimeout(t)
     await Promise.allSettled([...this.channels.values()].map(async ch => await (await ch).close()))
+    await this.store.close()
   }
 
   /**
