@@ -4,15 +4,15 @@
  */
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
+import { quic } from '@chainsafe/libp2p-quic'
 import { webSockets } from '@libp2p/websockets'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify, identifyPush } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
-import { kadDHT, passthroughMapper, removePrivateAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { mdns } from '@libp2p/mdns'
 import { bootstrap } from '@libp2p/bootstrap'
-import { autoNAT } from '@libp2p/autonat'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { dcutr } from '@libp2p/dcutr'
 import { gossipsub } from '@libp2p/gossipsub'
@@ -22,6 +22,7 @@ import { DHT_PROTOCOL, SOFTWARE_VERSION } from '@p2pos/api'
 import type { Config } from '../config.ts'
 import { recordSelector, recordValidator } from '../dht/records.ts'
 import { noiseCrypto } from './noise-crypto.ts'
+import type { Networks } from '../reach/networks.ts'
 
 export type P2posNode = Libp2p<{
   identify: ReturnType<ReturnType<typeof identify>>
@@ -31,7 +32,7 @@ export type P2posNode = Libp2p<{
   [key: string]: unknown
 }>
 
-export async function createNode (config: Config, privateKey: PrivateKey, datastore: Datastore): Promise<P2posNode> {
+export async function createNode (config: Config, privateKey: PrivateKey, datastore: Datastore, networks: Networks): Promise<P2posNode> {
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   if (config.mdns) peerDiscovery.push(mdns())
   if (config.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: config.bootstrap }))
@@ -42,20 +43,23 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
     ping: ping({ maxOutboundStreams: 16, maxInboundStreams: 16 }),
     dht: kadDHT({
       protocol: DHT_PROTOCOL,
-      clientMode: config.dhtMode === 'auto' ? undefined : config.dhtMode === 'client',
-      peerInfoMapper: config.allowPrivateAddrs ? passthroughMapper : removePrivateAddressesMapper,
+      // 'auto' starts as a client; the reach service makes it a server once a dial-back proves us public
+      // (kad-dht's own switch uses libp2p's fixed idea of "private", which publicNetworks cannot change)
+      clientMode: config.dhtMode !== 'server',
+      peerInfoMapper: config.allowPrivateAddrs ? passthroughMapper : publicAddressesMapper(networks),
       validators: { p2pos: recordValidator },
       selectors: { p2pos: recordSelector }
       // not allowQueryWithZeroPeers: with it, kad-dht 16.4 spins the CPU in its self-query loop
       // as soon as a protocol handler is registered on a node with no peers
     }),
-    autoNAT: autoNAT(),
+    // no AutoNAT: reachability is checked by p2pos's own dial-back protocol (reach/dialback.ts says why)
     dcutr: dcutr(),
     pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false })
   }
   if (config.relayService !== 'off') {
-    // a limited relay: few reservations, stock per-circuit limits (about 2 minutes and 128 KiB)
-    services.relay = circuitRelayServer({ reservations: { maxReservations: 16 } })
+    // few reservations, but no per-circuit limit: stock relays cut a relayed connection after 2 minutes
+    // or 128 KiB, which would cut off any app whose peers cannot connect directly (docs/connectivity.md)
+    services.relay = circuitRelayServer({ reservations: { maxReservations: 16, applyDefaultLimit: false } })
   }
 
   const node = await createLibp2p({
@@ -63,7 +67,7 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
     datastore,
     nodeInfo: { name: 'p2pos', version: SOFTWARE_VERSION, userAgent: `p2pos/${SOFTWARE_VERSION} node/${process.versions.node}` },
     addresses: { listen: [...config.listen, '/p2p-circuit'] },
-    transports: [tcp(), webSockets(), circuitRelayTransport()],
+    transports: [tcp(), quic(), webSockets(), circuitRelayTransport()],
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux()],
     peerDiscovery,
@@ -72,6 +76,14 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
     start: false
   })
   return node as unknown as P2posNode
+}
+
+/** DHT answers carry only addresses that are public by our rule (relayed ones by their relay's address). */
+function publicAddressesMapper (networks: Networks) {
+  return (info: { id: any, multiaddrs: Array<{ toString: () => string }> }): any => ({
+    ...info,
+    multiaddrs: info.multiaddrs.filter(ma => networks.isPublicAddr(ma))
+  })
 }
 
 export type { Startable }

@@ -1,0 +1,160 @@
+/**
+ * One lab run: builds a topology, starts a daemon in each host's namespace (each with its own home),
+ * has `a` send to `b` with `p2pos send`, then watches whether the path becomes direct.
+ *
+ * The daemons run with the stock configuration plus only what a lab must say:
+ * - `bootstrap`: the public peer, as a real user's daemon knows some peer to start from (none in mDNS);
+ * - `publicNetworks`: the lab's internet range, because the documentation ranges it uses count as
+ *   special-purpose (non-public) space everywhere, unlike the real internet's addresses;
+ * - `listen`: the transport under test (the default listens on TCP and QUIC).
+ * Nothing says who is behind a NAT, who relays, or which address to advertise.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { TestDaemon, makeHome } from '@p2pos/testnet'
+import { Lab } from './netns.ts'
+import { INTERNET, type Topology } from './topologies.ts'
+
+export type Transport = 'tcp' | 'quic'
+
+export interface RunResult {
+  topology: number
+  name: string
+  transport: Transport
+  connected: boolean
+  /** From both daemons answering to the first acknowledged `p2pos send`, ms. */
+  timeToFirstMessageMs: number | null
+  /** The path the first message took. */
+  firstPath: 'direct' | 'relayed' | null
+  /** Whether a direct connection a↔b existed within the watch window after the first message. */
+  direct: boolean
+  /** From the first message to the first direct connection, ms (0 when the first was direct). */
+  upgradeMs: number | null
+  /** Median of `p2pos ping -c 5` at the end, with the path it reported. */
+  pingMs: number | null
+  pingPath: 'direct' | 'relayed' | null
+  expectDirect: boolean
+  doctor: { a: any, b: any }
+  error?: string
+}
+
+const LISTEN: Record<Transport, string[]> = {
+  tcp: ['/ip4/0.0.0.0/tcp/4151'],
+  quic: ['/ip4/0.0.0.0/udp/4151/quic-v1']
+}
+
+const APP = 'lab.echo'
+const SEND_DEADLINE_MS = 60_000
+const UPGRADE_WATCH_MS = 20_000
+
+function labConfig (transport: Transport, bootstrap: string[], mdns: boolean): Record<string, unknown> {
+  // makeHome starts from the loopback test config; undo it back to the stock defaults
+  return {
+    listen: LISTEN[transport],
+    bootstrap,
+    mdns,
+    dhtMode: 'auto',
+    allowPrivateAddrs: false,
+    apiPort: 0,
+    publicNetworks: [INTERNET]
+  }
+}
+
+async function startIn (lab: Lab, root: string, host: string, config: Record<string, unknown>): Promise<TestDaemon> {
+  const d = new TestDaemon(await makeHome(root, host, config), { wrap: ['ip', 'netns', 'exec', lab.ns(host)] })
+  await d.start()
+  return d
+}
+
+export async function runScenario (topo: Topology, transport: Transport, log: (line: string) => void = () => {}): Promise<RunResult> {
+  const lab = new Lab()
+  const root = await mkdtemp(join(tmpdir(), 'p2pos-lab-'))
+  const daemons: TestDaemon[] = []
+  const result: RunResult = {
+    topology: topo.id,
+    name: topo.name,
+    transport,
+    connected: false,
+    timeToFirstMessageMs: null,
+    firstPath: null,
+    direct: false,
+    upgradeMs: null,
+    pingMs: null,
+    pingPath: null,
+    expectDirect: topo.expectDirect[transport],
+    doctor: { a: null, b: null }
+  }
+  try {
+    const hosts = await topo.build(lab)
+    let bootstrap: string[] = []
+    if (hosts.pub != null) {
+      const pub = await startIn(lab, root, hosts.pub.name, labConfig(transport, [], false))
+      daemons.push(pub)
+      bootstrap = [`${transport === 'tcp' ? `/ip4/${hosts.pub.ip}/tcp/4151` : `/ip4/${hosts.pub.ip}/udp/4151/quic-v1`}/p2p/${pub.peerId}`]
+    }
+    const [a, b] = await Promise.all([
+      startIn(lab, root, hosts.a.name, labConfig(transport, bootstrap, topo.mdns)),
+      startIn(lab, root, hosts.b.name, labConfig(transport, bootstrap, topo.mdns))
+    ])
+    daemons.push(a, b)
+    log(`  a=${a.peerId.slice(-8)} b=${b.peerId.slice(-8)}`)
+
+    let received = 0
+    const listener = await b.client.listen(APP, (ch) => ch.onMessage(() => { received++ }))
+
+    const started = Date.now()
+    let lastErr = ''
+    while (Date.now() - started < SEND_DEADLINE_MS) {
+      const r = await a.cli(['send', b.peerId, APP, 'hello from a', '--json', '--timeout', '15000'], { timeoutMs: 30_000 })
+      if (r.code === 0) {
+        result.connected = true
+        result.timeToFirstMessageMs = Date.now() - started
+        break
+      }
+      lastErr = (r.stderr + r.stdout).trim()
+      log(`  send not yet: ${lastErr.split('\n')[0]}`)
+      await sleep(1000)
+    }
+    if (!result.connected) throw new Error(`no message within ${SEND_DEADLINE_MS / 1000} s: ${lastErr}`)
+
+    const pathToB = async (): Promise<'direct' | 'relayed' | null> => {
+      const conns = (await a.client.peers()).filter(p => p.peerId === b.peerId)
+      if (conns.some(c => !c.relayed)) return 'direct'
+      return conns.length > 0 ? 'relayed' : null
+    }
+    result.firstPath = await pathToB()
+    const sent = Date.now()
+    while (Date.now() - sent < UPGRADE_WATCH_MS) {
+      if (await pathToB() === 'direct') {
+        result.direct = true
+        result.upgradeMs = result.firstPath === 'direct' ? 0 : Date.now() - sent
+        break
+      }
+      await sleep(250)
+    }
+
+    const ping = await a.cli(['ping', b.peerId, '-c', '5', '--json'], { timeoutMs: 30_000 })
+    if (ping.code === 0) {
+      const rows = ping.stdout.trim().split('\n').map(l => JSON.parse(l))
+      const rtts = rows.map(r => r.rttMs as number).sort((x, y) => x - y)
+      result.pingMs = rtts[Math.floor(rtts.length / 2)]
+      result.pingPath = rows[rows.length - 1].relayed === true ? 'relayed' : 'direct'
+    }
+    for (const [k, d] of [['a', a], ['b', b]] as const) {
+      const r = await d.cli(['doctor', '--json'], { timeoutMs: 30_000 })
+      result.doctor[k] = r.code === 0 ? JSON.parse(r.stdout) : { error: (r.stderr + r.stdout).trim() }
+    }
+    listener.close()
+    if (received === 0) throw new Error('b acknowledged a message its app never saw')
+  } catch (err: any) {
+    result.error = err.message
+    for (const d of daemons) log(`--- daemon ${d.home}\n${d.log.slice(-3000)}`)
+  } finally {
+    await Promise.all(daemons.map(async d => await d.kill('SIGTERM')))
+    await lab.destroy()
+    await rm(root, { recursive: true, force: true })
+  }
+  return result
+}
