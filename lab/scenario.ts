@@ -9,7 +9,7 @@
  * - `listen`: the transport under test (the default listens on TCP and QUIC).
  * Nothing says who is behind a NAT, who relays, or which address to advertise.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -152,6 +152,7 @@ export async function runScenario (topo: Topology, transport: Transport, log: (l
     result.error = err.message
     for (const d of daemons) log(`--- daemon ${d.home}\n${d.log.slice(-3000)}`)
   } finally {
+    if (process.env.LAB_KEEP_LOGS != null) for (const [i, d] of daemons.entries()) await writeFile(`${process.env.LAB_KEEP_LOGS}.${i}`, d.log)
     await Promise.all(daemons.map(async d => await d.kill('SIGTERM')))
     await lab.destroy()
     await rm(root, { recursive: true, force: true })

@@ -183,6 +183,10 @@ export interface ReachReport {
   holePunch: {
     relayedConnections: number
     upgradedToDirect: number
+    /** The fixed local port TCP dials leave from, so NATs map them stably (0: ephemeral, no TCP punching). */
+    tcpDialPort: number
+    /** Our DCUtR attempts, newest last: who started (`started`: we did, as DCUtR's B), what was dialled, the outcome. */
+    attempts: Array<{ peer: string, ok: boolean, started: boolean, addrs: string[], ms: number, at: string, error?: string }>
     upgrades: Array<{ peer: string, afterMs: number, at: string }>
     /** Peers reached only through a relay right now. */
     relayedNow: string[]

@@ -23,6 +23,7 @@ import { AppService } from './apps/index.ts'
 import { ServiceRegistry } from './services/index.ts'
 import { ReachService } from './reach/index.ts'
 import { Networks } from './reach/networks.ts'
+import { dialPortFor } from './node/tcp-dial-port.ts'
 
 export { loadConfig, defaultHome, type Config }
 
@@ -43,10 +44,11 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   await tokens.load()
 
   const networks = new Networks(config.publicNetworks)
-  const node = await createNode({ ...config, listen: await portsOrAny(config.listen) }, privateKey, datastore, networks)
+  const listen = await portsOrAny(config.listen)
+  const node = await createNode({ ...config, listen }, privateKey, datastore, networks)
   const sessions = new Sessions()
   const peers = new PeerService({ node, sessions })
-  const reach = new ReachService({ node, networks, sessions, dhtAuto: config.dhtMode === 'auto' })
+  const reach = new ReachService({ node, networks, sessions, dhtAuto: config.dhtMode === 'auto', dialPort: dialPortFor(listen) })
   const socketPath = join(home, 'api.sock')
   let api: LocalApi | undefined
   const apps = new AppService({ home, socketPath, apiUrl: () => `http://127.0.0.1:${api?.port ?? 0}`, tokens, sessions, log })

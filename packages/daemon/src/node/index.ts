@@ -3,7 +3,7 @@
  * modules. p2pos adds only its protocols on top (channels, records) and a persistent datastore.
  */
 import { createLibp2p, type Libp2p } from 'libp2p'
-import { tcp } from '@libp2p/tcp'
+import { tcpWithDialPort, dialPortFor } from './tcp-dial-port.ts'
 import { quic } from '@chainsafe/libp2p-quic'
 import { webSockets } from '@libp2p/websockets'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -14,7 +14,6 @@ import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { mdns } from '@libp2p/mdns'
 import { bootstrap } from '@libp2p/bootstrap'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
-import { dcutr } from '@libp2p/dcutr'
 import { gossipsub } from '@libp2p/gossipsub'
 import type { PrivateKey, PeerDiscovery, Startable } from '@libp2p/interface'
 import type { Datastore } from 'interface-datastore'
@@ -53,7 +52,7 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
       // as soon as a protocol handler is registered on a node with no peers
     }),
     // no AutoNAT: reachability is checked by p2pos's own dial-back protocol (reach/dialback.ts says why)
-    dcutr: dcutr(),
+    // no @libp2p/dcutr: reach/holepunch.ts speaks DCUtR itself (its header says why)
     pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false })
   }
   if (config.relayService !== 'off') {
@@ -67,7 +66,7 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
     datastore,
     nodeInfo: { name: 'p2pos', version: SOFTWARE_VERSION, userAgent: `p2pos/${SOFTWARE_VERSION} node/${process.versions.node}` },
     addresses: { listen: [...config.listen, '/p2p-circuit'] },
-    transports: [tcp(), quic(), webSockets(), circuitRelayTransport()],
+    transports: [tcpWithDialPort(dialPortFor(config.listen)), quic(), webSockets(), circuitRelayTransport()],
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux()],
     peerDiscovery,

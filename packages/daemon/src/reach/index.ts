@@ -22,6 +22,7 @@ import type { Sessions } from '../local-api/sessions.ts'
 import { isRelayed } from '../peers/index.ts'
 import { ipOf, type Networks } from './networks.ts'
 import { askDialback, serveDialback, type DialbackResult } from './dialback.ts'
+import { DCUTR_PROTOCOL, HolePuncher } from './holepunch.ts'
 
 export interface ReachComponents {
   node: P2posNode
@@ -29,6 +30,8 @@ export interface ReachComponents {
   sessions: Sessions
   /** Switch the DHT between client and server with reachability (config dhtMode 'auto'). */
   dhtAuto: boolean
+  /** The fixed local port TCP dials leave from (0: ephemeral ports, no TCP hole punching). */
+  dialPort: number
 }
 
 interface Probe { peer: string, at: number, results: DialbackResult[], error?: string }
@@ -51,14 +54,44 @@ export class ReachService {
   private readonly relayedSince = new Map<string, number>()
   private readonly upgrades: Array<{ peer: string, afterMs: number, at: number }> = []
   private relayedEver = 0
+  private readonly punches: Array<{ peer: string, ok: boolean, started: boolean, addrs: string[], error?: string, ms: number, at: number }> = []
+  private readonly puncher: HolePuncher
 
   constructor (c: ReachComponents) {
     this.c = c
+    this.puncher = new HolePuncher(c.node, c.networks, {
+      offer: () => this.punchAddrs(),
+      onAttempt: (peer, o) => {
+        this.punches.push({ peer, ...o, at: Date.now() })
+        if (this.punches.length > MAX_PROBES_KEPT) this.punches.shift()
+      }
+    })
+  }
+
+  /**
+   * What a hole punch may aim at: how public peers see our fixed TCP dial port (the NAT's mapping of
+   * it), and our own public TCP listen addresses.
+   */
+  private punchAddrs (): string[] {
+    const out = new Set<string>()
+    const seenBy = new Map<string, Set<string>>()
+    for (const o of this.observed.values()) {
+      const m = /^(\/ip[46]\/[^/]+\/tcp\/(\d+))/.exec(o.addr)
+      if (m == null || o.transport !== 'tcp' || !this.c.networks.isPublicAddr(m[1])) continue
+      // a mapping of our fixed dial port (the NAT kept the number), or one that two peers agree on
+      // (the NAT renumbered it, but the same way for everyone); anything else was a one-off port
+      if (Number(m[2]) === this.c.dialPort) out.add(m[1])
+      seenBy.set(m[1], (seenBy.get(m[1]) ?? new Set()).add(o.peer))
+    }
+    for (const [addr, peers] of seenBy) if (peers.size >= 2) out.add(addr)
+    for (const c of this.candidates()) if (/\/tcp\/\d+$/.test(c.addr)) out.add(c.addr)
+    return [...out].slice(0, 8)
   }
 
   async start (): Promise<void> {
     const { node } = this.c
     await serveDialback(node)
+    await this.puncher.start()
     node.addEventListener('peer:identify', (e) => { this.onIdentify(e.detail) })
     node.addEventListener('connection:open', (e) => { this.onOpen(e.detail) })
     node.addEventListener('self:peer:update', () => { this.decide() })
@@ -84,14 +117,27 @@ export class ReachService {
 
   private onIdentify (id: IdentifyResult): void {
     const conn = id.connection
-    if (conn == null || isRelayed(conn)) return
+    if (conn == null) return
+    if (isRelayed(conn)) { this.onRelayedIdentify(id); return }
     const peer = id.peerId.toString()
     if (id.observedAddr != null) {
       const addr = id.observedAddr.toString()
-      if (!addr.includes('/p2p-circuit')) this.observed.set(peer, { peer, addr, transport: transportOf(addr), at: Date.now() })
+      if (!addr.includes('/p2p-circuit')) {
+        // one entry per peer and address: a peer may see several of our connections
+        const key = `${peer} ${addr}`
+        this.observed.delete(key)
+        this.observed.set(key, { peer, addr, transport: transportOf(addr), at: Date.now() })
+        if (this.observed.size > 64) this.observed.delete(this.observed.keys().next().value!)
+      }
     }
     if (id.protocols.includes(REACH_PROTOCOL)) void this.maybeProbe(id.peerId)
     this.decide()
+  }
+
+  /** A relayed connection that came in: we are DCUtR's B and start the punch. */
+  private onRelayedIdentify (id: IdentifyResult): void {
+    const conn = id.connection
+    if (conn.direction === 'inbound' && id.protocols.includes(DCUTR_PROTOCOL)) void this.puncher.initiate(conn)
   }
 
   private onOpen (conn: Connection): void {
@@ -204,6 +250,8 @@ export class ReachService {
       holePunch: {
         relayedConnections: this.relayedEver,
         upgradedToDirect: this.upgrades.length,
+        tcpDialPort: this.c.dialPort,
+        attempts: this.punches.map(p => ({ peer: p.peer, ok: p.ok, started: p.started, addrs: p.addrs, ms: p.ms, at: new Date(p.at).toISOString(), ...(p.error != null ? { error: p.error } : {}) })),
         upgrades: this.upgrades.map(u => ({ peer: u.peer, afterMs: u.afterMs, at: new Date(u.at).toISOString() })),
         relayedNow: relayedPeers
       },
