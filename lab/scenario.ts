@@ -17,7 +17,8 @@ import { TestDaemon, makeHome } from '@p2pos/testnet'
 import { Lab } from './netns.ts'
 import { INTERNET, type Topology } from './topologies.ts'
 
-export type Transport = 'tcp' | 'quic'
+/** What the daemons listen on: TCP only, QUIC only, or the stock default (TCP, QUIC and WebSockets). */
+export type Transport = 'tcp' | 'quic' | 'default'
 
 export interface RunResult {
   topology: number
@@ -40,9 +41,10 @@ export interface RunResult {
   error?: string
 }
 
-const LISTEN: Record<Transport, string[]> = {
+const LISTEN: Record<Transport, string[] | undefined> = {
   tcp: ['/ip4/0.0.0.0/tcp/4151'],
-  quic: ['/ip4/0.0.0.0/udp/4151/quic-v1']
+  quic: ['/ip4/0.0.0.0/udp/4151/quic-v1'],
+  default: undefined
 }
 
 const APP = 'lab.echo'
@@ -52,6 +54,7 @@ const UPGRADE_WATCH_MS = 20_000
 function labConfig (transport: Transport, bootstrap: string[], mdns: boolean): Record<string, unknown> {
   // makeHome starts from the loopback test config; undo it back to the stock defaults
   return {
+    // undefined drops the key (JSON), leaving the daemon's default listen addresses
     listen: LISTEN[transport],
     bootstrap,
     mdns,
@@ -92,7 +95,7 @@ export async function runScenario (topo: Topology, transport: Transport, log: (l
     if (hosts.pub != null) {
       const pub = await startIn(lab, root, hosts.pub.name, labConfig(transport, [], false))
       daemons.push(pub)
-      bootstrap = [`${transport === 'tcp' ? `/ip4/${hosts.pub.ip}/tcp/4151` : `/ip4/${hosts.pub.ip}/udp/4151/quic-v1`}/p2p/${pub.peerId}`]
+      bootstrap = [`${transport === 'quic' ? `/ip4/${hosts.pub.ip}/udp/4151/quic-v1` : `/ip4/${hosts.pub.ip}/tcp/4151`}/p2p/${pub.peerId}`]
     }
     const [a, b] = await Promise.all([
       startIn(lab, root, hosts.a.name, labConfig(transport, bootstrap, topo.mdns)),
