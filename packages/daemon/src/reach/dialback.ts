@@ -7,7 +7,7 @@
  * dials a fresh connection (`force`) and closes only that one. Like AutoNAT, it dials only addresses on
  * the asker's own IP, so nobody can aim it at a third party.
  */
-import type { PeerId, Stream, Connection } from '@libp2p/interface'
+import type { Stream, Connection } from '@libp2p/interface'
 import { byteStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { REACH_PROTOCOL } from '@p2pos/api'
@@ -78,8 +78,11 @@ async function dialBack (node: P2posNode, connection: Connection, addr: string):
   if (ipOf(addr) == null || ipOf(addr) !== ipOf(connection.remoteAddr)) {
     return { addr, ok: false, error: 'only addresses on the IP this connection comes from are dialled' }
   }
+  const existing = new Set(node.getConnections(connection.remotePeer).map(c => c.id))
   try {
     const conn = await node.dial(ma.encapsulate(`/p2p/${connection.remotePeer.toString()}`), { force: true, signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+    // never close a connection that was there before (the asker's own): that is AutoNAT v1's defect
+    if (existing.has(conn.id)) return { addr, ok: false, error: 'no new connection could be opened' }
     await conn.close().catch(() => {})
     return { addr, ok: true }
   } catch (err: any) {
@@ -87,10 +90,14 @@ async function dialBack (node: P2posNode, connection: Connection, addr: string):
   }
 }
 
-/** Asks `peer` to dial us back at `addrs`; throws if it cannot answer. */
-export async function askDialback (node: P2posNode, peer: PeerId, addrs: string[]): Promise<DialbackResult[]> {
+/**
+ * Asks the peer at the other end of `connection` to dial us back at `addrs`; throws if it cannot answer.
+ * The stream goes on that connection: another one to the same peer may be a dial-back of its own,
+ * about to be closed.
+ */
+export async function askDialback (connection: Connection, addrs: string[]): Promise<DialbackResult[]> {
   const signal = AbortSignal.timeout(DIAL_TIMEOUT_MS * MAX_ADDRS + 15_000)
-  const stream = await node.dialProtocol(peer, REACH_PROTOCOL, { signal })
+  const stream = await connection.newStream(REACH_PROTOCOL, { signal })
   const bs = byteStream(stream)
   try {
     await writeJson(bs, { addrs: addrs.slice(0, MAX_ADDRS) } satisfies DialbackRequest, signal)

@@ -221,7 +221,10 @@ export function decode (buf: Uint8Array): { type: number, addrs: Multiaddr[] } {
       try { addrs.push(multiaddr(buf.subarray(i, i + len))) } catch {}
       i += len
     } else if ((key & 7) === 0) readVarint()
-    else if ((key & 7) === 2) i += readVarint()
+    else if ((key & 7) === 2) {
+      const len = readVarint() // read first: `i += readVarint()` would add to the old i
+      i += len
+    }
     else throw new Error('unsupported field in DCUtR message')
   }
   if (type === -1) throw new Error('DCUtR message without a type')

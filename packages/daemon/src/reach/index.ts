@@ -42,6 +42,11 @@ const EVIDENCE_MS = 30 * 60_000
 /** A node asks again after this long, or when its candidate addresses change. */
 const REPROBE_MS = 10 * 60_000
 const MAX_PROBES_KEPT = 16
+const PROBE_RETRIES = 3
+/** More than the server's one-request-per-peer interval (dialback.ts). */
+const PROBE_RETRY_MS = 6000
+/** Discovered LAN peers are dialled only while we have fewer connections than this. */
+const MAX_LAN_DIALS_AT = 64
 
 export class ReachService {
   private readonly c: ReachComponents
@@ -95,7 +100,20 @@ export class ReachService {
     node.addEventListener('peer:identify', (e) => { this.onIdentify(e.detail) })
     node.addEventListener('connection:open', (e) => { this.onOpen(e.detail) })
     node.addEventListener('self:peer:update', () => { this.decide() })
+    node.addEventListener('peer:discovery', (e) => { this.onDiscovery(e.detail.id, e.detail.multiaddrs) })
     this.decide()
+  }
+
+  /**
+   * A peer found on the local network (mDNS) is dialled at once. mDNS answers only queries, so without
+   * this the peer that started first would learn of the other only at its next query (10 s later).
+   * Peers with public addresses (from the DHT) are left to the connection manager.
+   */
+  private onDiscovery (id: PeerId, addrs: Array<{ toString: () => string }>): void {
+    const { node, networks } = this.c
+    if (addrs.length === 0 || addrs.some(a => networks.isPublicAddr(a))) return
+    if (node.getConnections(id).length > 0 || node.getConnections().length >= MAX_LAN_DIALS_AT) return
+    void node.dial(id, { signal: AbortSignal.timeout(10_000) }).catch(() => {})
   }
 
   getReachability (): Reachability {
@@ -130,7 +148,7 @@ export class ReachService {
         if (this.observed.size > 64) this.observed.delete(this.observed.keys().next().value!)
       }
     }
-    if (id.protocols.includes(REACH_PROTOCOL)) void this.maybeProbe(id.peerId)
+    if (id.protocols.includes(REACH_PROTOCOL)) void this.maybeProbe(conn)
     this.decide()
   }
 
@@ -157,20 +175,21 @@ export class ReachService {
     }
   }
 
-  private async maybeProbe (peerId: PeerId): Promise<void> {
-    const peer = peerId.toString()
+  private async maybeProbe (conn: Connection, retry = 0): Promise<void> {
+    const peer = conn.remotePeer.toString()
     const candidates = this.candidates()
     const key = candidates.map(c => c.addr).sort().join(' ')
-    if (candidates.length === 0 || this.asking.has(peer) || this.asking.size >= 3) return
-    const recent = this.probes.filter(p => Date.now() - p.at < REPROBE_MS)
+    if (candidates.length === 0 || this.asking.has(peer) || this.asking.size >= 3 || conn.status !== 'open') return
+    const recent = this.probes.filter(p => Date.now() - p.at < REPROBE_MS && p.error == null)
     const fresh = key === this.lastCandidates
     // enough fresh evidence: one success, or failures seen from two peers
     if (fresh && (recent.some(p => p.results.some(r => r.ok)) || new Set(recent.map(p => p.peer)).size >= 2)) return
     if (recent.some(p => p.peer === peer) && fresh) return
     this.lastCandidates = key
     this.asking.add(peer)
+    let failed = false
     try {
-      const results = await askDialback(this.c.node, peerId, candidates.map(c => c.addr))
+      const results = await askDialback(conn, candidates.map(c => c.addr))
       this.record({ peer, at: Date.now(), results })
       for (const r of results) {
         const c = candidates.find(c => c.addr === r.addr)
@@ -178,9 +197,17 @@ export class ReachService {
       }
     } catch (err: any) {
       this.record({ peer, at: Date.now(), results: [], error: err.message })
+      failed = true
     } finally {
       this.asking.delete(peer)
       this.decide()
+    }
+    // the peer could not answer (busy, or the stream broke): ask again a little later, a few times
+    if (failed && retry < PROBE_RETRIES) {
+      setTimeout(() => {
+        const again = this.c.node.getConnections(conn.remotePeer).find(c => c.status === 'open' && !isRelayed(c))
+        if (again != null) void this.maybeProbe(again, retry + 1)
+      }, PROBE_RETRY_MS * (retry + 1)).unref()
     }
   }
 
