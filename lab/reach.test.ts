@@ -1,8 +1,9 @@
 /**
  * `npm run test:lab` — every topology of the reach lab, over TCP, over QUIC and with the stock default
  * (both), in real network namespaces with real NAT. Needs root; without it this fails, it never skips.
- * Asserts: connected, within the send deadline, direct or relayed as a correct stack must be, and that
- * `p2pos doctor` tells a host behind a NAT that it is private and holds a relay reservation.
+ * Asserts: connected, within the send deadline, direct or relayed as a correct stack must be, a 1 MiB
+ * file gets through (also relayed: p2pos relays set no 128 KiB / 2 min limit), and `p2pos doctor` tells a
+ * host behind a NAT that it is private and holds a relay reservation.
  * The table it prints is the one in docs/connectivity.md.
  */
 import { test, before, after } from 'node:test'
@@ -22,8 +23,8 @@ before(async () => {
 
 after(async () => {
   if (results.length === 0) return
-  const rows = results.map(r => `| ${r.topology}. ${r.name} | ${r.transport} | ${r.connected ? 'yes' : 'NO'} | ${r.direct ? `yes${r.upgradeMs != null && r.upgradeMs > 0 ? ` (after ${r.upgradeMs} ms)` : ''}` : 'no (relayed)'} | ${r.expectDirect ? 'direct' : 'relayed'} | ${r.timeToFirstMessageMs ?? '–'} ms | ${r.pingMs ?? '–'} ms ${r.pingPath ?? ''} |`)
-  const table = ['| Topology | Transport | Connected | Direct | Expected | Time to first message | ping (median of 5) |', '|---|---|---|---|---|---|---|', ...rows].join('\n')
+  const rows = results.map(r => `| ${r.topology}. ${r.name} | ${r.transport} | ${r.connected ? 'yes' : 'NO'} | ${r.direct ? `yes${r.upgradeMs != null && r.upgradeMs > 0 ? ` (after ${r.upgradeMs} ms)` : ''}` : 'no (relayed)'} | ${r.expectDirect ? 'direct' : 'relayed'} | ${r.timeToFirstMessageMs ?? '–'} ms | ${r.pingMs ?? '–'} ms ${r.pingPath ?? ''} | ${r.bulk.ok ? `${r.bulk.ms} ms ${r.bulk.path ?? ''}` : 'FAILED'} |`)
+  const table = ['| Topology | Transport | Connected | Direct | Expected | Time to first message | ping (median of 5) | 1 MiB file |', '|---|---|---|---|---|---|---|---|', ...rows].join('\n')
   console.log(`\n${table}\n`)
   if (process.env.LAB_RESULTS != null) await writeFile(process.env.LAB_RESULTS, JSON.stringify(results, null, 2))
 })
@@ -38,6 +39,7 @@ for (const topo of TOPOLOGIES) {
       assert.ok(r.connected, 'a message from a reached b')
       assert.equal(r.direct, r.expectDirect, `path a↔b: expected ${r.expectDirect ? 'direct' : 'relayed'}, got ${r.direct ? 'direct' : 'relayed'}`)
       assert.equal(r.pingPath, r.direct ? 'direct' : 'relayed', 'p2pos ping reports the path the connection takes')
+      assert.ok(r.bulk.ok, `a 1 MiB file reached b intact (path ${r.bulk.path ?? '?'})`)
       const natted = topo.id >= 2 && topo.id <= 5
       if (natted) {
         assert.equal(r.doctor.a.reachability, 'private', 'a behind a NAT learns it is not reachable')

@@ -9,11 +9,13 @@
  * - `listen`: the transport under test (the default listens on TCP and QUIC).
  * Nothing says who is behind a NAT, who relays, or which address to advertise.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { TestDaemon, makeHome } from '@p2pos/testnet'
+import { CLI, NODE, TestDaemon, makeHome } from '@p2pos/testnet'
 import { Lab } from './netns.ts'
 import { INTERNET, type Topology } from './topologies.ts'
 
@@ -37,6 +39,8 @@ export interface RunResult {
   pingMs: number | null
   pingPath: 'direct' | 'relayed' | null
   expectDirect: boolean
+  /** A 1 MiB file (8× a stock relay's 128 KiB limit) sent a→b with `p2pos send --file`, and its path. */
+  bulk: { ok: boolean, path: 'direct' | 'relayed' | null, ms: number | null }
   doctor: { a: any, b: any }
   error?: string
 }
@@ -87,6 +91,7 @@ export async function runScenario (topo: Topology, transport: Transport, log: (l
     pingMs: null,
     pingPath: null,
     expectDirect: topo.expectDirect[transport],
+    bulk: { ok: false, path: null, ms: null },
     doctor: { a: null, b: null }
   }
   try {
@@ -138,6 +143,8 @@ export async function runScenario (topo: Topology, transport: Transport, log: (l
       await sleep(250)
     }
 
+    result.bulk = await sendBulk(root, a, b, pathToB)
+
     const ping = await a.cli(['ping', b.peerId, '-c', '5', '--json'], { timeoutMs: 30_000 })
     if (ping.code === 0) {
       const rows = ping.stdout.trim().split('\n').map(l => JSON.parse(l))
@@ -161,4 +168,30 @@ export async function runScenario (topo: Topology, transport: Transport, log: (l
     await rm(root, { recursive: true, force: true })
   }
   return result
+}
+
+/** a sends b a 1 MiB file; b stores it with `p2pos listen --out`; ok when the bytes arrived intact. */
+async function sendBulk (root: string, a: TestDaemon, b: TestDaemon, pathToB: () => Promise<'direct' | 'relayed' | null>): Promise<RunResult['bulk']> {
+  const out = join(root, 'received')
+  await mkdir(out, { recursive: true })
+  const file = join(root, 'bulk.bin')
+  const bytes = randomBytes(1 << 20)
+  await writeFile(file, bytes)
+  const listener = spawn(NODE, [CLI, 'listen', 'lab.files', '--out', out], { env: { ...process.env, P2POS_HOME: b.home }, stdio: 'ignore' })
+  try {
+    const path = await pathToB()
+    for (let i = 0; i < 20; i++) {
+      const started = Date.now()
+      const r = await a.cli(['send', b.peerId, 'lab.files', '--file', file, '--json'], { timeoutMs: 120_000 })
+      if (r.code === 0) {
+        const got = await readFile(join(out, 'bulk.bin')).catch(() => Buffer.alloc(0))
+        return { ok: got.equals(bytes), path, ms: Date.now() - started }
+      }
+      if (r.code !== 5) return { ok: false, path, ms: null } // 5: b's listener not registered yet
+      await sleep(250)
+    }
+    return { ok: false, path, ms: null }
+  } finally {
+    listener.kill()
+  }
 }

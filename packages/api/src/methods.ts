@@ -148,6 +148,8 @@ export interface NodeInfo {
   api: string
   socket: string
   peers: number
+  /** Peers reached only through a relay right now (their traffic passes through it). */
+  relayedPeers: number
   version: string
   apiVersion: number
   protocols: string[]
