@@ -44,7 +44,7 @@ for (const topo of TOPOLOGIES) {
       if (natted) {
         assert.equal(r.doctor.a.reachability, 'private', 'a behind a NAT learns it is not reachable')
         assert.equal(r.doctor.a.nat.behindNat, true, 'doctor says a is behind a NAT')
-        assert.ok(r.doctor.a.relay.reservations.length > 0, 'a reserved a relay slot on its own')
+        assert.ok(r.doctor.a.relay.reservations.length > 0, `a reserved a relay slot on its own: ${JSON.stringify(r.doctor.a)}`)
       }
       if (topo.id === 1) {
         assert.equal(r.doctor.a.reachability, 'public', 'a public host learns it is reachable (dial-back)')
