@@ -153,9 +153,9 @@ export async function runScenario (topo: Topology, transport: Transport, log: (l
       result.pingPath = rows[rows.length - 1].relayed === true ? 'relayed' : 'direct'
     }
     // a host behind a NAT holds a relay reservation; one whose relay connection just closed makes a
-    // new one within seconds (the reservation store redials), so give it that long
+    // new one within seconds (the reservation store redials; reach/ checks every 10 s), so give it 25 s
     const natted = topo.id >= 2 && topo.id <= 5
-    for (let i = 0; natted && i < 30 && (await a.client.reach()).relay.reservations.length === 0; i++) await sleep(500)
+    for (let i = 0; natted && i < 50 && (await a.client.reach()).relay.reservations.length === 0; i++) await sleep(500)
     for (const [k, d] of [['a', a], ['b', b]] as const) {
       const r = await d.cli(['doctor', '--json'], { timeoutMs: 30_000 })
       result.doctor[k] = r.code === 0 ? JSON.parse(r.stdout) : { error: (r.stderr + r.stdout).trim() }
@@ -197,5 +197,41 @@ async function sendBulk (root: string, a: TestDaemon, b: TestDaemon, pathToB: ()
     return { ok: false, path, ms: null }
   } finally {
     listener.kill()
+  }
+}
+
+/**
+ * A host behind a NAT loses its uplink for `outageMs` (its router forwards nothing), long enough for
+ * every connection and retry to fail; then the uplink returns. Resolves with how long after that the
+ * host held a relay reservation again (null: not within `deadlineMs`).
+ */
+export async function runOutage (topo: Topology, outageMs = 40_000, deadlineMs = 60_000): Promise<{ recoveredMs: number | null, reservedBefore: boolean }> {
+  const lab = new Lab()
+  const root = await mkdtemp(join(tmpdir(), 'p2pos-lab-'))
+  const daemons: TestDaemon[] = []
+  try {
+    const hosts = await topo.build(lab)
+    if (hosts.pub == null) throw new Error('the outage scenario needs a topology with a public peer')
+    const pub = await startIn(lab, root, hosts.pub.name, labConfig('default', [], false))
+    daemons.push(pub)
+    const a = await startIn(lab, root, hosts.a.name, labConfig('default', [`/ip4/${hosts.pub.ip}/tcp/4151/p2p/${pub.peerId}`], false))
+    daemons.push(a)
+    const reserved = async (): Promise<boolean> => (await a.client.reach()).relay.reservations.length > 0
+    let reservedBefore = false
+    for (let i = 0; i < 40 && !(reservedBefore = await reserved()); i++) await sleep(250)
+    const router = `nat${hosts.a.name}`
+    await lab.exec(router, 'iptables', ['-w', '-I', 'FORWARD', '1', '-j', 'DROP'])
+    await sleep(outageMs)
+    await lab.exec(router, 'iptables', ['-w', '-D', 'FORWARD', '1'])
+    const back = Date.now()
+    while (Date.now() - back < deadlineMs) {
+      if (await reserved()) return { recoveredMs: Date.now() - back, reservedBefore }
+      await sleep(250)
+    }
+    return { recoveredMs: null, reservedBefore }
+  } finally {
+    await Promise.all(daemons.map(async d => await d.kill('SIGTERM')))
+    await lab.destroy()
+    await rm(root, { recursive: true, force: true })
   }
 }

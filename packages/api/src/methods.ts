@@ -179,6 +179,8 @@ export interface ReachReport {
     behindNat: boolean | null
     seenAs: string[]
     mapping: 'none' | 'endpoint-independent' | 'endpoint-dependent' | 'unknown'
+    /** Whether peers see our fixed TCP dial port under its own number (a TCP punch can aim at it). */
+    tcpDialPortKept: boolean | null
   }
   dialbacks: Array<{ peer: string, at: string, results: Array<{ addr: string, ok: boolean, error?: string }>, error?: string }>
   relay: { reservations: Array<{ relay: string, addr: string }>, serving: boolean }

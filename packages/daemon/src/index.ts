@@ -155,6 +155,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
       sessions.closeAll()
       await api?.close()
       await channels.stop()
+      reach.stop()
       await node.stop()
       await datastore.close()
       await unlink(join(home, 'api.json')).catch(() => {})

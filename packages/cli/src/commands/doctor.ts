@@ -30,6 +30,8 @@ function explain (r: ReachReport, peers: PeerConnection[], advice: string[]): st
       none: ''
     }[r.nat.mapping]
     lines.push(`NAT: behind one — peers see us as ${r.nat.seenAs.join(', ')}; ${mapping}`)
+    if (r.nat.tcpDialPortKept === true) lines.push(`  it keeps our TCP dial port ${r.holePunch.tcpDialPort} as is: TCP hole punching can aim at it`)
+    if (r.nat.tcpDialPortKept === false) lines.push(`  it renumbers our TCP dial port ${r.holePunch.tcpDialPort}: TCP hole punching to this computer is unlikely to work`)
   }
   const direct = peers.filter(p => !p.relayed).length
   lines.push(`Connections: ${peers.length} (${direct} direct, ${peers.length - direct} relayed); DHT ${r.dhtMode} mode`)
@@ -62,8 +64,8 @@ export function adviseOn (r: ReachReport, peers: PeerConnection[]): string[] {
     if (r.relay.reservations.length === 0) out.push('No relay reservation yet: peers outside your network cannot reach you until a public p2pos peer is connected (it relays by default).')
     out.push('To be reachable directly, forward TCP and UDP port 4151 on your router to this computer (or enable UPnP/NAT-PMP port mapping there).')
   }
-  if (r.nat.mapping === 'endpoint-dependent') {
-    out.push('Your NAT is symmetric: direct connections to peers behind other NATs cannot be punched and stay relayed. A router setting for "endpoint-independent mapping" / "full-cone NAT", or a port forward, fixes it.')
+  if (r.nat.mapping === 'endpoint-dependent' || r.nat.tcpDialPortKept === false) {
+    out.push('Your NAT picks new ports for new connections (symmetric): direct connections to peers behind other NATs cannot be punched and stay relayed. A router setting for "endpoint-independent mapping" / "full-cone NAT", or a port forward, fixes it.')
   }
   if (r.holePunch.relayedNow.length > 0) {
     out.push(`${r.holePunch.relayedNow.length} peer(s) are reached only through a relay: it works, with the relay's extra round trip; a port forward on either side makes it direct.`)

@@ -65,7 +65,7 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
     privateKey,
     datastore,
     nodeInfo: { name: 'p2pos', version: SOFTWARE_VERSION, userAgent: `p2pos/${SOFTWARE_VERSION} node/${process.versions.node}` },
-    addresses: { listen: [...config.listen, '/p2p-circuit'] },
+    addresses: { listen: [...config.listen, '/p2p-circuit'], announceFilter: withoutLoopbackRelays },
     transports: [tcpWithDialPort(dialPortFor(config.listen)), quic(), webSockets(), circuitRelayTransport()],
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux()],
@@ -75,6 +75,16 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
     start: false
   })
   return node as unknown as P2posNode
+}
+
+/**
+ * A relay's loopback addresses make relayed addresses of ours that no other computer can use (they would
+ * dial their own loopback); they are kept only when loopback is all there is (tests on one computer).
+ */
+function withoutLoopbackRelays<T extends { toString: () => string }> (addrs: T[]): T[] {
+  const loopback = (a: T): boolean => /^\/(ip4\/127\.|ip6\/::1\/)/.test(a.toString())
+  if (addrs.every(loopback)) return addrs
+  return addrs.filter(a => !(loopback(a) && a.toString().includes('/p2p-circuit')))
 }
 
 /** DHT answers carry only addresses that are public by our rule (relayed ones by their relay's address). */

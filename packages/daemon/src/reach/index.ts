@@ -47,6 +47,8 @@ const PROBE_RETRIES = 3
 const PROBE_RETRY_MS = 6000
 /** Discovered LAN peers are dialled only while we have fewer connections than this. */
 const MAX_LAN_DIALS_AT = 64
+const RELAY_WATCH_MS = 10_000
+const HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
 
 export class ReachService {
   private readonly c: ReachComponents
@@ -61,6 +63,7 @@ export class ReachService {
   private relayedEver = 0
   private readonly punches: Array<{ peer: string, ok: boolean, started: boolean, addrs: string[], error?: string, ms: number, at: number }> = []
   private readonly puncher: HolePuncher
+  private relayWatch?: ReturnType<typeof setInterval>
 
   constructor (c: ReachComponents) {
     this.c = c
@@ -101,7 +104,29 @@ export class ReachService {
     node.addEventListener('connection:open', (e) => { this.onOpen(e.detail) })
     node.addEventListener('self:peer:update', () => { this.decide() })
     node.addEventListener('peer:discovery', (e) => { this.onDiscovery(e.detail.id, e.detail.multiaddrs) })
+    this.relayWatch = setInterval(() => { void this.keepARelay() }, RELAY_WATCH_MS)
+    this.relayWatch.unref()
     this.decide()
+  }
+
+  stop (): void {
+    clearInterval(this.relayWatch)
+  }
+
+  /**
+   * A private node with no reservation redials relays it knows (peers whose identify listed the hop
+   * protocol); the connection brings the reservation back. The relay transport does this itself after
+   * a clean disconnect, but the lab saw a node under heavy CPU load stay without its relay connection
+   * for 15 s and more, so this is the safety net.
+   */
+  private async keepARelay (): Promise<void> {
+    const { node } = this.c
+    if (this.reachability !== 'private' || node.getMultiaddrs().some(a => a.toString().includes('/p2p-circuit'))) return
+    const relays = (await node.peerStore.all()).filter(p => p.protocols.includes(HOP_PROTOCOL) && p.addresses.length > 0)
+    for (const p of relays.slice(0, 3)) {
+      if (node.getConnections(p.id).some(c => !isRelayed(c))) continue
+      void node.dial(p.id, { signal: AbortSignal.timeout(10_000) }).catch(() => {})
+    }
   }
 
   /**
@@ -242,6 +267,16 @@ export class ReachService {
     if (this.c.dhtAuto) void this.c.node.services.dht.setMode(r === 'public' ? 'server' : 'client').catch(() => {})
   }
 
+  /**
+   * Whether the NAT keeps our fixed TCP dial port's number (peers see us at that port): then a TCP hole
+   * punch can aim at it. null when not behind a NAT, with no dial port, or no TCP observation yet.
+   */
+  private dialPortKept (obs: Observation[], behindNat: boolean | null): boolean | null {
+    const tcp = obs.filter(o => o.transport === 'tcp')
+    if (behindNat !== true || this.c.dialPort === 0 || tcp.length === 0) return null
+    return tcp.some(o => new RegExp(`/tcp/${this.c.dialPort}(/|$)`).test(o.addr))
+  }
+
   report (): ReachReport {
     const { node, networks } = this.c
     const now = Date.now()
@@ -267,12 +302,13 @@ export class ReachService {
       nat: {
         behindNat,
         seenAs,
-        mapping: natMapping(observations, behindNat)
+        mapping: natMapping(observations, behindNat),
+        tcpDialPortKept: this.dialPortKept(observations, behindNat)
       },
       dialbacks: this.probes.map(p => ({ peer: p.peer, at: new Date(p.at).toISOString(), results: p.results, ...(p.error != null ? { error: p.error } : {}) })),
       relay: {
         reservations: relayAddrs.map(a => ({ relay: /\/p2p\/([^/]+)\/p2p-circuit/.exec(a)?.[1] ?? '?', addr: a })),
-        serving: node.getProtocols().includes('/libp2p/circuit/relay/0.2.0/hop')
+        serving: node.getProtocols().includes(HOP_PROTOCOL)
       },
       holePunch: {
         relayedConnections: this.relayedEver,
