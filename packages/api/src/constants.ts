@@ -13,6 +13,9 @@ export const SOFTWARE_VERSION = '0.1.0'
 /** Wire protocol for app-to-app channels between daemons (wire.md §Channel protocol). */
 export const CHANNEL_PROTOCOL = '/p2pos/channel/1.0.0'
 
+/** Wire protocol of dial-back reachability checks (wire.md §Reach protocol). */
+export const REACH_PROTOCOL = '/p2pos/reach/1.0.0'
+
 /** The Kad-DHT protocol id (the public libp2p DHT). */
 export const DHT_PROTOCOL = '/ipfs/kad/1.0.0'
 

@@ -33,6 +33,7 @@ const opt = (type: FieldType, max?: number): Field => ({ type, optional: true, m
 export const METHODS = {
   'node.info': { perm: 'read', params: {} },
   'peers.list': { perm: 'read', params: {} },
+  'node.reach': { perm: 'read', params: {} },
   'peers.connect': { perm: 'admin', params: { addr: req('multiaddr'), timeoutMs: opt('int', 120_000) } },
   'peers.disconnect': { perm: 'admin', params: { peer: req('peer') } },
   'peers.ping': { perm: 'read', params: { peer: req('peer'), timeoutMs: opt('int', 120_000) } },
@@ -147,6 +148,8 @@ export interface NodeInfo {
   api: string
   socket: string
   peers: number
+  /** Peers reached only through a relay right now (their traffic passes through it). */
+  relayedPeers: number
   version: string
   apiVersion: number
   protocols: string[]
@@ -159,6 +162,40 @@ export interface PeerConnection {
   relayed: boolean
   rttMs: number | null
   openedAt: number
+}
+
+/** `node.reach`: what this node knows about how it can be reached (local-api.md §node.reach). */
+export interface ReachReport {
+  reachability: Reachability
+  /** Why, in words. */
+  reason: string
+  publicNetworks: string[]
+  listenAddrs: string[]
+  announcedAddrs: string[]
+  /** How peers see us (identify's observed address), one per peer, direct connections only. */
+  observed: Array<{ peer: string, addr: string, transport: string }>
+  nat: {
+    /** null: no peer has told us yet. */
+    behindNat: boolean | null
+    seenAs: string[]
+    mapping: 'none' | 'endpoint-independent' | 'endpoint-dependent' | 'unknown'
+    /** Whether peers see our fixed TCP dial port under its own number (a TCP punch can aim at it). */
+    tcpDialPortKept: boolean | null
+  }
+  dialbacks: Array<{ peer: string, at: string, results: Array<{ addr: string, ok: boolean, error?: string }>, error?: string }>
+  relay: { reservations: Array<{ relay: string, addr: string }>, serving: boolean }
+  holePunch: {
+    relayedConnections: number
+    upgradedToDirect: number
+    /** The fixed local port TCP dials leave from, so NATs map them stably (0: ephemeral, no TCP punching). */
+    tcpDialPort: number
+    /** Our DCUtR attempts, newest last: who started (`started`: we did, as DCUtR's B), what was dialled, the outcome. */
+    attempts: Array<{ peer: string, ok: boolean, started: boolean, addrs: string[], ms: number, at: string, error?: string }>
+    upgrades: Array<{ peer: string, afterMs: number, at: string }>
+    /** Peers reached only through a relay right now. */
+    relayedNow: string[]
+  }
+  dhtMode: string
 }
 
 export interface PingResult { peerId: string, rttMs: number, relayed: boolean, addr: string }

@@ -9,6 +9,7 @@ const VERBS: Record<string, () => Promise<{ run: (argv: string[]) => Promise<num
   status: async () => await import('./commands/status.ts'),
   id: async () => await import('./commands/id.ts'),
   peers: async () => await import('./commands/peers.ts'),
+  doctor: async () => await import('./commands/doctor.ts'),
   connect: async () => await import('./commands/connect.ts'),
   ping: async () => await import('./commands/ping.ts'),
   listen: async () => await import('./commands/listen.ts'),
@@ -23,6 +24,7 @@ const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; de
   status [--json]                 this node: peer id, addresses, reachability, API
   id [--json]                     peer id and dialable addresses
   peers [--json]                  connections: direct or relayed, round-trip time
+  doctor [--json]                 the network in plain words: reachability, NAT, relays, hole punching
   connect MULTIADDR               connect to a peer
   ping PEER [-c N]                round trips, and whether the path is direct or relayed
   listen APPID [--out DIR]        print messages (and store files) sent to APPID

@@ -26,6 +26,11 @@ export interface Config {
   relayService: 'auto' | 'on' | 'off'
   /** Peers to redial at start-up from the persisted peer store. */
   reconnectPeers: number
+  /**
+   * Extra address ranges (CIDR) to treat as the public internet, e.g. a lab's "internet" on a
+   * documentation range or a campus network whose 10.x subnets sit behind NATs.
+   */
+  publicNetworks: string[]
 }
 
 export const DEFAULT_API_PORT = 5151
@@ -38,7 +43,10 @@ export function defaultHome (): string {
 export function defaults (home: string): Config {
   return {
     home,
-    listen: [`/ip4/0.0.0.0/tcp/${DEFAULT_P2P_PORT}`, `/ip4/0.0.0.0/tcp/${DEFAULT_P2P_PORT + 1}/ws`, `/ip6/::/tcp/${DEFAULT_P2P_PORT}`],
+    listen: [
+      `/ip4/0.0.0.0/tcp/${DEFAULT_P2P_PORT}`, `/ip4/0.0.0.0/udp/${DEFAULT_P2P_PORT}/quic-v1`, `/ip4/0.0.0.0/tcp/${DEFAULT_P2P_PORT + 1}/ws`,
+      `/ip6/::/tcp/${DEFAULT_P2P_PORT}`, `/ip6/::/udp/${DEFAULT_P2P_PORT}/quic-v1`
+    ],
     bootstrap: [],
     apiPort: DEFAULT_API_PORT,
     allowOrigins: [],
@@ -46,7 +54,8 @@ export function defaults (home: string): Config {
     dhtMode: 'auto',
     allowPrivateAddrs: false,
     relayService: 'auto',
-    reconnectPeers: 50
+    reconnectPeers: 50,
+    publicNetworks: []
   }
 }
 
@@ -83,7 +92,8 @@ const KINDS: Record<keyof Omit<Config, 'home'>, string> = {
   dhtMode: 'auto|server|client',
   allowPrivateAddrs: 'boolean',
   relayService: 'auto|on|off',
-  reconnectPeers: 'number'
+  reconnectPeers: 'number',
+  publicNetworks: 'string[]'
 }
 
 function checkConfig (file: unknown, where: string): Partial<Config> {

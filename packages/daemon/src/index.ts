@@ -5,6 +5,7 @@
 import { join } from 'node:path'
 import { unlink } from 'node:fs/promises'
 import { createServer } from 'node:net'
+import { createSocket } from 'node:dgram'
 import { LevelDatastore } from 'datastore-level'
 import { API_VERSION, APP_SIGNATURE_PREFIX, LIMITS, SOFTWARE_VERSION, type NodeInfo } from '@p2pos/api'
 import { loadConfig, defaultHome, type Config } from './config.ts'
@@ -20,6 +21,9 @@ import { PubsubService } from './pubsub/index.ts'
 import { DhtService } from './dht/index.ts'
 import { AppService } from './apps/index.ts'
 import { ServiceRegistry } from './services/index.ts'
+import { ReachService } from './reach/index.ts'
+import { Networks } from './reach/networks.ts'
+import { dialPortFor } from './node/tcp-dial-port.ts'
 
 export { loadConfig, defaultHome, type Config }
 
@@ -39,9 +43,12 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   const tokens = new TokenStore(home)
   await tokens.load()
 
-  const node = await createNode({ ...config, listen: await portsOrAny(config.listen) }, privateKey, datastore)
+  const networks = new Networks(config.publicNetworks)
+  const listen = await portsOrAny(config.listen)
+  const node = await createNode({ ...config, listen }, privateKey, datastore, networks)
   const sessions = new Sessions()
   const peers = new PeerService({ node, sessions })
+  const reach = new ReachService({ node, networks, sessions, dhtAuto: config.dhtMode === 'auto', dialPort: dialPortFor(listen) })
   const socketPath = join(home, 'api.sock')
   let api: LocalApi | undefined
   const apps = new AppService({ home, socketPath, apiUrl: () => `http://127.0.0.1:${api?.port ?? 0}`, tokens, sessions, log })
@@ -53,10 +60,11 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   const info = (): NodeInfo => ({
     peerId: node.peerId.toString(),
     addrs: node.getMultiaddrs().map(a => a.toString()),
-    reachability: peers.getReachability(),
+    reachability: reach.getReachability(),
     api: `http://127.0.0.1:${api?.port ?? 0}`,
     socket: socketPath,
     peers: new Set(node.getConnections().map(c => c.remotePeer.toString())).size,
+    relayedPeers: reach.report().holePunch.relayedNow.length,
     version: SOFTWARE_VERSION,
     apiVersion: API_VERSION,
     protocols: node.getProtocols()
@@ -64,6 +72,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
 
   const routes: Routes = {
     'node.info': async () => info(),
+    'node.reach': async () => reach.report(),
     'peers.list': async () => peers.list(),
     'peers.connect': async (p) => peers.connect(p.addr, p.timeoutMs),
     'peers.disconnect': async (p) => peers.disconnect(p.peer),
@@ -118,6 +127,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   }
   await channels.start()
   await services.start()
+  await reach.start()
   peers.start()
   pubsub.start()
   await apps.load()
@@ -145,6 +155,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
       sessions.closeAll()
       await api?.close()
       await channels.stop()
+      reach.stop()
       await node.stop()
       await datastore.close()
       await unlink(join(home, 'api.json')).catch(() => {})
@@ -159,13 +170,20 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
  */
 async function portsOrAny (listen: string[]): Promise<string[]> {
   return await Promise.all(listen.map(async (addr) => {
-    const m = /^\/ip([46])\/([^/]+)\/tcp\/(\d+)/.exec(addr)
-    if (m == null || m[3] === '0') return addr
+    const m = /^\/ip([46])\/([^/]+)\/(tcp|udp)\/(\d+)/.exec(addr)
+    if (m == null || m[4] === '0') return addr
     const free = await new Promise<boolean>((resolve) => {
-      const srv = createServer()
-      srv.once('error', (err: any) => resolve(err.code !== 'EADDRINUSE'))
-      srv.listen({ host: m[2], port: Number(m[3]), exclusive: true }, () => srv.close(() => resolve(true)))
+      const busy = (err: any): void => resolve(err.code !== 'EADDRINUSE')
+      if (m[3] === 'udp') {
+        const sock = createSocket(m[1] === '6' ? 'udp6' : 'udp4')
+        sock.once('error', busy)
+        sock.bind({ address: m[2], port: Number(m[4]), exclusive: true }, () => sock.close(() => resolve(true)))
+      } else {
+        const srv = createServer()
+        srv.once('error', busy)
+        srv.listen({ host: m[2], port: Number(m[4]), exclusive: true }, () => srv.close(() => resolve(true)))
+      }
     })
-    return free ? addr : addr.replace(`/tcp/${m[3]}`, '/tcp/0')
+    return free ? addr : addr.replace(`/${m[3]}/${m[4]}`, `/${m[3]}/0`)
   }))
 }

@@ -12,7 +12,7 @@ import { stat } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { basename } from 'node:path'
 import {
-  LIMITS, MessageKind, P2posError, type ApiEvent, type AppInfo, type MethodName, type NodeInfo, type PeerConnection,
+  LIMITS, MessageKind, P2posError, type ApiEvent, type AppInfo, type MethodName, type NodeInfo, type ReachReport, type PeerConnection,
   type PingResult, type ServiceInfo
 } from '@p2pos/api'
 import { Channel, channelFromUpgrade } from './channel.ts'
@@ -79,6 +79,8 @@ export class P2pos {
   }
 
   async info (options?: CallOptions): Promise<NodeInfo> { return await this.call('node.info', {}, options) }
+  /** How this node can be reached: reachability and why, NAT as observed, relays, hole punching. */
+  async reach (options?: CallOptions): Promise<ReachReport> { return await this.call('node.reach', {}, options) }
   async peers (options?: CallOptions): Promise<PeerConnection[]> { return await this.call('peers.list', {}, options) }
   async connectPeer (addr: string, options?: CallOptions & { timeoutMs?: number }): Promise<PeerConnection> {
     return await this.call('peers.connect', { addr, timeoutMs: options?.timeoutMs }, options)

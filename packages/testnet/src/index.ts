@@ -58,16 +58,20 @@ export class TestDaemon {
   addrs: string[] = []
   process?: ChildProcess
   log = ''
+  /** A command prefix the daemon runs under, e.g. ['ip', 'netns', 'exec', NAME] (it must exec, not fork). */
+  readonly wrap: string[]
   private sdk?: P2pos
 
-  constructor (home: string) {
+  constructor (home: string, options: { wrap?: string[] } = {}) {
     this.home = home
+    this.wrap = options.wrap ?? []
   }
 
   /** Starts (or restarts) the daemon process and waits until its API answers. */
   async start (extraArgs: string[] = []): Promise<void> {
     await rm(join(this.home, 'api.json'), { force: true })
-    const child = spawn(NODE, [CLI, 'daemon', ...extraArgs], { env: { ...process.env, P2POS_HOME: this.home }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const [cmd, ...prefix] = [...this.wrap, NODE]
+    const child = spawn(cmd, [...prefix, CLI, 'daemon', ...extraArgs], { env: { ...process.env, P2POS_HOME: this.home }, stdio: ['ignore', 'pipe', 'pipe'] })
     this.process = child
     child.stdout?.setEncoding('utf8').on('data', (d: string) => { this.log += d })
     child.stderr?.setEncoding('utf8').on('data', (d: string) => { this.log += d })

@@ -7,7 +7,7 @@ export async function run (argv: string[]): Promise<number> {
     `peer id       ${info.peerId}`,
     `version       ${info.version} (API v${info.apiVersion})`,
     `reachability  ${info.reachability}`,
-    `peers         ${info.peers}`,
+    `peers         ${info.peers}${info.relayedPeers > 0 ? ` (${info.relayedPeers} reached only through a relay — p2pos doctor explains)` : ''}`,
     `local API     ${info.api}  (${info.socket})`,
     'addresses',
     ...info.addrs.map(a => `  ${a}`)

@@ -3,18 +3,17 @@
  * modules. p2pos adds only its protocols on top (channels, records) and a persistent datastore.
  */
 import { createLibp2p, type Libp2p } from 'libp2p'
-import { tcp } from '@libp2p/tcp'
+import { tcpWithDialPort, dialPortFor } from './tcp-dial-port.ts'
+import { quic } from '@chainsafe/libp2p-quic'
 import { webSockets } from '@libp2p/websockets'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify, identifyPush } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
-import { kadDHT, passthroughMapper, removePrivateAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { mdns } from '@libp2p/mdns'
 import { bootstrap } from '@libp2p/bootstrap'
-import { autoNAT } from '@libp2p/autonat'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
-import { dcutr } from '@libp2p/dcutr'
 import { gossipsub } from '@libp2p/gossipsub'
 import type { PrivateKey, PeerDiscovery, Startable } from '@libp2p/interface'
 import type { Datastore } from 'interface-datastore'
@@ -22,6 +21,7 @@ import { DHT_PROTOCOL, SOFTWARE_VERSION } from '@p2pos/api'
 import type { Config } from '../config.ts'
 import { recordSelector, recordValidator } from '../dht/records.ts'
 import { noiseCrypto } from './noise-crypto.ts'
+import type { Networks } from '../reach/networks.ts'
 
 export type P2posNode = Libp2p<{
   identify: ReturnType<ReturnType<typeof identify>>
@@ -36,7 +36,7 @@ function fastMsgId (msg: { from?: Uint8Array, seqno?: Uint8Array }): string {
   return `${Buffer.from(msg.from ?? []).toString('base64')}/${Buffer.from(msg.seqno ?? []).toString('base64')}`
 }
 
-export async function createNode (config: Config, privateKey: PrivateKey, datastore: Datastore): Promise<P2posNode> {
+export async function createNode (config: Config, privateKey: PrivateKey, datastore: Datastore, networks: Networks): Promise<P2posNode> {
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   if (config.mdns) peerDiscovery.push(mdns())
   if (config.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: config.bootstrap }))
@@ -47,15 +47,17 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
     ping: ping({ maxOutboundStreams: 16, maxInboundStreams: 16 }),
     dht: kadDHT({
       protocol: DHT_PROTOCOL,
-      clientMode: config.dhtMode === 'auto' ? undefined : config.dhtMode === 'client',
-      peerInfoMapper: config.allowPrivateAddrs ? passthroughMapper : removePrivateAddressesMapper,
+      // 'auto' starts as a client; the reach service makes it a server once a dial-back proves us public
+      // (kad-dht's own switch uses libp2p's fixed idea of "private", which publicNetworks cannot change)
+      clientMode: config.dhtMode !== 'server',
+      peerInfoMapper: config.allowPrivateAddrs ? passthroughMapper : publicAddressesMapper(networks),
       validators: { p2pos: recordValidator },
       selectors: { p2pos: recordSelector }
       // not allowQueryWithZeroPeers: with it, kad-dht 16.4 spins the CPU in its self-query loop
       // as soon as a protocol handler is registered on a node with no peers
     }),
-    autoNAT: autoNAT(),
-    dcutr: dcutr(),
+    // no AutoNAT: reachability is checked by p2pos's own dial-back protocol (reach/dialback.ts says why)
+    // no @libp2p/dcutr: reach/holepunch.ts speaks DCUtR itself (its header says why)
     pubsub: gossipsub({
       allowPublishToZeroTopicPeers: true,
       emitSelf: false,
@@ -70,16 +72,17 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
     })
   }
   if (config.relayService !== 'off') {
-    // a limited relay: few reservations, stock per-circuit limits (about 2 minutes and 128 KiB)
-    services.relay = circuitRelayServer({ reservations: { maxReservations: 16 } })
+    // few reservations, but no per-circuit limit: stock relays cut a relayed connection after 2 minutes
+    // or 128 KiB, which would cut off any app whose peers cannot connect directly (docs/connectivity.md)
+    services.relay = circuitRelayServer({ reservations: { maxReservations: 16, applyDefaultLimit: false } })
   }
 
   const node = await createLibp2p({
     privateKey,
     datastore,
     nodeInfo: { name: 'p2pos', version: SOFTWARE_VERSION, userAgent: `p2pos/${SOFTWARE_VERSION} node/${process.versions.node}` },
-    addresses: { listen: [...config.listen, '/p2p-circuit'] },
-    transports: [tcp(), webSockets(), circuitRelayTransport()],
+    addresses: { listen: [...config.listen, '/p2p-circuit'], announceFilter: withoutLoopbackRelays },
+    transports: [tcpWithDialPort(dialPortFor(config.listen)), quic(), webSockets(), circuitRelayTransport()],
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux()],
     peerDiscovery,
@@ -92,6 +95,24 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
     start: false
   })
   return node as unknown as P2posNode
+}
+
+/**
+ * A relay's loopback addresses make relayed addresses of ours that no other computer can use (they would
+ * dial their own loopback); they are kept only when loopback is all there is (tests on one computer).
+ */
+function withoutLoopbackRelays<T extends { toString: () => string }> (addrs: T[]): T[] {
+  const loopback = (a: T): boolean => /^\/(ip4\/127\.|ip6\/::1\/)/.test(a.toString())
+  if (addrs.every(loopback)) return addrs
+  return addrs.filter(a => !(loopback(a) && a.toString().includes('/p2p-circuit')))
+}
+
+/** DHT answers carry only addresses that are public by our rule (relayed ones by their relay's address). */
+function publicAddressesMapper (networks: Networks) {
+  return (info: { id: any, multiaddrs: Array<{ toString: () => string }> }): any => ({
+    ...info,
+    multiaddrs: info.multiaddrs.filter(ma => networks.isPublicAddr(ma))
+  })
 }
 
 export type { Startable }

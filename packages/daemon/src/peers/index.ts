@@ -4,8 +4,7 @@
 import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { isPrivateIp } from '@libp2p/utils'
-import { P2posError, type PeerConnection, type PingResult, type Reachability } from '@p2pos/api'
+import { P2posError, type PeerConnection, type PingResult } from '@p2pos/api'
 import type { P2posNode } from '../node/index.ts'
 import type { Sessions } from '../local-api/sessions.ts'
 
@@ -28,7 +27,6 @@ export interface PeerComponents { node: P2posNode, sessions: Sessions }
 
 export class PeerService {
   private readonly c: PeerComponents
-  private reachability: Reachability = 'unknown'
   private readonly lastRtt = new Map<string, number>()
 
   constructor (c: PeerComponents) {
@@ -44,21 +42,6 @@ export class PeerService {
       const peer = e.detail.remotePeer
       sessions.broadcast({ event: 'peer.disconnected', data: { peerId: peer.toString(), addr: e.detail.remoteAddr.toString(), stillConnected: node.getConnections(peer).length > 0 } })
     })
-    node.addEventListener('self:peer:update', () => this.updateReachability())
-  }
-
-  /** public: a public direct address; private: addresses, none public; unknown: no address yet. */
-  getReachability (): Reachability {
-    const addrs = this.c.node.getMultiaddrs().map(a => a.toString())
-    if (addrs.length === 0) return 'unknown'
-    return addrs.some(a => !a.includes('/p2p-circuit') && isPublicAddr(a)) ? 'public' : 'private'
-  }
-
-  private updateReachability (): void {
-    const r = this.getReachability()
-    if (r === this.reachability) return
-    this.reachability = r
-    this.c.sessions.broadcast({ event: 'reachability.changed', data: { reachability: r } })
   }
 
   list (): PeerConnection[] {
@@ -142,12 +125,6 @@ export function parsePeer (peer: string): ReturnType<typeof peerIdFromString> {
   } catch {
     throw new P2posError('E_INVALID_PEER', `"${peer}" is not a peer id`)
   }
-}
-
-function isPublicAddr (addr: string): boolean {
-  const m = /^\/ip[46]\/([^/]+)/.exec(addr)
-  if (m == null) return false
-  return isPrivateIp(m[1]) === false
 }
 
 /** Maps libp2p's dial errors to the API's codes. */

@@ -1,0 +1,165 @@
+/**
+ * Network namespaces, veth pairs, bridges and NAT routers for the reach lab — real Linux networking on
+ * one machine (needs root, iproute2 and iptables).
+ *
+ * Every namespace a Lab creates carries the lab's prefix and is removed by `lab.destroy()`, and also on
+ * process exit or SIGINT/SIGTERM (a trap), so a crashed run does not leave namespaces behind; namespaces
+ * of earlier runs whose process is gone are removed when a new Lab starts.
+ *
+ * Addresses: only the documentation ranges. 203.0.113.0/24 is the lab's "internet"; LANs behind NATs use
+ * 192.0.2.0/24 (one /26 each); 198.51.100.0/24 is a LAN with no router (mDNS). Nothing is routed outside
+ * the namespaces: the root namespace is never given an address or a route.
+ */
+import { execFile, execFileSync } from 'node:child_process'
+import { promisify } from 'node:util'
+
+const run = promisify(execFile)
+
+export class LabError extends Error {}
+
+export async function sh (cmd: string, args: string[]): Promise<string> {
+  try {
+    const { stdout } = await run(cmd, args, { timeout: 10_000 })
+    return stdout
+  } catch (err: any) {
+    throw new LabError(`${cmd} ${args.join(' ')} failed: ${(err.stderr as string | undefined)?.trim() ?? err.message}`)
+  }
+}
+
+/** Fails loudly (never skips) when this process cannot build namespaces. */
+export async function checkPrivileges (): Promise<void> {
+  if (process.getuid?.() !== 0) throw new LabError('the reach lab needs root (network namespaces and iptables); run it as root')
+  for (const tool of ['ip', 'iptables']) {
+    try {
+      await run('sh', ['-c', `command -v ${tool}`])
+    } catch {
+      throw new LabError(`the reach lab needs "${tool}" (Debian: apt-get install -y iproute2 iptables)`)
+    }
+  }
+}
+
+const live = new Set<Lab>()
+let trapped = false
+function trap (): void {
+  if (trapped) return
+  trapped = true
+  process.on('exit', () => { for (const lab of live) lab.destroySync() })
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      for (const lab of live) lab.destroySync()
+      process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1))
+    })
+  }
+}
+
+/** Removes namespaces left by labs whose process no longer exists. */
+function sweepStale (): void {
+  let names: string[]
+  try {
+    names = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map(l => l.split(' ')[0]).filter(Boolean)
+  } catch { return }
+  for (const name of names) {
+    const m = /^p2l(\d+)-/.exec(name)
+    if (m == null) continue
+    try { process.kill(Number(m[1]), 0); continue } catch {}
+    try { execFileSync('ip', ['netns', 'del', name]) } catch {}
+  }
+}
+
+export interface NatOptions {
+  /** Symmetric NAT: a random external port for every new mapping (MASQUERADE --random-fully). */
+  symmetric?: boolean
+}
+
+let labCount = 0
+
+export class Lab {
+  readonly prefix: string
+  private readonly namespaces: string[] = []
+  private bridges = 0
+
+  constructor () {
+    this.prefix = `p2l${process.pid}-${labCount++}`
+    trap()
+    sweepStale()
+    live.add(this)
+  }
+
+  ns (short: string): string {
+    return `${this.prefix}-${short}`
+  }
+
+  /** Runs a command inside namespace `short`. */
+  async exec (short: string, cmd: string, args: string[]): Promise<string> {
+    return await sh('ip', ['netns', 'exec', this.ns(short), cmd, ...args])
+  }
+
+  async addNamespace (short: string): Promise<string> {
+    const name = this.ns(short)
+    await sh('ip', ['netns', 'add', name])
+    this.namespaces.push(name)
+    await this.exec(short, 'ip', ['link', 'set', 'lo', 'up'])
+    return name
+  }
+
+  /** A switch: a namespace holding one bridge. Hosts and routers plug into it with `plug`. */
+  async addSwitch (short: string): Promise<void> {
+    await this.addNamespace(short)
+    await this.exec(short, 'ip', ['link', 'add', 'br0', 'type', 'bridge'])
+    await this.exec(short, 'ip', ['link', 'set', 'br0', 'up'])
+  }
+
+  /**
+   * Plugs namespace `host` into switch `sw` through a veth pair: `ifname` inside the host with `cidr`,
+   * its peer enslaved to the switch's bridge. (No netem delays: this machine's kernel is built without
+   * sch_netem, so the lab tells relayed from direct by the connection itself, not by round-trip time.)
+   */
+  async plug (host: string, ifname: string, cidr: string, sw: string): Promise<void> {
+    const port = `p${this.bridges++}`
+    await sh('ip', ['link', 'add', ifname, 'netns', this.ns(host), 'type', 'veth', 'peer', 'name', port, 'netns', this.ns(sw)])
+    await this.exec(sw, 'ip', ['link', 'set', port, 'master', 'br0'])
+    await this.exec(sw, 'ip', ['link', 'set', port, 'up'])
+    await this.exec(host, 'ip', ['addr', 'add', cidr, 'dev', ifname])
+    await this.exec(host, 'ip', ['link', 'set', ifname, 'up'])
+  }
+
+  /**
+   * A home router: namespace `router` with `wan` on switch `internet` and `lan` on switch `lanSwitch`,
+   * masquerading the LAN and dropping every unsolicited inbound packet (only replies to connections the
+   * LAN opened get in, as on a stock home router). Linux keeps the source port when it can, so the plain
+   * NAT maps endpoint-independently; `symmetric` picks a random port per mapping instead.
+   */
+  async addNatRouter (router: string, wanCidr: string, internet: string, lanCidr: string, lanSwitch: string, opts: NatOptions = {}): Promise<void> {
+    await this.addNamespace(router)
+    await this.plug(router, 'wan', wanCidr, internet)
+    await this.plug(router, 'lan', lanCidr, lanSwitch)
+    await this.exec(router, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1'])
+    const ipt = async (...args: string[]): Promise<void> => { await this.exec(router, 'iptables', ['-w', ...args]) }
+    await ipt('-t', 'nat', '-A', 'POSTROUTING', '-o', 'wan', '-j', 'MASQUERADE', ...(opts.symmetric === true ? ['--random-fully'] : []))
+    await ipt('-P', 'FORWARD', 'DROP')
+    await ipt('-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT')
+    await ipt('-A', 'FORWARD', '-i', 'lan', '-o', 'wan', '-j', 'ACCEPT')
+    // the router itself answers nothing from the internet either
+    await ipt('-P', 'INPUT', 'DROP')
+    await ipt('-A', 'INPUT', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT')
+    await ipt('-A', 'INPUT', '-i', 'lan', '-j', 'ACCEPT')
+  }
+
+  async defaultRoute (host: string, via: string): Promise<void> {
+    await this.exec(host, 'ip', ['route', 'add', 'default', 'via', via])
+  }
+
+  async destroy (): Promise<void> {
+    for (const name of this.namespaces.splice(0).reverse()) {
+      try { await sh('ip', ['netns', 'del', name]) } catch {}
+    }
+    live.delete(this)
+  }
+
+  destroySync (): void {
+    for (const name of this.namespaces.splice(0).reverse()) {
+      try { execFileSync('ip', ['netns', 'del', name]) } catch {}
+    }
+    live.delete(this)
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * `p2pos doctor` — the network in plain words: reachability and why, the NAT as peers observe it, relay
+ * reservations, whether hole punching has worked, and what to try. `--json` prints the daemon's
+ * `node.reach` report plus `peers` and the same `advice`.
+ */
+import type { PeerConnection, ReachReport } from '@p2pos/sdk'
+import { args, client, print } from '../output.ts'
+
+export async function run (argv: string[]): Promise<number> {
+  const { values } = args(argv, {}, 'p2pos doctor [--json]')
+  const p2p = await client()
+  const [report, peers] = await Promise.all([p2p.reach(), p2p.peers()])
+  const advice = adviseOn(report, peers)
+  print(values.json === true, { ...report, peers: peers.length, advice }, () => explain(report, peers, advice))
+  return 0
+}
+
+const short = (id: string): string => `…${id.slice(-8)}`
+
+function explain (r: ReachReport, peers: PeerConnection[], advice: string[]): string {
+  const lines: string[] = []
+  lines.push(`Reachability: ${r.reachability} — ${r.reason}`)
+  if (r.nat.behindNat == null) lines.push('NAT: not known yet (no peer has told us how it sees us)')
+  else if (!r.nat.behindNat) lines.push(`NAT: none — peers see this computer's own address (${r.nat.seenAs.join(', ')})`)
+  else {
+    const mapping = {
+      'endpoint-independent': 'it keeps one external port per socket whoever we talk to (good for hole punching)',
+      'endpoint-dependent': 'it picks a new external port for every destination (a symmetric NAT: hole punching cannot aim at it)',
+      unknown: 'its port mapping is not known yet (needs two peers seeing our QUIC socket)',
+      none: ''
+    }[r.nat.mapping]
+    lines.push(`NAT: behind one — peers see us as ${r.nat.seenAs.join(', ')}; ${mapping}`)
+    if (r.nat.tcpDialPortKept === true) lines.push(`  it keeps our TCP dial port ${r.holePunch.tcpDialPort} as is: TCP hole punching can aim at it`)
+    if (r.nat.tcpDialPortKept === false) lines.push(`  it renumbers our TCP dial port ${r.holePunch.tcpDialPort}: TCP hole punching to this computer is unlikely to work`)
+  }
+  const direct = peers.filter(p => !p.relayed).length
+  lines.push(`Connections: ${peers.length} (${direct} direct, ${peers.length - direct} relayed); DHT ${r.dhtMode} mode`)
+  lines.push(r.relay.reservations.length > 0
+    ? `Relays: reserved on ${r.relay.reservations.length} — peers can reach us through ${r.relay.reservations.map(x => short(x.relay)).join(', ')}`
+    : 'Relays: no reservation')
+  if (r.relay.serving) lines.push('Serving as a relay for others: yes (at most 16 reservations)')
+  const hp = r.holePunch
+  lines.push(hp.relayedConnections === 0
+    ? 'Hole punching: not needed so far (no relayed connection)'
+    : `Hole punching: ${hp.upgradedToDirect} of ${hp.relayedConnections} relayed connection(s) became direct` +
+      (hp.upgrades.length > 0 ? ` (last after ${(hp.upgrades[hp.upgrades.length - 1].afterMs / 1000).toFixed(1)} s)` : ''))
+  if (hp.relayedNow.length > 0) lines.push(`Relayed now: ${hp.relayedNow.map(short).join(', ')} — traffic passes through a relay`)
+  lines.push('Listening on:', ...r.listenAddrs.map(a => `  ${a}`))
+  if (advice.length > 0) lines.push('What to try:', ...advice.map(a => `  - ${a}`))
+  return lines.join('\n')
+}
+
+/** Suggestions from the facts; the same list goes into --json as `advice`. */
+export function adviseOn (r: ReachReport, peers: PeerConnection[]): string[] {
+  const out: string[] = []
+  if (peers.length === 0) {
+    out.push('No peer is connected: add a peer to "bootstrap" in config.json, run "p2pos connect MULTIADDR", or start p2pos on another computer in this network (found by mDNS).')
+    return out
+  }
+  if (r.reachability === 'public') {
+    out.push(`Others can connect to this computer directly at ${r.announcedAddrs.filter(a => !a.includes('/p2p-circuit')).slice(0, 2).join(', ') || 'its public address'}.`)
+  }
+  if (r.reachability === 'private') {
+    if (r.relay.reservations.length === 0) out.push('No relay reservation yet: peers outside your network cannot reach you until a public p2pos peer is connected (it relays by default).')
+    out.push('To be reachable directly, forward TCP and UDP port 4151 on your router to this computer (or enable UPnP/NAT-PMP port mapping there).')
+  }
+  if (r.nat.mapping === 'endpoint-dependent' || r.nat.tcpDialPortKept === false) {
+    out.push('Your NAT picks new ports for new connections (symmetric): direct connections to peers behind other NATs cannot be punched and stay relayed. A router setting for "endpoint-independent mapping" / "full-cone NAT", or a port forward, fixes it.')
+  }
+  if (r.holePunch.relayedNow.length > 0) {
+    out.push(`${r.holePunch.relayedNow.length} peer(s) are reached only through a relay: it works, with the relay's extra round trip; a port forward on either side makes it direct.`)
+  }
+  return out
+}

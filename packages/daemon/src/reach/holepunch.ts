@@ -1,0 +1,246 @@
+/**
+ * Hole punching: upgrading a relayed connection to a direct one, speaking libp2p's DCUtR protocol
+ * (/libp2p/dcutr; wire.md §Hole punching), so it interoperates with other libp2p peers.
+ *
+ * Written here instead of using @libp2p/dcutr, which cannot succeed behind home NATs (seen in our lab):
+ * - it offers only addresses AutoNAT has verified, and a host behind a NAT that drops unsolicited
+ *   packets can never be verified — yet that is the host that needs a punch;
+ * - it keeps only addresses outside libp2p's fixed private ranges, so `publicNetworks` cannot apply;
+ * - its TCP dials leave from fresh ephemeral ports that no peer has ever observed.
+ * Here we offer what peers observed of our fixed TCP dial port (node/tcp-dial-port.ts) plus our public
+ * listen addresses, and both sides dial at the agreed moment, so the two SYNs cross in the NATs (TCP
+ * simultaneous open). QUIC is not offered: @chainsafe/libp2p-quic dials from a socket that accepts no
+ * connections, so a QUIC punch has nothing to land on.
+ *
+ * Roles as in the DCUtR spec: the peer that received the relayed connection (B) starts: CONNECT with
+ * its addresses, A answers CONNECT with its own, B measures the round trip, sends SYNC, waits half of it
+ * and dials; A dials when SYNC arrives. B acts as the responder of the security handshake.
+ */
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { byteStream } from '@libp2p/utils'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { CHANNEL_PROTOCOL } from '@p2pos/api'
+import { SERVICES_PROTOCOL } from '../services/index.ts'
+import type { P2posNode } from '../node/index.ts'
+import { isRelayed } from '../peers/index.ts'
+import type { Networks } from './networks.ts'
+
+export const DCUTR_PROTOCOL = '/libp2p/dcutr'
+const CONNECT = 100
+const SYNC = 300
+const MAX_MESSAGE = 4096
+const ATTEMPTS = 3
+const ATTEMPT_TIMEOUT_MS = 10_000
+
+export interface PunchEvents {
+  /** Our addresses worth offering (observed public TCP mappings, public listen addresses). */
+  offer: () => string[]
+  onAttempt: (peer: string, outcome: { ok: boolean, started: boolean, addrs: string[], error?: string, ms: number }) => void
+}
+
+export class HolePuncher {
+  private readonly node: P2posNode
+  private readonly networks: Networks
+  private readonly events: PunchEvents
+  private readonly active = new Set<string>()
+
+  constructor (node: P2posNode, networks: Networks, events: PunchEvents) {
+    this.node = node
+    this.networks = networks
+    this.events = events
+  }
+
+  async start (): Promise<void> {
+    await this.node.handle(DCUTR_PROTOCOL, (stream, connection) => {
+      void this.respond(stream, connection).catch(err => stream.abort(err))
+    }, { runOnLimitedConnection: true })
+  }
+
+  /** B's side: called for a relayed connection that came in, once the peer is known to speak DCUtR. */
+  async initiate (connection: Connection): Promise<void> {
+    const peer = connection.remotePeer.toString()
+    if (this.active.has(peer) || !this.weStart(connection.remotePeer)) return
+    this.active.add(peer)
+    try {
+      for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+        if (this.hasDirect(connection.remotePeer) || connection.status !== 'open') return
+        const started = Date.now()
+        const signal = AbortSignal.timeout(ATTEMPT_TIMEOUT_MS)
+        let theirs: Multiaddr[] = []
+        try {
+          const stream = await connection.newStream(DCUTR_PROTOCOL, { runOnLimitedConnection: true, signal })
+          const bs = byteStream(stream)
+          const t0 = Date.now()
+          await bs.write(encode(CONNECT, this.events.offer()), { signal })
+          const reply = decode(await readFrame(bs, signal))
+          if (reply.type !== CONNECT) throw new Error('expected CONNECT')
+          const rtt = Date.now() - t0
+          theirs = this.dialable(reply.addrs)
+          await bs.write(encode(SYNC, []), { signal })
+          bs.unwrap()
+          await stream.close({ signal }).catch(() => {})
+          if (theirs.length === 0) throw new Error('the peer offered no address we could dial')
+          await sleep(rtt / 2)
+          await this.dial(connection.remotePeer, theirs, false, signal)
+          this.events.onAttempt(peer, { ok: true, started: true, addrs: theirs.map(String), ms: Date.now() - started })
+          this.retireRelayed(connection.remotePeer)
+          return
+        } catch (err: any) {
+          this.events.onAttempt(peer, { ok: false, started: true, addrs: theirs.map(String), error: err.message, ms: Date.now() - started })
+        }
+      }
+    } finally {
+      this.active.delete(peer)
+    }
+  }
+
+  /**
+   * When both peers dialled each other through relays, both hold an inbound relayed connection and
+   * both would start; the lower peer id does, so the two dials of one punch have opposite roles.
+   */
+  private weStart (peer: PeerId): boolean {
+    const bothWays = this.node.getConnections(peer).some(c => isRelayed(c) && c.direction === 'outbound')
+    return !bothWays || this.node.peerId.toString() < peer.toString()
+  }
+
+  /** A's side. */
+  private async respond (stream: Stream, connection: Connection): Promise<void> {
+    if (this.active.has(connection.remotePeer.toString()) && this.weStart(connection.remotePeer)) {
+      stream.abort(new Error('simultaneous DCUtR: the lower peer id starts'))
+      return
+    }
+    const signal = AbortSignal.timeout(ATTEMPT_TIMEOUT_MS)
+    const bs = byteStream(stream)
+    const started = Date.now()
+    const msg = decode(await readFrame(bs, signal))
+    if (msg.type !== CONNECT) throw new Error('expected CONNECT')
+    const theirs = this.dialable(msg.addrs)
+    await bs.write(encode(CONNECT, this.events.offer()), { signal })
+    const sync = decode(await readFrame(bs, signal))
+    if (sync.type !== SYNC) throw new Error('expected SYNC')
+    bs.unwrap()
+    await stream.close({ signal }).catch(() => {})
+    if (theirs.length === 0 || this.hasDirect(connection.remotePeer)) return
+    const peer = connection.remotePeer.toString()
+    try {
+      await this.dial(connection.remotePeer, theirs, true, signal)
+      this.events.onAttempt(peer, { ok: true, started: false, addrs: theirs.map(String), ms: Date.now() - started })
+      this.retireRelayed(connection.remotePeer)
+    } catch (err: any) {
+      // B may have won the race: its connection is as good as ours
+      if (!this.hasDirect(connection.remotePeer)) this.events.onAttempt(peer, { ok: false, started: false, addrs: theirs.map(String), error: err.message, ms: Date.now() - started })
+    }
+  }
+
+  private hasDirect (peer: PeerId): boolean {
+    return this.node.getConnections(peer).some(c => !isRelayed(c) && c.status === 'open')
+  }
+
+  /** TCP addresses on public IPs (by our rule), never relayed ones. */
+  private dialable (addrs: Multiaddr[]): Multiaddr[] {
+    return addrs.filter(ma => {
+      const s = ma.toString()
+      return !s.includes('/p2p-circuit') && /\/tcp\/\d+(\/p2p\/[^/]+)?$/.test(s) && this.networks.isPublicAddr(s)
+    }).slice(0, 8)
+  }
+
+  /**
+   * Dials through the transport manager, not `node.dial`: libp2p 3.3's dial queue rebuilds the options
+   * of a queued dial and drops `initiator`, so B would run the handshake as a second initiator (both
+   * sides fail with "handshake stage 1 validation fail"). The upgrader still announces the connection,
+   * so the connection manager keeps it like any other.
+   */
+  private async dial (peer: PeerId, addrs: Multiaddr[], initiator: boolean, signal: AbortSignal): Promise<void> {
+    const targets = addrs.map(ma => ma.toString().includes('/p2p/') ? ma : ma.encapsulate(`/p2p/${peer.toString()}`))
+    const transports = (this.node as any).components.transportManager
+    const conn: Connection = await Promise.any(targets.map(async ma => await transports.dial(ma, { initiator, signal })))
+    if (isRelayed(conn)) throw new Error('the dial reused a relayed connection')
+  }
+
+  /**
+   * The relayed connection goes once no app channel or service call still runs over it: closing it at
+   * once (as @libp2p/dcutr does) would cut whatever the apps had open through the relay.
+   */
+  private retireRelayed (peer: PeerId): void {
+    const deadline = Date.now() + 3_600_000
+    const check = (): void => {
+      const relayed = this.node.getConnections(peer).filter(c => isRelayed(c) && c.status === 'open')
+      if (relayed.length === 0 || !this.hasDirect(peer)) return
+      for (const c of relayed) {
+        const busy = c.streams.some(s => s.protocol === CHANNEL_PROTOCOL || s.protocol === SERVICES_PROTOCOL)
+        if (!busy || Date.now() > deadline) void c.close().catch(() => {})
+      }
+      if (relayed.some(c => c.status === 'open')) setTimeout(check, 2000).unref()
+    }
+    setTimeout(check, 500).unref()
+  }
+}
+
+// HolePunch protobuf: { required Type type = 1; repeated bytes ObsAddrs = 2 }, uvarint length-prefixed.
+// Encoded by hand: two fields are not worth a generated codec.
+
+function varint (n: number): number[] {
+  const out: number[] = []
+  while (n >= 0x80) { out.push((n & 0x7f) | 0x80); n >>>= 7 }
+  out.push(n)
+  return out
+}
+
+export function encode (type: number, addrs: string[]): Uint8Array {
+  const body: number[] = [0x08, ...varint(type)]
+  for (const a of addrs) {
+    let bytes: Uint8Array
+    try { bytes = multiaddr(a).bytes } catch { continue }
+    body.push(0x12, ...varint(bytes.length), ...bytes)
+  }
+  return Uint8Array.from([...varint(body.length), ...body])
+}
+
+export function decode (buf: Uint8Array): { type: number, addrs: Multiaddr[] } {
+  let i = 0
+  const readVarint = (): number => {
+    let n = 0
+    let shift = 0
+    while (true) {
+      if (i >= buf.length || shift > 28) throw new Error('bad varint in DCUtR message')
+      const b = buf[i++]
+      n |= (b & 0x7f) << shift
+      if ((b & 0x80) === 0) return n >>> 0
+      shift += 7
+    }
+  }
+  let type = -1
+  const addrs: Multiaddr[] = []
+  while (i < buf.length) {
+    const key = readVarint()
+    if (key === 0x08) type = readVarint()
+    else if (key === 0x12) {
+      const len = readVarint()
+      if (i + len > buf.length) throw new Error('truncated DCUtR message')
+      try { addrs.push(multiaddr(buf.subarray(i, i + len))) } catch {}
+      i += len
+    } else if ((key & 7) === 0) readVarint()
+    else if ((key & 7) === 2) {
+      const len = readVarint() // read first: `i += readVarint()` would add to the old i
+      i += len
+    }
+    else throw new Error('unsupported field in DCUtR message')
+  }
+  if (type === -1) throw new Error('DCUtR message without a type')
+  return { type, addrs }
+}
+
+async function readFrame (bs: ReturnType<typeof byteStream<Stream>>, signal: AbortSignal): Promise<Uint8Array> {
+  let len = 0
+  let shift = 0
+  while (true) {
+    const b = (await bs.read({ bytes: 1, signal })).subarray()[0]
+    len |= (b & 0x7f) << shift
+    if ((b & 0x80) === 0) break
+    shift += 7
+    if (shift > 21) throw new Error('DCUtR length prefix too long')
+  }
+  if (len > MAX_MESSAGE) throw new Error(`DCUtR message of ${len} bytes`)
+  return (await bs.read({ bytes: len, signal })).subarray()
+}

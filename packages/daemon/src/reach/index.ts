@@ -1,0 +1,348 @@
+/**
+ * Reach: how this node can be reached, learned with no configuration, and explained (`p2pos doctor`).
+ *
+ * - Reachability comes from dial-backs (dialback.ts): a connected peer is asked to open a *new*
+ *   connection to each of our public candidate addresses. One that gets through makes us `public`; a
+ *   node with no public candidate address, or whose candidates failed, is `private`. libp2p's AutoNAT is
+ *   not used: v1's server closes the asking peer's own connection when it checks an address it is
+ *   already connected to (it reuses the connection, then closes it), and both v1 and v2 need four
+ *   confirmations from different /8 networks, which a LAN, a campus or a lab never has.
+ * - Reachability drives the DHT mode (server only when public, unless configured) and is what status
+ *   reports. Relays are found and reserved by js-libp2p's circuit relay transport (any peer that speaks
+ *   the relay hop protocol); the relayed addresses appear among ours once a reservation stands.
+ * - What peers observe of us (identify's observed address) tells whether we are behind a NAT and, over
+ *   a transport that dials from one socket (QUIC), whether the NAT maps endpoint-independently.
+ * - Every relayed connection is watched: does a direct one to the same peer follow (DCUtR), and when.
+ */
+import type { Connection, IdentifyResult, PeerId } from '@libp2p/interface'
+import { multiaddr } from '@multiformats/multiaddr'
+import { REACH_PROTOCOL, type Reachability, type ReachReport } from '@p2pos/api'
+import type { P2posNode } from '../node/index.ts'
+import type { Sessions } from '../local-api/sessions.ts'
+import { isRelayed } from '../peers/index.ts'
+import { ipOf, type Networks } from './networks.ts'
+import { askDialback, serveDialback, type DialbackResult } from './dialback.ts'
+import { DCUTR_PROTOCOL, HolePuncher } from './holepunch.ts'
+
+export interface ReachComponents {
+  node: P2posNode
+  networks: Networks
+  sessions: Sessions
+  /** Switch the DHT between client and server with reachability (config dhtMode 'auto'). */
+  dhtAuto: boolean
+  /** The fixed local port TCP dials leave from (0: ephemeral ports, no TCP hole punching). */
+  dialPort: number
+}
+
+interface Probe { peer: string, at: number, results: DialbackResult[], error?: string }
+interface Observation { peer: string, addr: string, transport: string, at: number }
+
+/** Evidence older than this no longer counts. */
+const EVIDENCE_MS = 30 * 60_000
+/** A node asks again after this long, or when its candidate addresses change. */
+const REPROBE_MS = 10 * 60_000
+const MAX_PROBES_KEPT = 16
+const PROBE_RETRIES = 3
+/** More than the server's one-request-per-peer interval (dialback.ts). */
+const PROBE_RETRY_MS = 6000
+/** Discovered LAN peers are dialled only while we have fewer connections than this. */
+const MAX_LAN_DIALS_AT = 64
+const RELAY_WATCH_MS = 10_000
+const HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
+
+export class ReachService {
+  private readonly c: ReachComponents
+  private reachability: Reachability = 'unknown'
+  private reason = 'no peer has been asked to dial back yet'
+  private readonly probes: Probe[] = []
+  private readonly asking = new Set<string>()
+  private lastCandidates = ''
+  private readonly observed = new Map<string, Observation>()
+  private readonly relayedSince = new Map<string, number>()
+  private readonly upgrades: Array<{ peer: string, afterMs: number, at: number }> = []
+  private relayedEver = 0
+  private readonly punches: Array<{ peer: string, ok: boolean, started: boolean, addrs: string[], error?: string, ms: number, at: number }> = []
+  private readonly puncher: HolePuncher
+  private relayWatch?: ReturnType<typeof setInterval>
+
+  constructor (c: ReachComponents) {
+    this.c = c
+    this.puncher = new HolePuncher(c.node, c.networks, {
+      offer: () => this.punchAddrs(),
+      onAttempt: (peer, o) => {
+        this.punches.push({ peer, ...o, at: Date.now() })
+        if (this.punches.length > MAX_PROBES_KEPT) this.punches.shift()
+      }
+    })
+  }
+
+  /**
+   * What a hole punch may aim at: how public peers see our fixed TCP dial port (the NAT's mapping of
+   * it), and our own public TCP listen addresses.
+   */
+  private punchAddrs (): string[] {
+    const out = new Set<string>()
+    const seenBy = new Map<string, Set<string>>()
+    for (const o of this.observed.values()) {
+      const m = /^(\/ip[46]\/[^/]+\/tcp\/(\d+))/.exec(o.addr)
+      if (m == null || o.transport !== 'tcp' || !this.c.networks.isPublicAddr(m[1])) continue
+      // a mapping of our fixed dial port (the NAT kept the number), or one that two peers agree on
+      // (the NAT renumbered it, but the same way for everyone); anything else was a one-off port
+      if (Number(m[2]) === this.c.dialPort) out.add(m[1])
+      seenBy.set(m[1], (seenBy.get(m[1]) ?? new Set()).add(o.peer))
+    }
+    for (const [addr, peers] of seenBy) if (peers.size >= 2) out.add(addr)
+    for (const c of this.candidates()) if (/\/tcp\/\d+$/.test(c.addr)) out.add(c.addr)
+    return [...out].slice(0, 8)
+  }
+
+  async start (): Promise<void> {
+    const { node } = this.c
+    await serveDialback(node)
+    await this.puncher.start()
+    node.addEventListener('peer:identify', (e) => { this.onIdentify(e.detail) })
+    node.addEventListener('connection:open', (e) => { this.onOpen(e.detail) })
+    node.addEventListener('self:peer:update', () => { this.decide() })
+    node.addEventListener('peer:discovery', (e) => { this.onDiscovery(e.detail.id, e.detail.multiaddrs) })
+    this.relayWatch = setInterval(() => { void this.keepARelay() }, RELAY_WATCH_MS)
+    this.relayWatch.unref()
+    this.decide()
+  }
+
+  stop (): void {
+    clearInterval(this.relayWatch)
+  }
+
+  /**
+   * A private node with no reservation redials relays it knows (peers whose identify listed the hop
+   * protocol); the connection brings the reservation back. The relay transport does this itself after
+   * a clean disconnect, but the lab saw a node under heavy CPU load stay without its relay connection
+   * for 15 s and more, so this is the safety net.
+   */
+  private async keepARelay (): Promise<void> {
+    const { node } = this.c
+    if (this.reachability !== 'private' || node.getMultiaddrs().some(a => a.toString().includes('/p2p-circuit'))) return
+    const relays = (await node.peerStore.all()).filter(p => p.protocols.includes(HOP_PROTOCOL) && p.addresses.length > 0)
+    for (const p of relays.slice(0, 3)) {
+      if (node.getConnections(p.id).some(c => !isRelayed(c))) continue
+      void node.dial(p.id, { signal: AbortSignal.timeout(10_000) }).catch(() => {})
+    }
+  }
+
+  /**
+   * A peer found on the local network (mDNS) is dialled at once. mDNS answers only queries, so without
+   * this the peer that started first would learn of the other only at its next query (10 s later).
+   * Peers with public addresses (from the DHT) are left to the connection manager.
+   */
+  private onDiscovery (id: PeerId, addrs: Array<{ toString: () => string }>): void {
+    const { node, networks } = this.c
+    if (addrs.length === 0 || addrs.some(a => networks.isPublicAddr(a))) return
+    if (node.getConnections(id).length > 0 || node.getConnections().length >= MAX_LAN_DIALS_AT) return
+    void node.dial(id, { signal: AbortSignal.timeout(10_000) }).catch(() => {})
+  }
+
+  getReachability (): Reachability {
+    return this.reachability
+  }
+
+  private get addressManager (): any {
+    return (this.c.node as any).components.addressManager
+  }
+
+  /** Our own addresses that would make us reachable if they work: public listen and observed ones. */
+  private candidates (): Array<{ addr: string, type: string, verified: boolean }> {
+    const all: Array<{ multiaddr: { toString: () => string }, type: string, verified: boolean }> = this.addressManager.getAddressesWithMetadata()
+    return all
+      .filter(a => (a.type === 'transport' || a.type === 'observed' || a.type === 'ip-mapping') && !a.multiaddr.toString().includes('/p2p-circuit'))
+      .filter(a => this.c.networks.isPublicAddr(a.multiaddr))
+      .map(a => ({ addr: a.multiaddr.toString().replace(/\/p2p\/[^/]+$/, ''), type: a.type, verified: a.verified }))
+  }
+
+  private onIdentify (id: IdentifyResult): void {
+    const conn = id.connection
+    if (conn == null) return
+    if (isRelayed(conn)) { this.onRelayedIdentify(id); return }
+    const peer = id.peerId.toString()
+    if (id.observedAddr != null) {
+      const addr = id.observedAddr.toString()
+      if (!addr.includes('/p2p-circuit')) {
+        // one entry per peer and address: a peer may see several of our connections
+        const key = `${peer} ${addr}`
+        this.observed.delete(key)
+        this.observed.set(key, { peer, addr, transport: transportOf(addr), at: Date.now() })
+        if (this.observed.size > 64) this.observed.delete(this.observed.keys().next().value!)
+      }
+    }
+    if (id.protocols.includes(REACH_PROTOCOL)) void this.maybeProbe(conn)
+    this.decide()
+  }
+
+  /** A relayed connection that came in: we are DCUtR's B and start the punch. */
+  private onRelayedIdentify (id: IdentifyResult): void {
+    const conn = id.connection
+    if (conn.direction === 'inbound' && id.protocols.includes(DCUTR_PROTOCOL)) void this.puncher.initiate(conn)
+  }
+
+  private onOpen (conn: Connection): void {
+    const peer = conn.remotePeer.toString()
+    if (isRelayed(conn)) {
+      if (!this.relayedSince.has(peer) && this.c.node.getConnections(conn.remotePeer).every(isRelayed)) {
+        this.relayedSince.set(peer, Date.now())
+        this.relayedEver++
+      }
+      return
+    }
+    const since = this.relayedSince.get(peer)
+    if (since != null) {
+      this.relayedSince.delete(peer)
+      this.upgrades.push({ peer, afterMs: Date.now() - since, at: Date.now() })
+      if (this.upgrades.length > MAX_PROBES_KEPT) this.upgrades.shift()
+    }
+  }
+
+  private async maybeProbe (conn: Connection, retry = 0): Promise<void> {
+    const peer = conn.remotePeer.toString()
+    const candidates = this.candidates()
+    const key = candidates.map(c => c.addr).sort().join(' ')
+    if (candidates.length === 0 || this.asking.has(peer) || this.asking.size >= 3 || conn.status !== 'open') return
+    const recent = this.probes.filter(p => Date.now() - p.at < REPROBE_MS && p.error == null)
+    const fresh = key === this.lastCandidates
+    // enough fresh evidence: one success, or failures seen from two peers
+    if (fresh && (recent.some(p => p.results.some(r => r.ok)) || new Set(recent.map(p => p.peer)).size >= 2)) return
+    if (recent.some(p => p.peer === peer) && fresh) return
+    this.lastCandidates = key
+    this.asking.add(peer)
+    let failed = false
+    try {
+      const results = await askDialback(conn, candidates.map(c => c.addr))
+      this.record({ peer, at: Date.now(), results })
+      for (const r of results) {
+        const c = candidates.find(c => c.addr === r.addr)
+        if (r.ok && c != null && !c.verified) this.addressManager.confirmObservedAddr(multiaddr(r.addr), { type: c.type })
+      }
+    } catch (err: any) {
+      this.record({ peer, at: Date.now(), results: [], error: err.message })
+      failed = true
+    } finally {
+      this.asking.delete(peer)
+      this.decide()
+    }
+    // the peer could not answer (busy, or the stream broke): ask again a little later, a few times
+    if (failed && retry < PROBE_RETRIES) {
+      setTimeout(() => {
+        const again = this.c.node.getConnections(conn.remotePeer).find(c => c.status === 'open' && !isRelayed(c))
+        if (again != null) void this.maybeProbe(again, retry + 1)
+      }, PROBE_RETRY_MS * (retry + 1)).unref()
+    }
+  }
+
+  private record (p: Probe): void {
+    this.probes.push(p)
+    if (this.probes.length > MAX_PROBES_KEPT) this.probes.shift()
+  }
+
+  /** Recomputes reachability from the evidence and acts on a change. */
+  private decide (): void {
+    const now = Date.now()
+    const probes = this.probes.filter(p => now - p.at < EVIDENCE_MS && p.error == null)
+    const ok = probes.filter(p => p.results.some(r => r.ok))
+    const failed = probes.filter(p => p.results.length > 0 && p.results.every(r => !r.ok))
+    const candidates = this.candidates()
+    let r: Reachability
+    if (ok.length > 0 && ok.length >= failed.length) {
+      r = 'public'
+      this.reason = `${ok[ok.length - 1].peer} reached ${ok[ok.length - 1].results.find(x => x.ok)?.addr ?? '?'} with a new connection`
+    } else if (failed.length > 0) {
+      r = 'private'
+      this.reason = `peers could not open a connection to ${[...new Set(failed.flatMap(p => p.results.map(x => x.addr)))].join(', ')}`
+    } else if (candidates.length === 0 && this.observed.size > 0) {
+      r = 'private'
+      this.reason = `no public address of our own; peers see us as ${[...new Set([...this.observed.values()].map(o => ipOf(o.addr)))].join(', ')}`
+    } else {
+      r = 'unknown'
+    }
+    if (r === this.reachability) return
+    this.reachability = r
+    this.c.sessions.broadcast({ event: 'reachability.changed', data: { reachability: r } })
+    if (this.c.dhtAuto) void this.c.node.services.dht.setMode(r === 'public' ? 'server' : 'client').catch(() => {})
+  }
+
+  /**
+   * Whether the NAT keeps our fixed TCP dial port's number (peers see us at that port): then a TCP hole
+   * punch can aim at it. null when not behind a NAT, with no dial port, or no TCP observation yet.
+   */
+  private dialPortKept (obs: Observation[], behindNat: boolean | null): boolean | null {
+    const tcp = obs.filter(o => o.transport === 'tcp')
+    if (behindNat !== true || this.c.dialPort === 0 || tcp.length === 0) return null
+    return tcp.some(o => new RegExp(`/tcp/${this.c.dialPort}(/|$)`).test(o.addr))
+  }
+
+  report (): ReachReport {
+    const { node, networks } = this.c
+    const now = Date.now()
+    const addrs = node.getMultiaddrs().map(a => a.toString())
+    const relayAddrs = addrs.filter(a => a.includes('/p2p-circuit'))
+    const localIps = new Set<string>()
+    for (const a of this.addressManager.getAddressesWithMetadata() as Array<{ multiaddr: any, type: string }>) {
+      if (a.type === 'transport') { const ip = ipOf(a.multiaddr); if (ip != null) localIps.add(ip) }
+    }
+    const observations = [...this.observed.values()].filter(o => now - o.at < EVIDENCE_MS)
+    const seenAs = [...new Set(observations.map(o => ipOf(o.addr)).filter((x): x is string => x != null))]
+    const behindNat = observations.length === 0 ? null : seenAs.some(ip => !localIps.has(ip))
+    const conns = node.getConnections()
+    const relayedPeers = [...new Set(conns.filter(isRelayed).map(c => c.remotePeer.toString()))]
+      .filter(p => node.getConnections(peerIdOf(conns, p)).every(isRelayed))
+    return {
+      reachability: this.reachability,
+      reason: this.reason,
+      publicNetworks: networks.publicNetworks,
+      listenAddrs: (node as any).components.transportManager.getAddrs().map((a: any) => a.toString()),
+      announcedAddrs: addrs,
+      observed: observations.map(o => ({ peer: o.peer, addr: o.addr, transport: o.transport })),
+      nat: {
+        behindNat,
+        seenAs,
+        mapping: natMapping(observations, behindNat),
+        tcpDialPortKept: this.dialPortKept(observations, behindNat)
+      },
+      dialbacks: this.probes.map(p => ({ peer: p.peer, at: new Date(p.at).toISOString(), results: p.results, ...(p.error != null ? { error: p.error } : {}) })),
+      relay: {
+        reservations: relayAddrs.map(a => ({ relay: /\/p2p\/([^/]+)\/p2p-circuit/.exec(a)?.[1] ?? '?', addr: a })),
+        serving: node.getProtocols().includes(HOP_PROTOCOL)
+      },
+      holePunch: {
+        relayedConnections: this.relayedEver,
+        upgradedToDirect: this.upgrades.length,
+        tcpDialPort: this.c.dialPort,
+        attempts: this.punches.map(p => ({ peer: p.peer, ok: p.ok, started: p.started, addrs: p.addrs, ms: p.ms, at: new Date(p.at).toISOString(), ...(p.error != null ? { error: p.error } : {}) })),
+        upgrades: this.upgrades.map(u => ({ peer: u.peer, afterMs: u.afterMs, at: new Date(u.at).toISOString() })),
+        relayedNow: relayedPeers
+      },
+      dhtMode: node.services.dht.getMode?.() ?? 'unknown'
+    }
+  }
+}
+
+function transportOf (addr: string): string {
+  if (addr.includes('/quic-v1')) return 'quic'
+  if (addr.includes('/ws')) return 'ws'
+  if (addr.includes('/tcp/')) return 'tcp'
+  return 'other'
+}
+
+function peerIdOf (conns: Connection[], peer: string): PeerId {
+  return conns.find(c => c.remotePeer.toString() === peer)!.remotePeer
+}
+
+/**
+ * Endpoint-independent mapping shows as one external port for one local socket, whoever looks; QUIC
+ * dials every peer from the same UDP socket, so two observers of it suffice. TCP dials from a new port
+ * each time, so TCP observations say nothing about the mapping.
+ */
+function natMapping (obs: Observation[], behindNat: boolean | null): 'none' | 'endpoint-independent' | 'endpoint-dependent' | 'unknown' {
+  if (behindNat === false) return 'none'
+  const quic = obs.filter(o => o.transport === 'quic')
+  if (new Set(quic.map(o => o.peer)).size < 2) return 'unknown'
+  const ports = new Set(quic.map(o => /\/udp\/(\d+)/.exec(o.addr)?.[1]))
+  return ports.size === 1 ? 'endpoint-independent' : 'endpoint-dependent'
+}
