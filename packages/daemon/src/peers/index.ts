@@ -112,10 +112,22 @@ export async function ensureKnown (node: P2posNode, id: PeerId, signal: AbortSig
   if (node.getConnections(id).length > 0) return
   const known = await node.peerStore.get(id).catch(() => undefined)
   if (known != null && known.addresses.length > 0) return
+  // the DHT lookup races the peer turning up by itself (mDNS on a LAN, or it dialling us): a lookup with
+  // no DHT peers would otherwise hold the caller for its whole timeout after the peer is already here
+  const appeared = new AbortController()
+  const onDiscovery = (e: CustomEvent<{ id: PeerId, multiaddrs: unknown[] }>): void => { if (e.detail.id.equals(id) && e.detail.multiaddrs.length > 0) appeared.abort() }
+  const onOpen = (e: CustomEvent<{ remotePeer: PeerId }>): void => { if (e.detail.remotePeer.equals(id)) appeared.abort() }
+  node.addEventListener('peer:discovery', onDiscovery as any)
+  node.addEventListener('connection:open', onOpen as any)
   try {
-    const info = await node.peerRouting.findPeer(id, { signal })
+    const info = await node.peerRouting.findPeer(id, { signal: AbortSignal.any([signal, appeared.signal]) })
     if (info.multiaddrs.length > 0) return
-  } catch {}
+  } catch {
+    if (appeared.signal.aborted) return
+  } finally {
+    node.removeEventListener('peer:discovery', onDiscovery as any)
+    node.removeEventListener('connection:open', onOpen as any)
+  }
   throw new P2posError('E_UNKNOWN_PEER', `no known address for peer ${id.toString()}: connect to it first (p2pos connect), or share a peer or DHT with it`)
 }
 
