@@ -62,6 +62,7 @@ test('a host behind a NAT whose uplink is down for 40 s holds a relay reservatio
   const r = await runOutage(TOPOLOGIES[2])
   console.log(`relay reservation back ${r.recoveredMs ?? 'never'} ms after a 40 s outage`)
   assert.ok(r.reservedBefore, 'a had a reservation before the outage')
+  assert.ok(r.lostDuringOutage, 'the outage took a\'s relay connection and reservation away')
   // the reach service checks every 10 s; stock js-libp2p alone had none 60 s after the same outage
   assert.ok(r.recoveredMs != null && r.recoveredMs < 30_000, `reservation back after ${r.recoveredMs} ms`)
 })

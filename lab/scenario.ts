@@ -201,11 +201,11 @@ async function sendBulk (root: string, a: TestDaemon, b: TestDaemon, pathToB: ()
 }
 
 /**
- * A host behind a NAT loses its uplink for `outageMs` (its router forwards nothing), long enough for
- * every connection and retry to fail; then the uplink returns. Resolves with how long after that the
+ * A host behind a NAT loses its uplink for `outageMs` (its router forwards nothing) and its connections
+ * with it, long enough for every redial to fail; then the uplink returns. Resolves with how long after that the
  * host held a relay reservation again (null: not within `deadlineMs`).
  */
-export async function runOutage (topo: Topology, outageMs = 40_000, deadlineMs = 60_000): Promise<{ recoveredMs: number | null, reservedBefore: boolean }> {
+export async function runOutage (topo: Topology, outageMs = 40_000, deadlineMs = 60_000): Promise<{ recoveredMs: number | null, reservedBefore: boolean, lostDuringOutage: boolean }> {
   const lab = new Lab()
   const root = await mkdtemp(join(tmpdir(), 'p2pos-lab-'))
   const daemons: TestDaemon[] = []
@@ -221,14 +221,17 @@ export async function runOutage (topo: Topology, outageMs = 40_000, deadlineMs =
     for (let i = 0; i < 40 && !(reservedBefore = await reserved()); i++) await sleep(250)
     const router = `nat${hosts.a.name}`
     await lab.exec(router, 'iptables', ['-w', '-I', 'FORWARD', '1', '-j', 'DROP'])
+    // the connections die with the link (a quiet TCP connection could otherwise outlive a short outage)
+    await a.client.disconnectPeer(pub.peerId)
     await sleep(outageMs)
+    const lostDuringOutage = !(await reserved()) && (await a.client.peers()).length === 0
     await lab.exec(router, 'iptables', ['-w', '-D', 'FORWARD', '1'])
     const back = Date.now()
     while (Date.now() - back < deadlineMs) {
-      if (await reserved()) return { recoveredMs: Date.now() - back, reservedBefore }
+      if (await reserved()) return { recoveredMs: Date.now() - back, reservedBefore, lostDuringOutage }
       await sleep(250)
     }
-    return { recoveredMs: null, reservedBefore }
+    return { recoveredMs: null, reservedBefore, lostDuringOutage }
   } finally {
     await Promise.all(daemons.map(async d => await d.kill('SIGTERM')))
     await lab.destroy()
