@@ -18,11 +18,11 @@ export interface Config {
   /** Extra browser origins allowed to call the local API (loopback origins are always allowed). */
   allowOrigins: string[]
   mdns: boolean
-  /** 'auto' = server once AutoNAT finds us publicly reachable; 'server' forces it (LANs, labs, tests). */
+  /** 'auto' = server once a dial-back proves us publicly reachable (reach/); 'server' forces it (LANs, labs, tests). */
   dhtMode: 'auto' | 'server' | 'client'
   /** Treat private, loopback and documentation addresses as usable (labs, LANs without a public peer). */
   allowPrivateAddrs: boolean
-  /** Serve as a (limited) circuit relay: 'auto' = when publicly reachable or allowPrivateAddrs. */
+  /** Serve as a circuit relay (16 reservations, no per-circuit limit): 'auto' and 'on' do, 'off' does not. */
   relayService: 'auto' | 'on' | 'off'
   /** Peers to redial at start-up from the persisted peer store. */
   reconnectPeers: number
