@@ -231,6 +231,7 @@ export async function runOutage (topo: Topology, outageMs = 40_000, deadlineMs =
       if (await reserved()) return { recoveredMs: Date.now() - back, reservedBefore, lostDuringOutage }
       await sleep(250)
     }
+    if (process.env.LAB_KEEP_LOGS != null) await writeFile(`${process.env.LAB_KEEP_LOGS}.outage`, a.log)
     return { recoveredMs: null, reservedBefore, lostDuringOutage }
   } finally {
     await Promise.all(daemons.map(async d => await d.kill('SIGTERM')))

@@ -102,6 +102,10 @@ export class ReachService {
     await this.puncher.start()
     node.addEventListener('peer:identify', (e) => { this.onIdentify(e.detail) })
     node.addEventListener('connection:open', (e) => { this.onOpen(e.detail) })
+    // a relayed peer that went away without a direct connection is not an upgrade when it comes back
+    node.addEventListener('connection:close', (e) => {
+      if (node.getConnections(e.detail.remotePeer).length === 0) this.relayedSince.delete(e.detail.remotePeer.toString())
+    })
     node.addEventListener('self:peer:update', () => { this.decide() })
     node.addEventListener('peer:discovery', (e) => { this.onDiscovery(e.detail.id, e.detail.multiaddrs) })
     this.relayWatch = setInterval(() => { void this.keepARelay() }, RELAY_WATCH_MS)
@@ -125,7 +129,11 @@ export class ReachService {
     const relays = (await node.peerStore.all()).filter(p => p.protocols.includes(HOP_PROTOCOL) && p.addresses.length > 0)
     for (const p of relays.slice(0, 3)) {
       if (node.getConnections(p.id).some(c => !isRelayed(c))) continue
-      void node.dial(p.id, { signal: AbortSignal.timeout(10_000) }).catch(() => {})
+      // its public addresses only: a relay's loopback or LAN addresses lead nowhere from here (and a
+      // loopback one to ourselves)
+      const addrs = p.addresses.map(a => a.multiaddr).filter(ma => this.c.networks.isPublicAddr(ma) && !ma.toString().includes('/p2p-circuit'))
+      const target = addrs.length > 0 ? addrs.map(ma => ma.encapsulate(`/p2p/${p.id.toString()}`)) : p.id
+      void node.dial(target, { signal: AbortSignal.timeout(RELAY_WATCH_MS - 500) }).catch(() => {})
     }
   }
 
