@@ -64,7 +64,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     api: `http://127.0.0.1:${api?.port ?? 0}`,
     socket: socketPath,
     peers: new Set(node.getConnections().map(c => c.remotePeer.toString())).size,
-    relayedPeers: reach.report().holePunch.relayedNow.length,
+    relayedPeers: reach.relayedOnly().length,
     version: SOFTWARE_VERSION,
     apiVersion: API_VERSION,
     protocols: node.getProtocols()

@@ -285,6 +285,16 @@ export class ReachService {
     return tcp.some(o => new RegExp(`/tcp/${this.c.dialPort}(/|$)`).test(o.addr))
   }
 
+  /** Peers whose every open connection is relayed: their traffic passes through a relay. */
+  relayedOnly (): string[] {
+    const relayedAll = new Map<string, boolean>()
+    for (const c of this.c.node.getConnections()) {
+      const peer = c.remotePeer.toString()
+      relayedAll.set(peer, (relayedAll.get(peer) ?? true) && isRelayed(c))
+    }
+    return [...relayedAll].filter(([, relayed]) => relayed).map(([peer]) => peer)
+  }
+
   report (): ReachReport {
     const { node, networks } = this.c
     const now = Date.now()
@@ -297,9 +307,6 @@ export class ReachService {
     const observations = [...this.observed.values()].filter(o => now - o.at < EVIDENCE_MS)
     const seenAs = [...new Set(observations.map(o => ipOf(o.addr)).filter((x): x is string => x != null))]
     const behindNat = observations.length === 0 ? null : seenAs.some(ip => !localIps.has(ip))
-    const conns = node.getConnections()
-    const relayedPeers = [...new Set(conns.filter(isRelayed).map(c => c.remotePeer.toString()))]
-      .filter(p => node.getConnections(peerIdOf(conns, p)).every(isRelayed))
     return {
       reachability: this.reachability,
       reason: this.reason,
@@ -324,7 +331,7 @@ export class ReachService {
         tcpDialPort: this.c.dialPort,
         attempts: this.punches.map(p => ({ peer: p.peer, ok: p.ok, started: p.started, addrs: p.addrs, ms: p.ms, at: new Date(p.at).toISOString(), ...(p.error != null ? { error: p.error } : {}) })),
         upgrades: this.upgrades.map(u => ({ peer: u.peer, afterMs: u.afterMs, at: new Date(u.at).toISOString() })),
-        relayedNow: relayedPeers
+        relayedNow: this.relayedOnly()
       },
       dhtMode: node.services.dht.getMode?.() ?? 'unknown'
     }
@@ -336,10 +343,6 @@ function transportOf (addr: string): string {
   if (addr.includes('/ws')) return 'ws'
   if (addr.includes('/tcp/')) return 'tcp'
   return 'other'
-}
-
-function peerIdOf (conns: Connection[], peer: string): PeerId {
-  return conns.find(c => c.remotePeer.toString() === peer)!.remotePeer
 }
 
 /**
