@@ -69,16 +69,41 @@ function labConfig (transport: Transport, bootstrap: string[], mdns: boolean): R
   }
 }
 
-async function startIn (lab: Lab, root: string, host: string, config: Record<string, unknown>): Promise<TestDaemon> {
-  const d = new TestDaemon(await makeHome(root, host, config), { wrap: ['ip', 'netns', 'exec', lab.ns(host)] })
-  await d.start()
-  return d
+interface LabRun {
+  lab: Lab
+  /** A fresh folder for homes and files, removed afterwards. */
+  root: string
+  /** Starts a daemon with its own home inside `host`'s namespace; it is stopped afterwards. */
+  start: (host: string, config: Record<string, unknown>) => Promise<TestDaemon>
+  daemons: TestDaemon[]
 }
 
-export async function runScenario (topo: Topology, transport: Transport, log: (line: string) => void = () => {}): Promise<RunResult> {
+/** Runs `fn` with a new lab; whatever happens, stops its daemons, removes its namespaces and files. */
+async function inLab<T> (fn: (run: LabRun) => Promise<T>): Promise<T> {
   const lab = new Lab()
   const root = await mkdtemp(join(tmpdir(), 'p2pos-lab-'))
   const daemons: TestDaemon[] = []
+  const start = async (host: string, config: Record<string, unknown>): Promise<TestDaemon> => {
+    const d = new TestDaemon(await makeHome(root, host, config), { wrap: ['ip', 'netns', 'exec', lab.ns(host)] })
+    daemons.push(d)
+    await d.start()
+    return d
+  }
+  try {
+    return await fn({ lab, root, start, daemons })
+  } finally {
+    if (process.env.LAB_KEEP_LOGS != null) for (const [i, d] of daemons.entries()) await writeFile(`${process.env.LAB_KEEP_LOGS}.${i}`, d.log)
+    await Promise.all(daemons.map(async d => await d.kill('SIGTERM')))
+    await lab.destroy()
+    await rm(root, { recursive: true, force: true })
+  }
+}
+
+export async function runScenario (topo: Topology, transport: Transport, log: (line: string) => void = () => {}): Promise<RunResult> {
+  return await inLab(async run => await scenario(run, topo, transport, log))
+}
+
+async function scenario ({ lab, root, start, daemons }: LabRun, topo: Topology, transport: Transport, log: (line: string) => void): Promise<RunResult> {
   const result: RunResult = {
     topology: topo.id,
     name: topo.name,
@@ -98,15 +123,13 @@ export async function runScenario (topo: Topology, transport: Transport, log: (l
     const hosts = await topo.build(lab)
     let bootstrap: string[] = []
     if (hosts.pub != null) {
-      const pub = await startIn(lab, root, hosts.pub.name, labConfig(transport, [], false))
-      daemons.push(pub)
+      const pub = await start(hosts.pub.name, labConfig(transport, [], false))
       bootstrap = [`${transport === 'quic' ? `/ip4/${hosts.pub.ip}/udp/4151/quic-v1` : `/ip4/${hosts.pub.ip}/tcp/4151`}/p2p/${pub.peerId}`]
     }
     const [a, b] = await Promise.all([
-      startIn(lab, root, hosts.a.name, labConfig(transport, bootstrap, topo.mdns)),
-      startIn(lab, root, hosts.b.name, labConfig(transport, bootstrap, topo.mdns))
+      start(hosts.a.name, labConfig(transport, bootstrap, topo.mdns)),
+      start(hosts.b.name, labConfig(transport, bootstrap, topo.mdns))
     ])
-    daemons.push(a, b)
     log(`  a=${a.peerId.slice(-8)} b=${b.peerId.slice(-8)}`)
 
     let received = 0
@@ -165,11 +188,6 @@ export async function runScenario (topo: Topology, transport: Transport, log: (l
   } catch (err: any) {
     result.error = err.message
     for (const d of daemons) log(`--- daemon ${d.home}\n${d.log.slice(-3000)}`)
-  } finally {
-    if (process.env.LAB_KEEP_LOGS != null) for (const [i, d] of daemons.entries()) await writeFile(`${process.env.LAB_KEEP_LOGS}.${i}`, d.log)
-    await Promise.all(daemons.map(async d => await d.kill('SIGTERM')))
-    await lab.destroy()
-    await rm(root, { recursive: true, force: true })
   }
   return result
 }
@@ -206,16 +224,11 @@ async function sendBulk (root: string, a: TestDaemon, b: TestDaemon, pathToB: ()
  * host held a relay reservation again (null: not within `deadlineMs`).
  */
 export async function runOutage (topo: Topology, outageMs = 40_000, deadlineMs = 60_000): Promise<{ recoveredMs: number | null, reservedBefore: boolean, lostDuringOutage: boolean }> {
-  const lab = new Lab()
-  const root = await mkdtemp(join(tmpdir(), 'p2pos-lab-'))
-  const daemons: TestDaemon[] = []
-  try {
+  return await inLab(async ({ lab, start }) => {
     const hosts = await topo.build(lab)
     if (hosts.pub == null) throw new Error('the outage scenario needs a topology with a public peer')
-    const pub = await startIn(lab, root, hosts.pub.name, labConfig('default', [], false))
-    daemons.push(pub)
-    const a = await startIn(lab, root, hosts.a.name, labConfig('default', [`/ip4/${hosts.pub.ip}/tcp/4151/p2p/${pub.peerId}`], false))
-    daemons.push(a)
+    const pub = await start(hosts.pub.name, labConfig('default', [], false))
+    const a = await start(hosts.a.name, labConfig('default', [`/ip4/${hosts.pub.ip}/tcp/4151/p2p/${pub.peerId}`], false))
     const reserved = async (): Promise<boolean> => (await a.client.reach()).relay.reservations.length > 0
     let reservedBefore = false
     for (let i = 0; i < 40 && !(reservedBefore = await reserved()); i++) await sleep(250)
@@ -231,11 +244,6 @@ export async function runOutage (topo: Topology, outageMs = 40_000, deadlineMs =
       if (await reserved()) return { recoveredMs: Date.now() - back, reservedBefore, lostDuringOutage }
       await sleep(250)
     }
-    if (process.env.LAB_KEEP_LOGS != null) await writeFile(`${process.env.LAB_KEEP_LOGS}.outage`, a.log)
     return { recoveredMs: null, reservedBefore, lostDuringOutage }
-  } finally {
-    await Promise.all(daemons.map(async d => await d.kill('SIGTERM')))
-    await lab.destroy()
-    await rm(root, { recursive: true, force: true })
-  }
+  })
 }
