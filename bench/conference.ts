@@ -60,7 +60,7 @@ import type { Channel, P2pos } from '@p2pos/sdk'
 import { P2pos as Sdk } from '@p2pos/sdk'
 import { NODE, TestDaemon, makeHome } from '@p2pos/testnet'
 import { connect, command } from '../apps/conference/src/cli.ts'
-import { envInt } from './common.ts'
+import { envInt, within as withinMs } from './common.ts'
 
 /* ---------- configuration ---------- */
 
@@ -130,15 +130,7 @@ function noteAppError (what: string, err: any): void {
 
 /** Resolves `p`, or rejects after `ms` (never later than the global deadline). */
 async function within<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
-  const limit = Math.max(1, Math.min(ms, remaining()))
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([p, new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: not done within ${limit} ms`)), limit)
-    })])
-  } finally {
-    clearTimeout(timer)
-  }
+  return await withinMs(p, Math.max(1, Math.min(ms, remaining())), what)
 }
 
 /** Runs `fn` over `items` with at most `k` in flight; the first error stops new work and is thrown. */
