@@ -93,4 +93,40 @@ describe('local API security', () => {
       session.close()
     }
   })
+
+  it('opens and accepts channels through the same gate as calls: parameters, permissions, the owner of a channel', async () => {
+    const mine = await P2pos.connect({ home: d.home, token: await d.client.createToken(['org.example.mine'], 'test') })
+    const other = await P2pos.connect({ home: d.home, token: await d.client.createToken(['org.example.other'], 'test') })
+    // parameters are checked by the method table, as for a call
+    await assert.rejects(mine.open('local', 'org.example.mine', { timeoutMs: 0 }), { code: 'E_BAD_REQUEST' })
+    await assert.rejects(mine.open('local', 'org.example.mine', { timeoutMs: 600_001 }), { code: 'E_BAD_REQUEST' })
+    await assert.rejects(mine.open('not-a-peer', 'org.example.mine'), { code: 'E_INVALID_PEER' })
+    await assert.rejects(mine.open('local', 'Not An App'), { code: 'E_BAD_REQUEST' })
+    const upgrade = { 'content-type': 'application/json', authorization: `Bearer ${token}`, connection: 'Upgrade', upgrade: 'p2pos-channel' }
+    const extra = await rawRequest(api, { path: `/v0/channels/open?peer=local&app=org.example.mine&colour=blue`, headers: upgrade })
+    assert.equal(extra.json?.error?.code, 'E_BAD_REQUEST')
+    assert.equal(extra.json?.error?.details?.field, 'colour')
+    // an upgrade is not a call
+    assert.equal((await call({ authorization: `Bearer ${token}` }, 'channels.open', '{"peer":"local","app":"org.example.mine"}')).json?.error?.code, 'E_BAD_REQUEST')
+    // a channel announced to org.example.mine can be accepted only by a token that may act as it
+    const session = await mine.events()
+    try {
+      await mine.call('apps.register', { session: session.id, app: 'org.example.mine' })
+      const incoming = new Promise<string>((resolve) => {
+        session.on('event', (ev) => { if (ev.event === 'channel.incoming') resolve(String(ev.data.channel)) })
+      })
+      const opening = d.client.open('local', 'org.example.mine', { timeoutMs: 5000 })
+      const channel = await incoming
+      await assert.rejects(other.accept(channel), { code: 'E_FORBIDDEN' })
+      const accepted = await mine.accept(channel)
+      const opened = await opening
+      opened.onMessage(() => {})
+      accepted.onMessage(m => m.text().toUpperCase())
+      assert.equal(new TextDecoder().decode(await opened.send('hello')), 'HELLO')
+      await opened.close()
+      await accepted.close()
+    } finally {
+      session.close()
+    }
+  })
 })

@@ -16,6 +16,15 @@ export const CHANNEL_PROTOCOL = '/p2pos/channel/1.0.0'
 /** Wire protocol of dial-back reachability checks (wire.md §Reach protocol). */
 export const REACH_PROTOCOL = '/p2pos/reach/1.0.0'
 
+/** Wire protocol listing the services a peer offers to the asker (wire.md §Services listing). */
+export const SERVICES_PROTOCOL = '/p2pos/services/1.0.0'
+
+/** libp2p's Direct Connection Upgrade through Relay, spoken by p2pos's hole punching (wire.md §Hole punching). */
+export const DCUTR_PROTOCOL = '/libp2p/dcutr'
+
+/** libp2p's circuit relay v2 hop protocol: a peer that lists it in identify can relay for us. */
+export const RELAY_HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
+
 /** The Kad-DHT protocol id (the public libp2p DHT). */
 export const DHT_PROTOCOL = '/ipfs/kad/1.0.0'
 

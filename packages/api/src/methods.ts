@@ -10,11 +10,13 @@ import { P2posError } from './errors.ts'
  * - `read`: any valid token.
  * - `app`: any valid token allowed to act as the app named in the `app` parameter.
  * - `admin`: the daemon's admin token only (the CLI's; changes the node itself).
+ * - `owner`: a token allowed to act as the app that owns the resource the call names (an inbound
+ *   channel belongs to the app it was announced to).
  */
-export type Permission = 'read' | 'app' | 'admin'
+export type Permission = 'read' | 'app' | 'admin' | 'owner'
 
 type FieldType = 'string' | 'name' | 'int' | 'bool' | 'peer' | 'target' | 'multiaddr' | 'base64' | 'string[]'
-interface Field { type: FieldType, optional?: boolean, max?: number }
+interface Field { type: FieldType, optional?: boolean, max?: number, min?: number }
 export type ParamSchema = Record<string, Field>
 
 /**
@@ -25,10 +27,19 @@ export type ParamSchema = Record<string, Field>
  */
 export interface Grant { kind: 'start' | 'call', param: string }
 
-export interface MethodSpec { perm: Permission, params: ParamSchema, grant?: Grant }
+/**
+ * - `upgrade`: the call turns the app's connection into a channel (local-api.md §Channels): its
+ *   parameters come as the query of `POST /v0/<path>` with `Upgrade: p2pos-channel`.
+ * - `actingDefault`: when `app` is omitted, the token's only app acts (the admin token acts as
+ *   ADMIN_CALLER); a token of several apps must name one.
+ */
+export interface MethodSpec { perm: Permission, params: ParamSchema, grant?: Grant, upgrade?: string, actingDefault?: boolean }
 
-const req = (type: FieldType, max?: number): Field => ({ type, max })
-const opt = (type: FieldType, max?: number): Field => ({ type, optional: true, max })
+const req = (type: FieldType, max?: number, min?: number): Field => ({ type, max, min })
+const opt = (type: FieldType, max?: number, min?: number): Field => ({ type, optional: true, max, min })
+
+/** The app id a service call made with the admin token (the CLI) names as its caller when it names none. */
+export const ADMIN_CALLER = 'p2pos.cli'
 
 export const METHODS = {
   'node.info': { perm: 'read', params: {} },
@@ -57,10 +68,27 @@ export const METHODS = {
   'identity.sign': { perm: 'app', params: { app: req('name'), data: req('base64', LIMITS.pubsubBytes) } },
   'tokens.create': { perm: 'admin', params: { apps: req('string[]'), label: opt('string', 200) } },
   'tokens.list': { perm: 'admin', params: {} },
-  'tokens.revoke': { perm: 'admin', params: { token: req('string') } }
+  'tokens.revoke': { perm: 'admin', params: { token: req('string') } },
+  'channels.open': { perm: 'app', upgrade: '/channels/open', params: { peer: req('target'), app: req('name'), timeoutMs: opt('int', 600_000, 1) } },
+  'channels.accept': { perm: 'owner', upgrade: '/channels/accept', params: { channel: req('string', 64) } },
+  'services.connect': {
+    perm: 'app',
+    upgrade: '/services/connect',
+    actingDefault: true,
+    params: { peer: req('target'), service: req('name'), app: opt('name'), timeoutMs: opt('int', 600_000, 1) },
+    grant: { kind: 'call', param: 'service' }
+  }
 } as const satisfies Record<string, MethodSpec>
 
 export type MethodName = keyof typeof METHODS
+
+/** The methods that turn the app's connection into a channel. */
+export type UpgradeMethod = { [M in MethodName]: (typeof METHODS)[M] extends { upgrade: string } ? M : never }[MethodName]
+
+/** A method's parameters, as the daemon's handler receives them (validated). */
+export type Params<M extends MethodName> = any
+/** A method's result. */
+export type Result<M extends MethodName> = any
 
 export function isMethodName (m: string): m is MethodName {
   return Object.hasOwn(METHODS, m)
@@ -103,6 +131,7 @@ function checkField (f: Field, v: unknown): string | undefined {
     case 'int':
       if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) return 'must be a non-negative integer'
       if (f.max != null && v > f.max) return `must be at most ${f.max}`
+      if (f.min != null && v < f.min) return `must be at least ${f.min}`
       return
     case 'bool':
       return typeof v === 'boolean' ? undefined : 'must be a boolean'

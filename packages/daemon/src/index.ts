@@ -1,29 +1,36 @@
 /**
- * The p2pos application server. `startDaemon` wires the parts together — each is a small service with
- * the narrow set of components it needs — and publishes `$P2POS_HOME/api.json` so clients can find it.
+ * The p2pos application server. `startDaemon` only wires: it makes each capability with the narrow set
+ * of components it declares, merges their API handlers into the route table, and starts them from one
+ * ordered list (stopped in reverse, all of them). p2pos's own peer protocols are libp2p services inside
+ * the node (node/index.ts), started and stopped with it. Once everything runs, `$P2POS_HOME/api.json`
+ * tells clients where the API is.
  */
 import { join } from 'node:path'
 import { unlink } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { createSocket } from 'node:dgram'
 import { LevelDatastore } from 'datastore-level'
-import { API_VERSION, APP_SIGNATURE_PREFIX, LIMITS, SOFTWARE_VERSION, type NodeInfo } from '@p2pos/api'
+import { API_VERSION, LIMITS, SOFTWARE_VERSION, type NodeInfo } from '@p2pos/api'
 import { loadConfig, defaultHome, type Config } from './config.ts'
-import { ensureHome, writeSecretFile } from './files.ts'
-import { loadOrCreateIdentity } from './identity/index.ts'
+import { ensureHome, writeSecretFile } from './core/files.ts'
+import { Lifecycle } from './core/component.ts'
+import { Sessions } from './core/sessions.ts'
+import { TokenStore } from './core/tokens.ts'
+import type { Routes } from './core/routes.ts'
+import { identityRoutes, loadOrCreateIdentity } from './identity/index.ts'
 import { createNode, type P2posNode } from './node/index.ts'
-import { LocalApi, type Routes } from './local-api/server.ts'
-import { TokenStore } from './local-api/tokens.ts'
-import { Sessions } from './local-api/sessions.ts'
-import { ChannelService } from './channels/index.ts'
+import { nodeInfo, nodeRoutes } from './node/info.ts'
+import { dialPortFor } from './node/tcp-dial-port.ts'
+import { LocalApi } from './local-api/server.ts'
+import { channels } from './channels/index.ts'
 import { PeerService } from './peers/index.ts'
 import { PubsubService } from './pubsub/index.ts'
 import { DhtService } from './dht/index.ts'
 import { AppService } from './apps/index.ts'
-import { ServiceRegistry } from './services/index.ts'
-import { ReachService } from './reach/index.ts'
+import { ServiceRegistry } from './services/registry.ts'
+import { servicesProtocol } from './services/protocol.ts'
+import { reach } from './reach/index.ts'
 import { Networks } from './reach/networks.ts'
-import { dialPortFor } from './node/tcp-dial-port.ts'
 
 export { loadConfig, defaultHome, type Config }
 
@@ -38,128 +45,106 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   const home = config.home
   await ensureHome(home)
   const privateKey = await loadOrCreateIdentity(home)
-  const datastore = new LevelDatastore(join(home, 'datastore'))
-  await datastore.open()
-  const tokens = new TokenStore(home)
-  await tokens.load()
-
+  const socketPath = join(home, 'api.sock')
   const networks = new Networks(config.publicNetworks)
   const listen = await portsOrAny(config.listen)
-  const node = await createNode({ ...config, listen }, privateKey, datastore, networks)
-  const sessions = new Sessions()
-  const peers = new PeerService({ node, sessions })
-  const reach = new ReachService({ node, networks, sessions, dhtAuto: config.dhtMode === 'auto', dialPort: dialPortFor(listen) })
-  const socketPath = join(home, 'api.sock')
-  let api: LocalApi | undefined
-  const apps = new AppService({ home, socketPath, apiUrl: () => `http://127.0.0.1:${api?.port ?? 0}`, tokens, sessions, log })
-  const services = new ServiceRegistry({ node, sessions, apps })
-  const channels = new ChannelService({ node, sessions, apps, services, log })
-  const pubsub = new PubsubService({ node })
-  const dht = new DhtService({ node, privateKey })
+  const datastore = new LevelDatastore(join(home, 'datastore'))
+  await datastore.open()
 
-  const info = (): NodeInfo => ({
-    peerId: node.peerId.toString(),
-    addrs: node.getMultiaddrs().map(a => a.toString()),
-    reachability: reach.getReachability(),
-    api: `http://127.0.0.1:${api?.port ?? 0}`,
-    socket: socketPath,
-    peers: new Set(node.getConnections().map(c => c.remotePeer.toString())).size,
-    relayedPeers: reach.relayedOnly().length,
-    version: SOFTWARE_VERSION,
-    apiVersion: API_VERSION,
-    protocols: node.getProtocols()
-  })
+  // the core: tokens, event sessions (the event bus) and the apps, which need no network
+  const tokens = new TokenStore(home)
+  const sessions = new Sessions()
+  let api: LocalApi | undefined
+  const apiUrl = (): string => `http://127.0.0.1:${api?.port ?? 0}`
+  const apps = new AppService({ home, socketPath, apiUrl, tokens, sessions, log })
+  const registry = new ServiceRegistry({ sessions, apps })
+
+  let node: P2posNode
+  try {
+    node = await createNode({ ...config, listen }, privateKey, datastore, networks, {
+      channels: channels({ sessions, apps, registry, log }),
+      services: servicesProtocol({ registry, sessions }),
+      reach: reach({
+        networks,
+        dialPort: dialPortFor(listen),
+        dhtMode: () => node.services.dht.getMode(),
+        onReachability: (r) => {
+          sessions.broadcast({ event: 'reachability.changed', data: { reachability: r } })
+          // dhtMode auto: a DHT server only while public (kad-dht's own switch uses libp2p's fixed idea
+          // of "private", which publicNetworks cannot change)
+          if (config.dhtMode === 'auto') void node.services.dht.setMode(r === 'public' ? 'server' : 'client').catch(() => {})
+          if (r === 'public') void node.services.relay?.serve().catch(err => log(`relay service failed to start: ${err.message}`))
+        }
+      })
+    })
+  } catch (err) {
+    await datastore.close().catch(() => {})
+    throw err
+  }
+  const peers = new PeerService({ node, events: sessions, reconnect: config.reconnectPeers })
+  const pubsub = new PubsubService({ pubsub: node.services.pubsub, peerId: node.peerId, sessions })
+  const dht = new DhtService({ dht: node.services.dht, peerRouting: node.peerRouting, peerId: node.peerId, privateKey })
+  const { channels: channelService, services: servicesService } = node.services
 
   const routes: Routes = {
-    'node.info': async () => info(),
-    'node.reach': async () => reach.report(),
-    'peers.list': async () => peers.list(),
-    'peers.connect': async (p) => peers.connect(p.addr, p.timeoutMs),
-    'peers.disconnect': async (p) => peers.disconnect(p.peer),
-    'peers.ping': async (p) => peers.ping(p.peer, p.timeoutMs),
-    'apps.register': async (p, { principal }) => {
-      const s = sessions.get(p.session, principal)
-      sessions.register(s, p.app)
-      return { app: p.app, session: s.id }
-    },
-    'apps.unregister': async (p, { principal }) => {
-      sessions.get(p.session, principal).apps.delete(p.app)
-      return { app: p.app }
-    },
-    'pubsub.subscribe': async (p, { principal }) => pubsub.subscribe(sessions.get(p.session, principal), p.app, p.topic),
-    'pubsub.unsubscribe': async (p, { principal }) => pubsub.unsubscribe(sessions.get(p.session, principal), p.app, p.topic),
-    'pubsub.publish': async (p) => pubsub.publish(p.app, p.topic, p.data),
-    'pubsub.peers': async (p) => pubsub.peers(p.app, p.topic),
-    'dht.put': async (p) => dht.put(p.name, p.value, p.timeoutMs),
-    'dht.get': async (p) => dht.get(p.peer, p.name, p.timeoutMs),
-    'dht.findPeer': async (p) => dht.findPeer(p.peer, p.timeoutMs),
-    'apps.install': async (p) => apps.install(p.dir),
-    'apps.uninstall': async (p) => apps.uninstall(p.id),
-    'apps.list': async () => apps.list(),
-    'apps.start': async (p, { principal }) => apps.startApp(p.target, principal.admin && p.app == null ? null : p.app),
-    'apps.stop': async (p) => apps.stopApp(p.target),
-    'apps.logs': async (p) => apps.logs(p.target, p.lines),
-    'services.provide': async (p, { principal }) => services.provide(sessions.get(p.session, principal), p.app, p.service),
-    'services.list': async (p) => p.peer == null || p.peer === 'local' || p.peer === node.peerId.toString() ? services.list() : services.listRemote(p.peer, p.timeoutMs),
-    'identity.sign': async (p) => ({
-      peerId: node.peerId.toString(),
-      signature: Buffer.from(await privateKey.sign(Buffer.concat([Buffer.from(`${APP_SIGNATURE_PREFIX}${p.app}\n`), Buffer.from(p.data, 'base64')]))).toString('base64')
-    }),
-    'tokens.create': async (p) => ({ token: await tokens.create(p.apps, p.label) }),
-    'tokens.list': async () => tokens.list(),
-    'tokens.revoke': async (p) => ({ revoked: await tokens.revoke(p.token) })
+    ...nodeRoutes({ node, apiUrl, socketPath }),
+    ...peers.routes,
+    ...sessions.routes,
+    ...pubsub.routes,
+    ...dht.routes,
+    ...apps.routes,
+    ...servicesService.routes,
+    ...channelService.routes,
+    ...identityRoutes(privateKey),
+    ...tokens.routes
   }
   api = new LocalApi({
     tokens,
     sessions,
     routes,
-    upgrades: { open: channels.openUpgrade, accept: channels.acceptUpgrade, service: channels.serviceUpgrade },
-    grants: apps.grants,
+    authority: { grants: apps.grants, owners: channelService.owners },
     allowOrigins: config.allowOrigins,
+    port: config.apiPort,
+    socketPath,
     log
   })
+  const apiFile = join(home, 'api.json')
+  const localApi = api
 
-  try {
-    await node.start()
-  } catch (err) {
-    await datastore.close().catch(() => {})
-    throw err
-  }
-  await channels.start()
-  await services.start()
-  await reach.start()
-  peers.start()
-  pubsub.start()
-  await apps.load()
-  await api.listen(config.apiPort, socketPath)
-  await writeSecretFile(join(home, 'api.json'), JSON.stringify({
-    api: `http://127.0.0.1:${api.port}`, socket: socketPath, pid: process.pid, peerId: node.peerId.toString(), version: SOFTWARE_VERSION, apiVersion: API_VERSION
-  }, null, 2) + '\n')
-  apps.autostart()
-  if (config.reconnectPeers > 0) {
-    peers.reconnectKnown(config.reconnectPeers).catch(() => {})
-  }
+  // started in this order, stopped in reverse: apps stop while the API still serves them
+  const lifecycle = new Lifecycle([
+    { name: 'datastore', stop: async () => { await datastore.close() } },
+    tokens,
+    { name: 'node', start: async () => { await node.start() }, stop: async () => { await node.stop() } },
+    peers,
+    pubsub,
+    sessions,
+    localApi,
+    apps,
+    {
+      name: 'api.json',
+      start: async () => {
+        await writeSecretFile(apiFile, JSON.stringify({
+          api: apiUrl(), socket: socketPath, pid: process.pid, peerId: node.peerId.toString(), version: SOFTWARE_VERSION, apiVersion: API_VERSION
+        }, null, 2) + '\n')
+      },
+      stop: async () => { await unlink(apiFile).catch(() => {}) }
+    }
+  ], log)
+  await lifecycle.start()
+
   log(`p2pos ${SOFTWARE_VERSION} peer ${node.peerId.toString()}`)
   for (const a of node.getMultiaddrs()) log(`  listening ${a.toString()}`)
-  log(`  local API http://127.0.0.1:${api.port} and ${socketPath} (limits: message ${LIMITS.messageBytes} B)`)
+  log(`  local API ${apiUrl()} and ${socketPath} (limits: message ${LIMITS.messageBytes} B)`)
 
-  let stopped = false
+  let stopped: Promise<void> | undefined
   return {
     config,
     node,
-    info,
+    info: () => nodeInfo({ node, apiUrl, socketPath }),
     async stop () {
-      if (stopped) return
-      stopped = true
-      await apps.stop()
-      sessions.closeAll()
-      await api?.close()
-      await channels.stop()
-      reach.stop()
-      await node.stop()
-      await datastore.close()
-      await unlink(join(home, 'api.json')).catch(() => {})
-      await unlink(socketPath).catch(() => {})
+      stopped ??= lifecycle.stop()
+      await stopped
     }
   }
 }

@@ -10,9 +10,10 @@ import { appendFile, mkdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { join, resolve, isAbsolute } from 'node:path'
 import { P2posError, type AppInfo, type AppState, type Grant } from '@p2pos/api'
-import { writeSecretFile } from '../files.ts'
-import type { Sessions, Session } from '../local-api/sessions.ts'
-import type { Principal, TokenStore } from '../local-api/tokens.ts'
+import { writeSecretFile } from '../core/files.ts'
+import type { Sessions, Session } from '../core/sessions.ts'
+import type { Principal, TokenStore } from '../core/tokens.ts'
+import type { RouteTable } from '../core/routes.ts'
 import { MANIFEST_FILE, parseManifest, type Manifest } from './manifest.ts'
 
 export { offeredTo, type Manifest } from './manifest.ts'
@@ -53,6 +54,7 @@ const BACKOFF_MAX_MS = 30_000
 const STABLE_MS = 30_000
 
 export class AppService {
+  readonly name = 'apps'
   private readonly c: AppComponents
   private installed = new Map<string, Installed>()
   private readonly procs = new Map<string, Proc>()
@@ -66,18 +68,32 @@ export class AppService {
   private get runningPath (): string { return join(this.c.home, 'apps-running.json') }
   private logPath (id: string): string { return join(this.c.home, 'logs', `${id}.log`) }
 
-  /** Loads the installed apps and kills processes a killed daemon left behind. */
-  async load (): Promise<void> {
+  readonly routes: RouteTable<'apps.install' | 'apps.uninstall' | 'apps.list' | 'apps.start' | 'apps.stop' | 'apps.logs'> = {
+    'apps.install': async (p) => await this.install(p.dir),
+    'apps.uninstall': async (p) => await this.uninstall(p.id),
+    'apps.list': async () => this.list(),
+    // the admin token starts an app on its own; an app (or admin naming one) starts it as its helper
+    'apps.start': async (p, { principal }) => await this.startApp(p.target, principal.admin && p.app == null ? null : p.app),
+    'apps.stop': async (p) => await this.stopApp(p.target),
+    'apps.logs': async (p) => this.logs(p.target, p.lines)
+  }
+
+  /**
+   * Loads the installed apps, kills processes a killed daemon left behind, and starts the autostart
+   * apps. It runs once the local API listens: the apps talk to it.
+   */
+  async start (): Promise<void> {
     try {
       this.installed = new Map(Object.entries(JSON.parse(await readFile(this.indexPath, 'utf8'))))
     } catch (err: any) {
       if (err.code !== 'ENOENT') throw err
     }
     await this.killLeftovers()
+    this.autostart()
   }
 
-  /** Starts the autostart apps (once the API they will talk to listens). */
-  autostart (): void {
+  /** Starts the autostart apps. */
+  private autostart (): void {
     for (const [id, app] of this.installed) {
       if (app.manifest.autostart) this.spawn(id, null).catch(err => this.c.log(`autostart of ${id} failed: ${err.message}`))
     }

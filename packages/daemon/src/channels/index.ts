@@ -1,38 +1,56 @@
 /**
  * App-to-app channels and service connections (docs/spec/wire.md §2, local-api.md §7, apps.md §Services).
  *
- * Opening: the app's HTTP request is upgraded to a raw socket. For a peer, the daemon dials it with
- * /p2pos/channel/1.0.0 and sends a hello naming the app (or the service); the remote daemon hands the
- * stream to the session that registered that app (or provides that service), starting the app first
- * when its manifest says launchOnMessage. Only when that app has accepted does either side get its
- * 101 Switching Protocols. For `local`, the same happens between two sockets of this daemon. From then
- * on the daemons only copy bytes; the frames inside are the apps' business, so message
- * acknowledgements (and service replies) are end to end.
+ * Opening: the app's connection arrives as a ChannelRequest (the local API made it of an HTTP upgrade).
+ * For a peer, the daemon dials it with /p2pos/channel/1.0.0 and sends a hello naming the app (or the
+ * service); the remote daemon hands the stream to the session that registered that app (or provides
+ * that service), starting the app first when its manifest says launchOnMessage. Only when that app has
+ * accepted is either side told the channel is open. For `local`, the same happens between two
+ * connections to this daemon. From then on the daemons only copy bytes; the frames inside are the
+ * apps' business, so message acknowledgements (and service replies) are end to end.
+ *
+ * The protocol is a libp2p service (the way libp2p's own protocols plug in): libp2p starts and stops it
+ * with the node, and hands it only the components it declares.
  */
 import { randomBytes } from 'node:crypto'
-import type { Socket } from 'node:net'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { byteStream } from '@libp2p/utils'
-import type { Connection, PeerId, Stream } from '@libp2p/interface'
-import { CHANNEL_PROTOCOL, CHANNEL_UPGRADE, LIMITS, NAME_PATTERN, P2posError } from '@p2pos/api'
-import type { P2posNode } from '../node/index.ts'
-import type { Sessions, Session } from '../local-api/sessions.ts'
-import { mayActAs, type Principal } from '../local-api/tokens.ts'
-import { writeUpgradeError, type UpgradeContext } from '../local-api/server.ts'
-import { dialError, ensureKnown, isRelayed } from '../peers/index.ts'
+import type { Connection, PeerId, PeerRouting, PeerStore, Startable, Stream, Libp2pEvents } from '@libp2p/interface'
+import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
+import type { TypedEventTarget } from 'main-event'
+import { CHANNEL_PROTOCOL, LIMITS, NAME_PATTERN, P2posError } from '@p2pos/api'
+import type { Sessions, Session } from '../core/sessions.ts'
+import type { ChannelRequest, OwnerLookup, RouteTable } from '../core/routes.ts'
+import { dialError, ensureKnown, finderOf, isRelayed, parsePeer, type PeerFinder } from '../node/dial.ts'
 import type { AppService } from '../apps/index.ts'
-import type { ServiceRegistry } from '../services/index.ts'
-import { readJson, refuse, sendJson, writeJson, type Hello, type Reply } from './hello.ts'
+import type { ServiceRegistry } from '../services/registry.ts'
+import { readJson, sendJson, writeJson } from '../wire/framing.ts'
 import { reset, splice, spliceSockets } from './splice.ts'
 
-export { splice } from './splice.ts'
-
+/** What the channel protocol needs from libp2p (handed to it as a libp2p service). */
 export interface ChannelComponents {
-  node: P2posNode
+  peerId: PeerId
+  registrar: Registrar
+  connectionManager: ConnectionManager
+  peerStore: PeerStore
+  peerRouting: PeerRouting
+  events: TypedEventTarget<Libp2pEvents>
+}
+
+/** What it needs from the daemon: who serves an app or a service here. */
+export interface ChannelInit {
   sessions: Sessions
   apps: AppService
-  services: ServiceRegistry
+  registry: ServiceRegistry
   log: (msg: string) => void
+}
+
+/** `{app}` opens a channel to that app; `{service, app}` connects to a service, `app` naming the caller (wire.md §2). */
+export interface Hello { app: string, service?: string }
+export interface Reply { ok: boolean, error?: { code: string, message: string } }
+
+/** The channel protocol as a libp2p service: `services: { channels: channels(init) }`. */
+export function channels (init: ChannelInit): (components: ChannelComponents) => ChannelService {
+  return (components) => new ChannelService(components, init)
 }
 
 /** What a channel leads to: an app, or a service (with the calling app's id). */
@@ -42,86 +60,80 @@ interface Pending {
   /** The app that must accept (the target app, or the service's provider). */
   owner: string
   timer: NodeJS.Timeout
-  accept: (socket: Socket, head: Buffer, id: string) => Promise<void>
+  accept: (req: ChannelRequest, id: string) => Promise<void>
 }
 
-/** Caller app id used in service hellos for the admin token (the CLI) when it names none. */
-export const ADMIN_CALLER = 'p2pos.cli'
-
-export class ChannelService {
+export class ChannelService implements Startable {
   private readonly c: ChannelComponents
+  private readonly init: ChannelInit
+  private readonly finder: PeerFinder
   private readonly pending = new Map<string, Pending>()
   private readonly live = new Map<string, { destroy: () => void }>()
 
-  constructor (components: ChannelComponents) {
+  constructor (components: ChannelComponents, init: ChannelInit) {
     this.c = components
+    this.init = init
+    this.finder = finderOf(components)
   }
 
+  readonly [Symbol.toStringTag] = 'p2pos/channels'
+
   async start (): Promise<void> {
-    await this.c.node.handle(CHANNEL_PROTOCOL, (stream, connection) => {
+    await this.c.registrar.handle(CHANNEL_PROTOCOL, (stream, connection) => {
       this.onInbound(stream, connection).catch(err => {
-        this.c.log(`inbound channel from ${connection.remotePeer.toString()} failed: ${err.message}`)
+        this.init.log(`inbound channel from ${connection.remotePeer.toString()} failed: ${err.message}`)
         stream.abort(err)
       })
     }, { runOnLimitedConnection: true, maxInboundStreams: 1024 })
   }
 
   async stop (): Promise<void> {
+    await this.c.registrar.unhandle(CHANNEL_PROTOCOL)
     for (const p of this.pending.values()) clearTimeout(p.timer)
     this.pending.clear()
     for (const l of this.live.values()) l.destroy()
     this.live.clear()
   }
 
-  /** `POST /v0/channels/open?peer=<peer id|local>&app=&timeoutMs=` */
-  readonly openUpgrade = async (ctx: UpgradeContext): Promise<void> => {
-    const app = ctx.query.get('app') ?? ''
-    if (!NAME_PATTERN.test(app)) throw new P2posError('E_BAD_REQUEST', 'query parameter "app" must be an app id')
-    if (!mayActAs(ctx.principal, app)) throw new P2posError('E_FORBIDDEN', `this token may not act as app "${app}"`)
-    await this.connect(ctx, { kind: 'app', app })
-  }
-
-  /** `POST /v0/services/connect?peer=<peer id|local>&service=&app=<caller>&timeoutMs=` */
-  readonly serviceUpgrade = async (ctx: UpgradeContext): Promise<void> => {
-    const service = ctx.query.get('service') ?? ''
-    if (!NAME_PATTERN.test(service)) throw new P2posError('E_BAD_REQUEST', 'query parameter "service" must be a service name')
-    const caller = callerApp(ctx.principal, ctx.query.get('app'))
-    if (!this.c.apps.grants(ctx.principal, { kind: 'call', param: 'service' }, service, caller)) {
-      throw new P2posError('E_FORBIDDEN', `${caller} may not call service "${service}" (its manifest's permissions.call does not list it)`)
+  readonly routes: RouteTable<'channels.open' | 'channels.accept' | 'services.connect'> = {
+    /** `POST /v0/channels/open?peer=<peer id|local>&app=&timeoutMs=` */
+    'channels.open': async (p, { channel }) => {
+      await this.connect(channel, p.peer, p.timeoutMs, { kind: 'app', app: p.app })
+    },
+    /** `POST /v0/services/connect?peer=<peer id|local>&service=&app=<caller>&timeoutMs=` (authorise set `app`) */
+    'services.connect': async (p, { channel }) => {
+      await this.connect(channel, p.peer, p.timeoutMs, { kind: 'service', service: p.service, caller: p.app })
+    },
+    /** `POST /v0/channels/accept?channel=` — for channel.incoming and service.incoming alike. */
+    'channels.accept': async (p, { channel }) => {
+      const pending = this.pending.get(p.channel)
+      if (pending == null) throw new P2posError('E_NOT_FOUND', `no pending inbound channel "${p.channel}" (it may have timed out)`)
+      this.pending.delete(p.channel)
+      clearTimeout(pending.timer)
+      await pending.accept(channel, p.channel)
     }
-    await this.connect(ctx, { kind: 'service', service, caller })
   }
 
-  /** `POST /v0/channels/accept?channel=` — for channel.incoming and service.incoming alike. */
-  readonly acceptUpgrade = async ({ principal, query, socket, head }: UpgradeContext): Promise<void> => {
-    const id = query.get('channel') ?? ''
-    const p = this.pending.get(id)
-    if (p == null) throw new P2posError('E_NOT_FOUND', `no pending inbound channel "${id}" (it may have timed out)`)
-    if (!mayActAs(principal, p.owner)) throw new P2posError('E_FORBIDDEN', `this token may not act as app "${p.owner}"`)
-    this.pending.delete(id)
-    clearTimeout(p.timer)
-    await p.accept(socket, head, id)
+  /** The app that must accept a pending inbound channel (the `owner` permission of channels.accept). */
+  readonly owners: OwnerLookup = {
+    'channels.accept': (p) => this.pending.get(p.channel)?.owner
   }
 
-  private async connect ({ query, socket, head }: UpgradeContext, target: Target): Promise<void> {
-    const peer = query.get('peer') ?? ''
-    const timeoutMs = Number(query.get('timeoutMs') ?? LIMITS.openTimeoutMs)
-    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > 600_000) throw new P2posError('E_BAD_REQUEST', '"timeoutMs" must be 1..600000')
-    const self = this.c.node.peerId
-    if (peer === 'local' || peer === self.toString()) {
-      await this.connectLocal(socket, head, target)
+  private async connect (req: ChannelRequest, peer: string, timeoutMs: number = LIMITS.openTimeoutMs, target: Target): Promise<void> {
+    const { socket } = req
+    if (peer === 'local' || peer === this.c.peerId.toString()) {
+      await this.connectLocal(req, target)
       return
     }
-    let peerId: PeerId
-    try { peerId = peerIdFromString(peer) } catch { throw new P2posError('E_INVALID_PEER', `"${peer}" is not a peer id (or "local")`) }
-
+    const peerId = parsePeer(peer)
     const gone = new AbortController()
     socket.once('close', () => gone.abort(new P2posError('E_ABORTED', 'the client went away')))
     const signal = AbortSignal.any([gone.signal, AbortSignal.timeout(timeoutMs)])
-    await ensureKnown(this.c.node, peerId, signal)
+    await ensureKnown(this.finder, peerId, signal)
     let stream: Stream
     try {
-      stream = await this.c.node.dialProtocol(peerId, CHANNEL_PROTOCOL, { signal, runOnLimitedConnection: true })
+      // priority 75, as libp2p gives the dials its user makes
+      stream = await this.c.connectionManager.openStream(peerId, CHANNEL_PROTOCOL, { signal, runOnLimitedConnection: true, priority: 75 })
     } catch (err: any) {
       throw dialError(err, peer, timeoutMs)
     }
@@ -137,32 +149,33 @@ export class ChannelService {
       if (signal.aborted) throw new P2posError('E_TIMEOUT', `${describe(target)} on ${peer} did not answer within ${timeoutMs} ms`)
       throw new P2posError('E_PEER_UNREACHABLE', `channel to ${peer} failed: ${err.message}`)
     }
-    const conn = this.c.node.getConnections(peerId).find(c => c.streams.includes(stream))
-    this.attach(newId(), target, peer, socket, head, bs.unwrap(), conn != null && isRelayed(conn), 'outbound')
+    const conn = this.c.connectionManager.getConnections(peerId).find(c => c.streams.includes(stream))
+    this.attach(newId(), target, peer, req, bs.unwrap(), conn != null && isRelayed(conn), 'outbound')
   }
 
   /** Finds (or launches) the session that serves `target`; throws the code the opener should get. */
   private async serve (target: Target, fromPeer: string | null): Promise<{ session: Session, owner: string }> {
     const wait = LIMITS.acceptTimeoutMs
     if (target.kind === 'app') {
-      const now = (): Session | undefined => this.c.sessions.forApp(target.app)
-      const session = now() ?? await this.c.apps.launchFor(target.app, `app:${target.app}`, wait, now)
-      if (session == null) throw new P2posError('E_NO_APP', `no app "${target.app}" is listening on ${this.c.node.peerId.toString()}`)
+      const now = (): Session | undefined => this.init.sessions.forApp(target.app)
+      const session = now() ?? await this.init.apps.launchFor(target.app, `app:${target.app}`, wait, now)
+      if (session == null) throw new P2posError('E_NO_APP', `no app "${target.app}" is listening on ${this.c.peerId.toString()}`)
       return { session, owner: target.app }
     }
     const { service } = target
-    if (fromPeer != null && !this.c.services.offered(service, fromPeer)) {
+    const registry = this.init.registry
+    if (fromPeer != null && !registry.offered(service, fromPeer)) {
       // not offered to that peer: indistinguishable from a service that does not exist
       throw new P2posError('E_NO_SERVICE', `no service "${service}" is offered to ${fromPeer} here`)
     }
-    const now = (): Session | undefined => this.c.services.provider(service)?.session
-    const declared = this.c.services.declaredBy(service)
-    const session = now() ?? (declared != null ? await this.c.apps.launchFor(declared.app, `service:${service}`, wait, now) : undefined)
-    const provider = this.c.services.provider(service)
+    const now = (): Session | undefined => registry.provider(service)?.session
+    const declared = registry.declaredBy(service)
+    const session = now() ?? (declared != null ? await this.init.apps.launchFor(declared.app, `service:${service}`, wait, now) : undefined)
+    const provider = registry.provider(service)
     if (session == null || provider == null) {
       throw new P2posError('E_NO_SERVICE', declared != null
-        ? `service "${service}" (of ${declared.app}) is not running on ${this.c.node.peerId.toString()}`
-        : `no service "${service}" on ${this.c.node.peerId.toString()}`)
+        ? `service "${service}" (of ${declared.app}) is not running on ${this.c.peerId.toString()}`
+        : `no service "${service}" on ${this.c.peerId.toString()}`)
     }
     return { session, owner: provider.app }
   }
@@ -214,48 +227,61 @@ export class ChannelService {
       await refuse(raw, err.code ?? 'E_INTERNAL', err.message); return
     }
     const relayed = isRelayed(connection)
-    const id = this.announce(served.session, served.owner, target, peer, relayed, async (socket, head, channelId) => {
+    const id = this.announce(served.session, served.owner, target, peer, relayed, async (req, channelId) => {
       try {
         await sendJson(raw, { ok: true } satisfies Reply)
       } catch (err: any) {
         throw new P2posError('E_CHANNEL_CLOSED', `the remote side went away: ${err.message}`)
       }
-      this.attach(channelId, target, peer, socket, head, raw, relayed, 'inbound')
+      this.attach(channelId, target, peer, req, raw, relayed, 'inbound')
     }, (code, message) => { void refuse(raw, code, message) })
     // if the opener gives up first, forget it
     raw.addEventListener('close', () => this.forget(id), { once: true })
   }
 
-  private async connectLocal (opener: Socket, openerHead: Buffer, target: Target): Promise<void> {
-    const self = this.c.node.peerId.toString()
+  private async connectLocal (opener: ChannelRequest, target: Target): Promise<void> {
+    const self = this.c.peerId.toString()
     const { session, owner } = await this.serve(target, null)
-    const id = this.announce(session, owner, target, self, false, async (socket, head, channelId) => {
-      if (opener.destroyed) throw new P2posError('E_CHANNEL_CLOSED', 'the opener went away')
-      const openerId = newId()
-      opener.write(upgradeResponse(openerId, self, target))
-      socket.write(upgradeResponse(channelId, self, target))
+    const id = this.announce(session, owner, target, self, false, async (acceptor, channelId) => {
+      if (opener.socket.destroyed) throw new P2posError('E_CHANNEL_CLOSED', 'the opener went away')
+      opener.open(opened(newId(), self, target, false))
+      acceptor.open(opened(channelId, self, target, false))
       const app = ownerOf(target)
-      this.c.sessions.broadcast({ event: 'channel.opened', data: { channel: channelId, peer: self, app, direction: 'local', relayed: false } }, app)
-      this.live.set(channelId, { destroy: () => { reset(opener); reset(socket) } })
-      spliceSockets(opener, openerHead, socket, head, (error) => {
+      const events = this.init.sessions
+      events.broadcast({ event: 'channel.opened', data: { channel: channelId, peer: self, app, direction: 'local', relayed: false } }, app)
+      this.live.set(channelId, { destroy: () => { reset(opener.socket); reset(acceptor.socket) } })
+      spliceSockets(opener.socket, opener.head, acceptor.socket, acceptor.head, (error) => {
         this.live.delete(channelId)
-        this.c.sessions.broadcast({ event: 'channel.closed', data: { channel: channelId, peer: self, app, ...(error != null ? { error } : {}) } }, app)
+        events.broadcast({ event: 'channel.closed', data: { channel: channelId, peer: self, app, ...(error != null ? { error } : {}) } }, app)
       })
-    }, (code, message) => { writeUpgradeError(opener, new P2posError(code as any, message)) })
-    opener.once('close', () => this.forget(id))
+    }, (code, message) => { opener.refuse(new P2posError(code as any, message)) })
+    opener.socket.once('close', () => this.forget(id))
   }
 
-  private attach (id: string, target: Target, peer: string, socket: Socket, head: Buffer, stream: Stream, relayed: boolean, direction: 'inbound' | 'outbound'): void {
+  private attach (id: string, target: Target, peer: string, req: ChannelRequest, stream: Stream, relayed: boolean, direction: 'inbound' | 'outbound'): void {
+    const { socket, head } = req
     if (socket.destroyed) { stream.abort(new Error('client went away')); return }
-    socket.write(upgradeResponse(id, peer, target, relayed))
+    req.open(opened(id, peer, target, relayed))
     const app = ownerOf(target)
+    const events = this.init.sessions
     this.live.set(id, { destroy: () => { reset(socket); stream.abort(new Error('daemon stopping')) } })
-    this.c.sessions.broadcast({ event: 'channel.opened', data: { channel: id, peer, app, direction, relayed } }, app)
+    events.broadcast({ event: 'channel.opened', data: { channel: id, peer, app, direction, relayed } }, app)
     splice(socket, head, stream, (error) => {
       this.live.delete(id)
-      if (error != null) this.c.log(`channel ${id} (${describe(target)} with ${peer}) ended abnormally: ${error}`)
-      this.c.sessions.broadcast({ event: 'channel.closed', data: { channel: id, peer, app, ...(error != null ? { error } : {}) } }, app)
+      if (error != null) this.init.log(`channel ${id} (${describe(target)} with ${peer}) ended abnormally: ${error}`)
+      events.broadcast({ event: 'channel.closed', data: { channel: id, peer, app, ...(error != null ? { error } : {}) } }, app)
     })
+  }
+}
+
+/** Answers a hello with a refusal and closes the stream; never throws (a broken stream is reset). */
+async function refuse (stream: Stream, code: string, message: string): Promise<void> {
+  const signal = AbortSignal.timeout(5000)
+  try {
+    await sendJson(stream, { ok: false, error: { code, message } } satisfies Reply, signal)
+    await stream.close({ signal })
+  } catch (err: any) {
+    stream.abort(err)
   }
 }
 
@@ -271,20 +297,8 @@ function ownerOf (t: Target): string {
   return t.kind === 'app' ? t.app : t.caller
 }
 
-function callerApp (principal: Principal, app: string | null): string {
-  if (app == null || app === '') {
-    if (principal.admin) return ADMIN_CALLER
-    if (principal.apps.size === 1) return [...principal.apps][0]
-    throw new P2posError('E_BAD_REQUEST', 'query parameter "app" (the calling app) is required for this token')
-  }
-  if (!NAME_PATTERN.test(app)) throw new P2posError('E_BAD_REQUEST', 'query parameter "app" must be an app id')
-  if (!mayActAs(principal, app)) throw new P2posError('E_FORBIDDEN', `this token may not act as app "${app}"`)
-  return app
-}
-
-function upgradeResponse (id: string, peer: string, target: Target, relayed = false): string {
-  return `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${CHANNEL_UPGRADE}\r\n` +
-    `P2pos-Channel: ${id}\r\nP2pos-Peer: ${peer}\r\nP2pos-App: ${target.kind === 'app' ? target.app : target.caller}\r\n` +
-    (target.kind === 'service' ? `P2pos-Service: ${target.service}\r\n` : '') +
-    `P2pos-Relayed: ${relayed ? 1 : 0}\r\n\r\n`
+function opened (channel: string, peer: string, target: Target, relayed: boolean): { channel: string, peer: string, app: string, service?: string, relayed: boolean } {
+  return target.kind === 'app'
+    ? { channel, peer, app: target.app, relayed }
+    : { channel, peer, app: target.caller, service: target.service, relayed }
 }

@@ -1,33 +1,40 @@
 /**
  * DHT operations for apps: signed records under this node's peer id, and finding peers.
  */
-import type { PrivateKey } from '@libp2p/interface'
+import type { PeerId, PeerRouting, PrivateKey } from '@libp2p/interface'
+import type { KadDHT } from '@libp2p/kad-dht'
 import { P2posError } from '@p2pos/api'
-import type { P2posNode } from '../node/index.ts'
-import { dialError, parsePeer } from '../peers/index.ts'
+import type { RouteTable } from '../core/routes.ts'
+import { dialError, parsePeer } from '../node/dial.ts'
 import { recordKey, signRecord, verifyRecord } from './records.ts'
 
-export class DhtService {
-  private readonly node: P2posNode
-  private readonly key: PrivateKey
+export interface DhtComponents { dht: KadDHT, peerRouting: PeerRouting, peerId: PeerId, privateKey: PrivateKey }
 
-  constructor (c: { node: P2posNode, privateKey: PrivateKey }) {
-    this.node = c.node
-    this.key = c.privateKey
+export class DhtService {
+  private readonly c: DhtComponents
+
+  constructor (c: DhtComponents) {
+    this.c = c
+  }
+
+  readonly routes: RouteTable<'dht.put' | 'dht.get' | 'dht.findPeer'> = {
+    'dht.put': async (p) => await this.put(p.name, p.value, p.timeoutMs),
+    'dht.get': async (p) => await this.get(p.peer, p.name, p.timeoutMs),
+    'dht.findPeer': async (p) => await this.findPeer(p.peer, p.timeoutMs)
   }
 
   async put (name: string, value: string, timeoutMs = 60_000): Promise<{ key: string, seq: number, stored: number }> {
     const seq = Date.now()
-    const rec = await signRecord(this.key, name, value, seq)
+    const rec = await signRecord(this.c.privateKey, name, value, seq)
     let stored = 0
     try {
-      for await (const ev of this.node.services.dht.put(rec.key, rec.value, { signal: AbortSignal.timeout(timeoutMs) })) {
+      for await (const ev of this.c.dht.put(rec.key, rec.value, { signal: AbortSignal.timeout(timeoutMs) })) {
         if (ev.name === 'PEER_RESPONSE' && (ev as any).messageName === 'PUT_VALUE') stored++
       }
     } catch (err: any) {
       if (stored === 0) throw new P2posError(err.name === 'AbortError' || err.name === 'TimeoutError' ? 'E_TIMEOUT' : 'E_PEER_UNREACHABLE', `DHT put failed: ${err.message}`)
     }
-    return { key: recordKey(this.node.peerId.toString(), name), seq, stored }
+    return { key: recordKey(this.c.peerId.toString(), name), seq, stored }
   }
 
   async get (peer: string, name: string, timeoutMs = 60_000): Promise<{ key: string, value: string, seq: number }> {
@@ -35,7 +42,7 @@ export class DhtService {
     const key = new TextEncoder().encode(recordKey(peer, name))
     let best: { value: string, seq: number } | undefined
     try {
-      for await (const ev of this.node.services.dht.get(key, { signal: AbortSignal.timeout(timeoutMs) })) {
+      for await (const ev of this.c.dht.get(key, { signal: AbortSignal.timeout(timeoutMs) })) {
         if (ev.name !== 'VALUE') continue
         try {
           const rec = await verifyRecord(key, ev.value)
@@ -54,7 +61,7 @@ export class DhtService {
   async findPeer (peer: string, timeoutMs = 60_000): Promise<{ peerId: string, addrs: string[] }> {
     const id = parsePeer(peer)
     try {
-      const info = await this.node.peerRouting.findPeer(id, { signal: AbortSignal.timeout(timeoutMs) })
+      const info = await this.c.peerRouting.findPeer(id, { signal: AbortSignal.timeout(timeoutMs) })
       return { peerId: peer, addrs: info.multiaddrs.map(a => a.toString()) }
     } catch (err) {
       throw dialError(err, peer, timeoutMs)

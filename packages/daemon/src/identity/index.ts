@@ -4,9 +4,12 @@
  * creating it never leaves half a key.
  */
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { join } from 'node:path'
-import { readSecretFile, writeSecretFile } from '../files.ts'
+import { APP_SIGNATURE_PREFIX } from '@p2pos/api'
+import { readSecretFile, writeSecretFile } from '../core/files.ts'
+import type { RouteTable } from '../core/routes.ts'
 
 export async function loadOrCreateIdentity (home: string): Promise<PrivateKey> {
   const path = join(home, 'identity.key')
@@ -15,4 +18,18 @@ export async function loadOrCreateIdentity (home: string): Promise<PrivateKey> {
   const key = await generateKeyPair('Ed25519')
   await writeSecretFile(path, privateKeyToProtobuf(key))
   return key
+}
+
+/**
+ * `identity.sign`: the node signs for an app, domain-separated (local-api.md §5), so the signature means
+ * nothing to another app or to libp2p itself: APP_SIGNATURE_PREFIX + app + "\n" + data.
+ */
+export function identityRoutes (privateKey: PrivateKey): RouteTable<'identity.sign'> {
+  const peerId = peerIdFromPrivateKey(privateKey).toString()
+  return {
+    'identity.sign': async (p) => ({
+      peerId,
+      signature: Buffer.from(await privateKey.sign(Buffer.concat([Buffer.from(`${APP_SIGNATURE_PREFIX}${p.app}\n`), Buffer.from(p.data, 'base64')]))).toString('base64')
+    })
+  }
 }

@@ -5,48 +5,45 @@
  *   POST /v0/events             a long-lived NDJSON stream of events (an event session)
  *   POST /v0/channels/open      with `Upgrade: p2pos-channel`: becomes a raw channel to a remote app
  *   POST /v0/channels/accept    with `Upgrade: p2pos-channel`: takes an inbound channel
- * Every request passes the same gate first: loopback Host, allowed Origin, valid token; then the
- * method's declared permission is checked from the method table, never by the handler.
+ *   POST /v0/services/connect   with `Upgrade: p2pos-channel`: becomes a channel to a service
+ * Every request passes the same gate first: loopback Host, allowed Origin, valid token. Calls and
+ * upgrades alike are methods of the method table: their parameters are checked by the table's schema
+ * and their permission by `authorise` (core/), never by the handler. This is the only module of the
+ * daemon that speaks HTTP.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { unlink } from 'node:fs/promises'
 import {
   API_PREFIX, API_VERSION, CHANNEL_UPGRADE, LIMITS, METHODS, P2posError, SOFTWARE_VERSION,
-  isMethodName, validateParams, type Grant, type MethodName, type MethodSpec
+  isMethodName, validateParams, type ParamSchema, type UpgradeMethod
 } from '@p2pos/api'
-import { mayActAs, type Principal, type TokenStore } from './tokens.ts'
-import type { Sessions } from './sessions.ts'
-
-export interface CallContext { principal: Principal }
-export type Handler = (params: any, ctx: CallContext) => Promise<unknown>
-export type Routes = { [M in MethodName]: Handler }
-
-export interface UpgradeContext { principal: Principal, query: URLSearchParams, socket: Socket, head: Buffer }
-export type UpgradeHandler = (ctx: UpgradeContext) => Promise<void>
-
-/** Decides a method's grant (apps.md §Permissions) for the app `acting` on behalf of `principal`. */
-export type GrantCheck = (principal: Principal, grant: Grant, value: string, acting: string | undefined) => boolean
+import type { Principal, TokenStore } from '../core/tokens.ts'
+import type { EventSink, Sessions } from '../core/sessions.ts'
+import { authorise, type Authority } from '../core/authorise.ts'
+import type { ChannelOpened, ChannelRequest, Routes } from '../core/routes.ts'
 
 export interface LocalApiComponents {
   tokens: TokenStore
   sessions: Sessions
   routes: Routes
-  upgrades: Record<'open' | 'accept' | 'service', UpgradeHandler>
-  grants: GrantCheck
+  authority: Authority
   allowOrigins: string[]
+  /** TCP port on 127.0.0.1 (0: any free one; a taken one falls back to a free one). */
+  port: number
+  socketPath: string
   log: (msg: string) => void
 }
 
-const UPGRADES: Record<string, 'open' | 'accept' | 'service' | undefined> = {
-  '/channels/open': 'open',
-  '/channels/accept': 'accept',
-  '/services/connect': 'service'
-}
+/** Upgrade paths (under /v0) → their methods, from the method table. */
+const UPGRADES = new Map<string, UpgradeMethod>(
+  Object.entries(METHODS).flatMap(([m, spec]) => 'upgrade' in spec ? [[spec.upgrade, m as UpgradeMethod]] : [])
+)
 
 const LOOPBACK_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/i
 
 export class LocalApi {
+  readonly name = 'local-api'
   private readonly c: LocalApiComponents
   private readonly servers: Server[] = []
   private readonly sockets = new Set<Socket>()
@@ -56,7 +53,8 @@ export class LocalApi {
     this.c = components
   }
 
-  async listen (port: number, socketPath: string): Promise<void> {
+  async start (): Promise<void> {
+    const { port, socketPath } = this.c
     const tcp = this.makeServer(false)
     try {
       await listenOn(tcp, { port, host: '127.0.0.1' })
@@ -73,9 +71,10 @@ export class LocalApi {
     this.servers.push(unix)
   }
 
-  async close (): Promise<void> {
+  async stop (): Promise<void> {
     for (const s of this.sockets) s.destroy()
-    await Promise.all(this.servers.map(async s => new Promise(resolve => s.close(resolve))))
+    await Promise.all(this.servers.splice(0).map(async s => new Promise(resolve => s.close(resolve))))
+    await unlink(this.c.socketPath).catch(() => {})
   }
 
   private makeServer (unix: boolean): Server {
@@ -89,7 +88,7 @@ export class LocalApi {
     })
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       this.onUpgrade(req, socket, head, unix).catch(err => {
-        writeUpgradeError(socket, err)
+        refuseUpgrade(socket, err)
       })
     })
     server.on('clientError', (_err, socket) => {
@@ -142,7 +141,7 @@ export class LocalApi {
     }
     if (path === `${API_PREFIX}/events`) {
       await readBody(req)
-      const session = this.c.sessions.open(principal, res)
+      const session = this.c.sessions.open(principal, eventSink(res))
       res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-p2pos-session': session.id })
       session.send({ event: 'session', data: { session: session.id } })
       return
@@ -151,6 +150,8 @@ export class LocalApi {
     if (!path.startsWith(prefix)) throw new P2posError('E_NOT_FOUND', `no such endpoint ${path}`)
     const method = path.slice(prefix.length)
     if (!isMethodName(method)) throw new P2posError('E_UNKNOWN_METHOD', `unknown method "${method}"`)
+    const spec = METHODS[method]
+    if ('upgrade' in spec) throw new P2posError('E_BAD_REQUEST', `${method} opens a channel: POST ${API_PREFIX}${spec.upgrade} with "Upgrade: ${CHANNEL_UPGRADE}"`)
     const body = await readBody(req)
     let params: unknown = {}
     if (body.length > 0) {
@@ -161,8 +162,9 @@ export class LocalApi {
       }
     }
     const checked = validateParams(method, params)
-    authorise(principal, method, checked, this.c.grants)
-    const result = await this.c.routes[method](checked, { principal })
+    authorise(principal, method, checked, this.c.authority)
+    const handler = this.c.routes[method] as (p: unknown, ctx: { principal: Principal }) => Promise<unknown>
+    const result = await handler(checked, { principal })
     sendJson(res, 200, { result: result ?? null })
   }
 
@@ -174,25 +176,50 @@ export class LocalApi {
       throw new P2posError('E_BAD_REQUEST', `only "Upgrade: ${CHANNEL_UPGRADE}" is served`)
     }
     if (req.method !== 'POST') throw new P2posError('E_METHOD_NOT_ALLOWED', 'channels are opened with POST')
-    const which = UPGRADES[url.pathname.slice(API_PREFIX.length)]
-    if (which == null) throw new P2posError('E_NOT_FOUND', `no such endpoint ${url.pathname}`)
-    await this.c.upgrades[which]({ principal, query: url.searchParams, socket, head })
+    const method = url.pathname.startsWith(API_PREFIX) ? UPGRADES.get(url.pathname.slice(API_PREFIX.length)) : undefined
+    if (method == null) throw new P2posError('E_NOT_FOUND', `no such endpoint ${url.pathname}`)
+    // the same gate as a call: the table's schema, then authorise, then the capability's handler
+    const checked = validateParams(method, fromQuery(url.searchParams, METHODS[method].params))
+    authorise(principal, method, checked, this.c.authority)
+    const handler = this.c.routes[method] as (p: unknown, ctx: { principal: Principal, channel: ChannelRequest }) => Promise<unknown>
+    await handler(checked, { principal, channel: channelRequest(socket, head) })
   }
 }
 
-/** The one place permissions are enforced: from the method table's declaration. */
-export function authorise (principal: Principal, method: MethodName, params: Record<string, unknown>, grants: GrantCheck): void {
-  const spec: MethodSpec = METHODS[method]
-  if (spec.perm === 'admin' && !principal.admin) throw new P2posError('E_FORBIDDEN', `${method} needs the admin token`)
-  const app = params.app as string | undefined
-  if (spec.perm === 'app' && !principal.admin) {
-    if (app == null) throw new P2posError('E_FORBIDDEN', `${method} needs the parameter "app" (the app acting) with this token`)
-    if (!mayActAs(principal, app)) throw new P2posError('E_FORBIDDEN', `this token may not act as app "${app}"`)
+/** An upgrade's query as method parameters: integer fields become numbers (anything else stays a string). */
+function fromQuery (query: URLSearchParams, schema: ParamSchema): Record<string, unknown> {
+  const params: Record<string, unknown> = {}
+  for (const [k, v] of query) {
+    params[k] = Object.hasOwn(schema, k) && schema[k].type === 'int' && /^\d+$/.test(v) ? Number(v) : v
   }
-  const grant = spec.grant
-  if (grant != null && !grants(principal, grant, String(params[grant.param]), app)) {
-    throw new P2posError('E_FORBIDDEN', `${app ?? 'this app'} may not ${grant.kind} "${String(params[grant.param])}" (not in its manifest's permissions.${grant.kind})`)
+  return params
+}
+
+/** An event session's lines, written to a long-lived NDJSON response. */
+function eventSink (res: ServerResponse): EventSink {
+  return {
+    write: (line) => { res.write(line) },
+    end: (line) => { if (!res.writableEnded) res.end(line) },
+    get backlog () { return res.writableLength },
+    onClose: (fn) => { res.on('close', fn) }
   }
+}
+
+/** A channel request answered over HTTP: 101 Switching Protocols with the channel's headers, or an error. */
+function channelRequest (socket: Socket, head: Buffer): ChannelRequest {
+  return {
+    socket,
+    head,
+    open: (info) => { socket.write(switchingProtocols(info)) },
+    refuse: (err) => { refuseUpgrade(socket, err) }
+  }
+}
+
+function switchingProtocols (c: ChannelOpened): string {
+  return `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${CHANNEL_UPGRADE}\r\n` +
+    `P2pos-Channel: ${c.channel}\r\nP2pos-Peer: ${c.peer}\r\nP2pos-App: ${c.app}\r\n` +
+    (c.service != null ? `P2pos-Service: ${c.service}\r\n` : '') +
+    `P2pos-Relayed: ${c.relayed ? 1 : 0}\r\n\r\n`
 }
 
 async function listenOn (server: Server, opts: { port?: number, host?: string, path?: string }): Promise<void> {
@@ -230,7 +257,7 @@ function sendJson (res: ServerResponse, status: number, body: unknown): void {
   res.end(text)
 }
 
-export function toP2posError (err: unknown): P2posError {
+function toP2posError (err: unknown): P2posError {
   if (err instanceof P2posError) return err
   const e = err as any
   if (e?.name === 'AbortError' || e?.name === 'TimeoutError') return new P2posError('E_TIMEOUT', e.message ?? 'timed out')
@@ -244,7 +271,7 @@ function sendError (res: ServerResponse, err: unknown): void {
   sendJson(res, e.status, { error: e.toJSON() })
 }
 
-export function writeUpgradeError (socket: Socket, err: unknown): void {
+function refuseUpgrade (socket: Socket, err: unknown): void {
   const e = toP2posError(err)
   const text = JSON.stringify({ error: e.toJSON() })
   if (!socket.writable) { socket.destroy(); return }

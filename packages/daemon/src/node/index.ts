@@ -1,6 +1,7 @@
 /**
  * The libp2p node: transports, encryption, muxing and the standard services, all from js-libp2p's own
- * modules. p2pos adds only its protocols on top (channels, records) and a persistent datastore.
+ * modules, plus p2pos's own protocols — each a libp2p service like libp2p's (a factory of the narrow
+ * components it declares, started and stopped with the node) — and a persistent datastore.
  */
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcpWithDialPort, dialPortFor } from './tcp-dial-port.ts'
@@ -8,35 +9,54 @@ import { quic } from '@chainsafe/libp2p-quic'
 import { webSockets } from '@libp2p/websockets'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
-import { identify, identifyPush } from '@libp2p/identify'
-import { ping } from '@libp2p/ping'
+import { identify, identifyPush, type Identify, type IdentifyPush } from '@libp2p/identify'
+import { ping, type Ping } from '@libp2p/ping'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { mdns } from '@libp2p/mdns'
 import { bootstrap } from '@libp2p/bootstrap'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
-import { gossipsub } from '@libp2p/gossipsub'
-import type { PrivateKey, PeerDiscovery, Startable } from '@libp2p/interface'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import type { PrivateKey, PeerDiscovery } from '@libp2p/interface'
 import type { Datastore } from 'interface-datastore'
 import { DHT_PROTOCOL, SOFTWARE_VERSION } from '@p2pos/api'
 import type { Config } from '../config.ts'
 import { recordSelector, recordValidator } from '../dht/records.ts'
 import { noiseCrypto } from './noise-crypto.ts'
 import type { Networks } from '../reach/networks.ts'
+import type { ChannelService } from '../channels/index.ts'
+import type { ServicesProtocol } from '../services/protocol.ts'
+import type { ReachService } from '../reach/index.ts'
+import { relayServer, type RelayServer } from './relay.ts'
 
-export type P2posNode = Libp2p<{
-  identify: ReturnType<ReturnType<typeof identify>>
-  ping: ReturnType<ReturnType<typeof ping>>
+/** p2pos's own protocols, as libp2p service factories (the daemon makes them with what they need from it). */
+export interface P2posProtocols {
+  channels: (components: any) => ChannelService
+  services: (components: any) => ServicesProtocol
+  reach: (components: any) => ReachService
+}
+
+// a type, not an interface: libp2p's ServiceMap needs the implicit index signature
+export type P2posServices = {
+  identify: Identify
+  identifyPush: IdentifyPush
+  ping: Ping
   dht: KadDHT
-  pubsub: any
-  [key: string]: unknown
-}>
+  pubsub: GossipSub
+  /** Absent with relayService "off". */
+  relay?: RelayServer
+  channels: ChannelService
+  services: ServicesProtocol
+  reach: ReachService
+}
+
+export type P2posNode = Libp2p<P2posServices>
 
 /** gossipsub's message id under StrictSign (from + seqno), without decoding or verifying anything. */
 function fastMsgId (msg: { from?: Uint8Array, seqno?: Uint8Array }): string {
   return `${Buffer.from(msg.from ?? []).toString('base64')}/${Buffer.from(msg.seqno ?? []).toString('base64')}`
 }
 
-export async function createNode (config: Config, privateKey: PrivateKey, datastore: Datastore, networks: Networks): Promise<P2posNode> {
+export async function createNode (config: Config, privateKey: PrivateKey, datastore: Datastore, networks: Networks, protocols: P2posProtocols): Promise<P2posNode> {
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   if (config.mdns) peerDiscovery.push(mdns())
   if (config.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: config.bootstrap }))
@@ -69,12 +89,13 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
       // every copy a mesh brings, about D per message): the id is the message id gossipsub's StrictSign
       // policy uses, author and seqno, and it enters the cache only once a copy passed the check
       fastMsgIdFn: fastMsgId
-    })
+    }),
+    ...protocols
   }
   if (config.relayService !== 'off') {
     // few reservations, but no per-circuit limit: stock relays cut a relayed connection after 2 minutes
     // or 128 KiB, which would cut off any app whose peers cannot connect directly (docs/connectivity.md)
-    services.relay = circuitRelayServer({ reservations: { maxReservations: 16, applyDefaultLimit: false } })
+    services.relay = relayServer(circuitRelayServer({ reservations: { maxReservations: 16, applyDefaultLimit: false } }), config.relayService)
   }
 
   const node = await createLibp2p({
@@ -114,5 +135,3 @@ function publicAddressesMapper (networks: Networks) {
     multiaddrs: info.multiaddrs.filter(ma => networks.isPublicAddr(ma))
   })
 }
-
-export type { Startable }

@@ -3,25 +3,45 @@
  * `/p2pos/app/<appId>/<T>`, so apps never see each other's traffic. Subscriptions belong to an event
  * session; the daemon stays subscribed while at least one session wants the topic.
  */
+import type { PeerId } from '@libp2p/interface'
+import type { GossipSub, GossipSubEvents } from '@libp2p/gossipsub'
 import { LIMITS, P2posError } from '@p2pos/api'
-import type { P2posNode } from '../node/index.ts'
-import type { Session } from '../local-api/sessions.ts'
+import type { Session, Sessions } from '../core/sessions.ts'
+import type { RouteTable } from '../core/routes.ts'
 
 export function topicName (app: string, topic: string): string {
   return `/p2pos/app/${app}/${topic}`
 }
 
+export interface PubsubComponents { pubsub: GossipSub, peerId: PeerId, sessions: Sessions }
+
 export class PubsubService {
-  private readonly node: P2posNode
+  readonly name = 'pubsub'
+  private readonly c: PubsubComponents
   /** gossipsub topic → sessions wanting it */
   private readonly wanted = new Map<string, Set<Session>>()
 
-  constructor (c: { node: P2posNode }) {
-    this.node = c.node
+  constructor (c: PubsubComponents) {
+    this.c = c
   }
 
   start (): void {
-    this.node.services.pubsub.addEventListener('message', (e: any) => {
+    this.c.pubsub.addEventListener('message', this.onMessage)
+  }
+
+  stop (): void {
+    this.c.pubsub.removeEventListener('message', this.onMessage)
+  }
+
+  readonly routes: RouteTable<'pubsub.subscribe' | 'pubsub.unsubscribe' | 'pubsub.publish' | 'pubsub.peers'> = {
+    'pubsub.subscribe': async (p, { principal }) => this.subscribe(this.c.sessions.get(p.session, principal), p.app, p.topic),
+    'pubsub.unsubscribe': async (p, { principal }) => this.unsubscribe(this.c.sessions.get(p.session, principal), p.app, p.topic),
+    'pubsub.publish': async (p) => await this.publish(p.app, p.topic, p.data),
+    'pubsub.peers': async (p) => this.peers(p.app, p.topic)
+  }
+
+  private readonly onMessage = (e: GossipSubEvents['message']): void => {
+    {
       const msg = e.detail
       const m = /^\/p2pos\/app\/([^/]+)\/([^/]+)$/.exec(msg.topic)
       if (m == null) return
@@ -32,7 +52,7 @@ export class PubsubService {
         data: Buffer.from(msg.data).toString('base64')
       }
       for (const s of this.wanted.get(msg.topic) ?? []) s.send({ event: 'pubsub.message', data })
-    })
+    }
   }
 
   subscribe (session: Session, app: string, topic: string): { topic: string } {
@@ -41,7 +61,7 @@ export class PubsubService {
     if (set == null) {
       set = new Set()
       this.wanted.set(t, set)
-      this.node.services.pubsub.subscribe(t)
+      this.c.pubsub.subscribe(t)
     }
     if (!set.has(session)) {
       set.add(session)
@@ -55,7 +75,7 @@ export class PubsubService {
     const set = this.wanted.get(t)
     if (set?.delete(session) === true && set.size === 0) {
       this.wanted.delete(t)
-      this.node.services.pubsub.unsubscribe(t)
+      this.c.pubsub.unsubscribe(t)
     }
     return { topic }
   }
@@ -64,14 +84,14 @@ export class PubsubService {
     const data = Buffer.from(dataB64, 'base64')
     if (data.length > LIMITS.pubsubBytes) throw new P2posError('E_TOO_LARGE', `pubsub messages are limited to ${LIMITS.pubsubBytes} bytes`)
     const t = topicName(app, topic)
-    const res = await this.node.services.pubsub.publish(t, data)
+    const res = await this.c.pubsub.publish(t, data)
     // deliver to local subscribers too: gossipsub does not echo our own messages
-    const local = { app, topic, from: this.node.peerId.toString(), data: dataB64 }
+    const local = { app, topic, from: this.c.peerId.toString(), data: dataB64 }
     for (const s of this.wanted.get(t) ?? []) s.send({ event: 'pubsub.message', data: local })
     return { recipients: res?.recipients?.length ?? 0 }
   }
 
   peers (app: string, topic: string): { peers: string[] } {
-    return { peers: this.node.services.pubsub.getSubscribers(topicName(app, topic)).map((p: any) => p.toString()) }
+    return { peers: this.c.pubsub.getSubscribers(topicName(app, topic)).map(p => p.toString()) }
   }
 }

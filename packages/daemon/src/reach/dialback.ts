@@ -8,13 +8,15 @@
  * the asker's own IP, so nobody can aim it at a third party.
  */
 import type { Stream, Connection } from '@libp2p/interface'
+import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
 import { byteStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { REACH_PROTOCOL } from '@p2pos/api'
-import type { P2posNode } from '../node/index.ts'
-import { readJson, writeJson } from '../channels/hello.ts'
-import { isRelayed } from '../peers/index.ts'
+import { readJson, writeJson } from '../wire/framing.ts'
+import { isRelayed } from '../node/dial.ts'
 import { ipOf } from './networks.ts'
+
+export interface DialbackComponents { registrar: Registrar, connectionManager: ConnectionManager }
 
 export interface DialbackRequest { addrs: string[] }
 export interface DialbackResult { addr: string, ok: boolean, error?: string }
@@ -27,10 +29,11 @@ const MAX_CONCURRENT = 4
 const PER_PEER_INTERVAL_MS = 5000
 const MAX_MESSAGE_BYTES = 4096
 
-export async function serveDialback (node: P2posNode): Promise<void> {
+/** Serves dial-back requests until the registrar unhandles REACH_PROTOCOL. */
+export async function serveDialback (c: DialbackComponents): Promise<void> {
   let running = 0
   const lastAsk = new Map<string, number>()
-  await node.handle(REACH_PROTOCOL, async (stream: Stream, connection: Connection) => {
+  await c.registrar.handle(REACH_PROTOCOL, async (stream: Stream, connection: Connection) => {
     const bs = byteStream(stream)
     const signal = AbortSignal.timeout(DIAL_TIMEOUT_MS * MAX_ADDRS + 10_000)
     const observed = connection.remoteAddr.toString()
@@ -56,7 +59,7 @@ export async function serveDialback (node: P2posNode): Promise<void> {
       running++
       try {
         const results: DialbackResult[] = []
-        for (const addr of req.addrs) results.push(await dialBack(node, connection, addr))
+        for (const addr of req.addrs) results.push(await dialBack(c.connectionManager, connection, addr))
         await answer({ observed, results })
       } finally {
         running--
@@ -67,7 +70,7 @@ export async function serveDialback (node: P2posNode): Promise<void> {
   }, { runOnLimitedConnection: false })
 }
 
-async function dialBack (node: P2posNode, connection: Connection, addr: string): Promise<DialbackResult> {
+async function dialBack (connections: ConnectionManager, connection: Connection, addr: string): Promise<DialbackResult> {
   let ma
   try {
     ma = multiaddr(addr)
@@ -78,9 +81,9 @@ async function dialBack (node: P2posNode, connection: Connection, addr: string):
   if (ipOf(addr) == null || ipOf(addr) !== ipOf(connection.remoteAddr)) {
     return { addr, ok: false, error: 'only addresses on the IP this connection comes from are dialled' }
   }
-  const existing = new Set(node.getConnections(connection.remotePeer).map(c => c.id))
+  const existing = new Set(connections.getConnections(connection.remotePeer).map(c => c.id))
   try {
-    const conn = await node.dial(ma.encapsulate(`/p2p/${connection.remotePeer.toString()}`), { force: true, signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+    const conn = await connections.openConnection(ma.encapsulate(`/p2p/${connection.remotePeer.toString()}`), { force: true, signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
     // never close a connection that was there before (the asker's own): that is AutoNAT v1's defect
     if (existing.has(conn.id)) return { addr, ok: false, error: 'no new connection could be opened' }
     await conn.close().catch(() => {})

@@ -17,16 +17,15 @@
  * and dials; A dials when SYNC arrives. B acts as the responder of the security handshake.
  */
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import type { ConnectionManager, Registrar, TransportManager } from '@libp2p/interface-internal'
 import { byteStream } from '@libp2p/utils'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { CHANNEL_PROTOCOL } from '@p2pos/api'
-import { SERVICES_PROTOCOL } from '../services/index.ts'
-import type { P2posNode } from '../node/index.ts'
-import { isRelayed } from '../peers/index.ts'
+import { CHANNEL_PROTOCOL, DCUTR_PROTOCOL, SERVICES_PROTOCOL } from '@p2pos/api'
+import { isRelayed } from '../node/dial.ts'
 import type { Networks } from './networks.ts'
 
-export const DCUTR_PROTOCOL = '/libp2p/dcutr'
+export interface PunchComponents { peerId: PeerId, registrar: Registrar, connectionManager: ConnectionManager, transportManager: TransportManager }
 const CONNECT = 100
 const SYNC = 300
 const MAX_MESSAGE = 4096
@@ -40,21 +39,25 @@ export interface PunchEvents {
 }
 
 export class HolePuncher {
-  private readonly node: P2posNode
+  private readonly c: PunchComponents
   private readonly networks: Networks
   private readonly events: PunchEvents
   private readonly active = new Set<string>()
 
-  constructor (node: P2posNode, networks: Networks, events: PunchEvents) {
-    this.node = node
+  constructor (components: PunchComponents, networks: Networks, events: PunchEvents) {
+    this.c = components
     this.networks = networks
     this.events = events
   }
 
   async start (): Promise<void> {
-    await this.node.handle(DCUTR_PROTOCOL, (stream, connection) => {
+    await this.c.registrar.handle(DCUTR_PROTOCOL, (stream, connection) => {
       void this.respond(stream, connection).catch(err => stream.abort(err))
     }, { runOnLimitedConnection: true })
+  }
+
+  async stop (): Promise<void> {
+    await this.c.registrar.unhandle(DCUTR_PROTOCOL)
   }
 
   /** B's side: called for a relayed connection that came in, once the peer is known to speak DCUtR. */
@@ -100,8 +103,8 @@ export class HolePuncher {
    * both would start; the lower peer id does, so the two dials of one punch have opposite roles.
    */
   private weStart (peer: PeerId): boolean {
-    const bothWays = this.node.getConnections(peer).some(c => isRelayed(c) && c.direction === 'outbound')
-    return !bothWays || this.node.peerId.toString() < peer.toString()
+    const bothWays = this.c.connectionManager.getConnections(peer).some(c => isRelayed(c) && c.direction === 'outbound')
+    return !bothWays || this.c.peerId.toString() < peer.toString()
   }
 
   /** A's side. */
@@ -134,7 +137,7 @@ export class HolePuncher {
   }
 
   private hasDirect (peer: PeerId): boolean {
-    return this.node.getConnections(peer).some(c => !isRelayed(c) && c.status === 'open')
+    return this.c.connectionManager.getConnections(peer).some(c => !isRelayed(c) && c.status === 'open')
   }
 
   /** TCP addresses on public IPs (by our rule), never relayed ones. */
@@ -153,8 +156,7 @@ export class HolePuncher {
    */
   private async dial (peer: PeerId, addrs: Multiaddr[], initiator: boolean, signal: AbortSignal): Promise<void> {
     const targets = addrs.map(ma => ma.toString().includes('/p2p/') ? ma : ma.encapsulate(`/p2p/${peer.toString()}`))
-    const transports = (this.node as any).components.transportManager
-    const conn: Connection = await Promise.any(targets.map(async ma => await transports.dial(ma, { initiator, signal })))
+    const conn: Connection = await Promise.any(targets.map(async ma => await this.c.transportManager.dial(ma, { initiator, signal } as any)))
     if (isRelayed(conn)) throw new Error('the dial reused a relayed connection')
   }
 
@@ -165,7 +167,7 @@ export class HolePuncher {
   private retireRelayed (peer: PeerId): void {
     const deadline = Date.now() + 3_600_000
     const check = (): void => {
-      const relayed = this.node.getConnections(peer).filter(c => isRelayed(c) && c.status === 'open')
+      const relayed = this.c.connectionManager.getConnections(peer).filter(c => isRelayed(c) && c.status === 'open')
       if (relayed.length === 0 || !this.hasDirect(peer)) return
       for (const c of relayed) {
         const busy = c.streams.some(s => s.protocol === CHANNEL_PROTOCOL || s.protocol === SERVICES_PROTOCOL)

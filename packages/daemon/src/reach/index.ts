@@ -14,24 +14,40 @@
  *   a transport that dials from one socket (QUIC), whether the NAT maps endpoint-independently.
  * - Every relayed connection is watched: does a direct one to the same peer follow (DCUtR), and when.
  */
-import type { Connection, IdentifyResult, PeerId } from '@libp2p/interface'
+import type { Connection, IdentifyResult, Libp2pEvents, PeerId, PeerInfo, PeerStore, Startable } from '@libp2p/interface'
+import type { AddressManager, AddressType, ConnectionManager, Registrar, TransportManager } from '@libp2p/interface-internal'
+import type { TypedEventTarget } from 'main-event'
 import { multiaddr } from '@multiformats/multiaddr'
-import { REACH_PROTOCOL, type Reachability, type ReachReport } from '@p2pos/api'
-import type { P2posNode } from '../node/index.ts'
-import type { Sessions } from '../local-api/sessions.ts'
-import { isRelayed } from '../peers/index.ts'
+import { DCUTR_PROTOCOL, REACH_PROTOCOL, RELAY_HOP_PROTOCOL, type Reachability, type ReachReport } from '@p2pos/api'
+import { isRelayed } from '../node/dial.ts'
 import { ipOf, type Networks } from './networks.ts'
 import { askDialback, serveDialback, type DialbackResult } from './dialback.ts'
-import { DCUTR_PROTOCOL, HolePuncher } from './holepunch.ts'
+import { HolePuncher } from './holepunch.ts'
 
+/** What reach needs from libp2p (handed to it as a libp2p service). */
 export interface ReachComponents {
-  node: P2posNode
+  peerId: PeerId
+  registrar: Registrar
+  connectionManager: ConnectionManager
+  addressManager: AddressManager
+  transportManager: TransportManager
+  peerStore: PeerStore
+  events: TypedEventTarget<Libp2pEvents>
+}
+
+export interface ReachInit {
   networks: Networks
-  sessions: Sessions
-  /** Switch the DHT between client and server with reachability (config dhtMode 'auto'). */
-  dhtAuto: boolean
   /** The fixed local port TCP dials leave from (0: ephemeral ports, no TCP hole punching). */
   dialPort: number
+  /** Called when reachability changes (the daemon tells apps, and may switch the DHT's mode or the relay). */
+  onReachability: (r: Reachability) => void
+  /** The DHT's mode now, for the report. */
+  dhtMode: () => string
+}
+
+/** Reach as a libp2p service: `services: { reach: reach(init) }`. */
+export function reach (init: ReachInit): (components: ReachComponents) => ReachService {
+  return (components) => new ReachService(components, init)
 }
 
 interface Probe { peer: string, at: number, results: DialbackResult[], error?: string }
@@ -48,10 +64,10 @@ const PROBE_RETRY_MS = 6000
 /** Discovered LAN peers are dialled only while we have fewer connections than this. */
 const MAX_LAN_DIALS_AT = 64
 const RELAY_WATCH_MS = 10_000
-const HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
 
-export class ReachService {
+export class ReachService implements Startable {
   private readonly c: ReachComponents
+  private readonly init: ReachInit
   private reachability: Reachability = 'unknown'
   private reason = 'no peer has been asked to dial back yet'
   private readonly probes: Probe[] = []
@@ -65,9 +81,12 @@ export class ReachService {
   private readonly puncher: HolePuncher
   private relayWatch?: ReturnType<typeof setInterval>
 
-  constructor (c: ReachComponents) {
-    this.c = c
-    this.puncher = new HolePuncher(c.node, c.networks, {
+  private readonly listeners: Array<() => void> = []
+
+  constructor (components: ReachComponents, init: ReachInit) {
+    this.c = components
+    this.init = init
+    this.puncher = new HolePuncher(components, init.networks, {
       offer: () => this.punchAddrs(),
       onAttempt: (peer, o) => {
         this.punches.push({ peer, ...o, at: Date.now() })
@@ -85,10 +104,10 @@ export class ReachService {
     const seenBy = new Map<string, Set<string>>()
     for (const o of this.observed.values()) {
       const m = /^(\/ip[46]\/[^/]+\/tcp\/(\d+))/.exec(o.addr)
-      if (m == null || o.transport !== 'tcp' || !this.c.networks.isPublicAddr(m[1])) continue
+      if (m == null || o.transport !== 'tcp' || !this.init.networks.isPublicAddr(m[1])) continue
       // a mapping of our fixed dial port (the NAT kept the number), or one that two peers agree on
       // (the NAT renumbered it, but the same way for everyone); anything else was a one-off port
-      if (Number(m[2]) === this.c.dialPort) out.add(m[1])
+      if (Number(m[2]) === this.init.dialPort) out.add(m[1])
       seenBy.set(m[1], (seenBy.get(m[1]) ?? new Set()).add(o.peer))
     }
     for (const [addr, peers] of seenBy) if (peers.size >= 2) out.add(addr)
@@ -96,25 +115,36 @@ export class ReachService {
     return [...out].slice(0, 8)
   }
 
+  readonly [Symbol.toStringTag] = 'p2pos/reach'
+
   async start (): Promise<void> {
-    const { node } = this.c
-    await serveDialback(node)
+    const { connectionManager } = this.c
+    await serveDialback(this.c)
     await this.puncher.start()
-    node.addEventListener('peer:identify', (e) => { this.onIdentify(e.detail) })
-    node.addEventListener('connection:open', (e) => { this.onOpen(e.detail) })
+    this.on('peer:identify', (e) => { this.onIdentify(e.detail) })
+    this.on('connection:open', (e) => { this.onOpen(e.detail) })
     // a relayed peer that went away without a direct connection is not an upgrade when it comes back
-    node.addEventListener('connection:close', (e) => {
-      if (node.getConnections(e.detail.remotePeer).length === 0) this.relayedSince.delete(e.detail.remotePeer.toString())
+    this.on('connection:close', (e) => {
+      if (connectionManager.getConnections(e.detail.remotePeer).length === 0) this.relayedSince.delete(e.detail.remotePeer.toString())
     })
-    node.addEventListener('self:peer:update', () => { this.decide() })
-    node.addEventListener('peer:discovery', (e) => { this.onDiscovery(e.detail.id, e.detail.multiaddrs) })
+    this.on('self:peer:update', () => { this.decide() })
+    this.on('peer:discovery', (e) => { this.onDiscovery(e.detail) })
     this.relayWatch = setInterval(() => { void this.keepARelay() }, RELAY_WATCH_MS)
     this.relayWatch.unref()
     this.decide()
   }
 
-  stop (): void {
+  async stop (): Promise<void> {
     clearInterval(this.relayWatch)
+    for (const off of this.listeners.splice(0)) off()
+    await this.c.registrar.unhandle(REACH_PROTOCOL)
+    await this.puncher.stop()
+  }
+
+  /** Listens to a libp2p event until stop. */
+  private on<K extends keyof Libp2pEvents> (type: K, fn: (e: Libp2pEvents[K]) => void): void {
+    this.c.events.addEventListener(type, fn)
+    this.listeners.push(() => { this.c.events.removeEventListener(type, fn) })
   }
 
   /**
@@ -124,16 +154,16 @@ export class ReachService {
    * for 15 s and more, so this is the safety net.
    */
   private async keepARelay (): Promise<void> {
-    const { node } = this.c
-    if (this.reachability !== 'private' || node.getMultiaddrs().some(a => a.toString().includes('/p2p-circuit'))) return
-    const relays = (await node.peerStore.all()).filter(p => p.protocols.includes(HOP_PROTOCOL) && p.addresses.length > 0)
+    const { addressManager, connectionManager, peerStore } = this.c
+    if (this.reachability !== 'private' || addressManager.getAddresses().some(a => a.toString().includes('/p2p-circuit'))) return
+    const relays = (await peerStore.all()).filter(p => p.protocols.includes(RELAY_HOP_PROTOCOL) && p.addresses.length > 0)
     for (const p of relays.slice(0, 3)) {
-      if (node.getConnections(p.id).some(c => !isRelayed(c))) continue
+      if (connectionManager.getConnections(p.id).some(c => !isRelayed(c))) continue
       // its public addresses only: a relay's loopback or LAN addresses lead nowhere from here (and a
       // loopback one to ourselves)
-      const addrs = p.addresses.map(a => a.multiaddr).filter(ma => this.c.networks.isPublicAddr(ma) && !ma.toString().includes('/p2p-circuit'))
+      const addrs = p.addresses.map(a => a.multiaddr).filter(ma => this.init.networks.isPublicAddr(ma) && !ma.toString().includes('/p2p-circuit'))
       const target = addrs.length > 0 ? addrs.map(ma => ma.encapsulate(`/p2p/${p.id.toString()}`)) : p.id
-      void node.dial(target, { signal: AbortSignal.timeout(RELAY_WATCH_MS - 500) }).catch(() => {})
+      void connectionManager.openConnection(target, { signal: AbortSignal.timeout(RELAY_WATCH_MS - 500) }).catch(() => {})
     }
   }
 
@@ -142,27 +172,22 @@ export class ReachService {
    * this the peer that started first would learn of the other only at its next query (10 s later).
    * Peers with public addresses (from the DHT) are left to the connection manager.
    */
-  private onDiscovery (id: PeerId, addrs: Array<{ toString: () => string }>): void {
-    const { node, networks } = this.c
-    if (addrs.length === 0 || addrs.some(a => networks.isPublicAddr(a))) return
-    if (node.getConnections(id).length > 0 || node.getConnections().length >= MAX_LAN_DIALS_AT) return
-    void node.dial(id, { signal: AbortSignal.timeout(10_000) }).catch(() => {})
+  private onDiscovery ({ id, multiaddrs: addrs }: PeerInfo): void {
+    const { connectionManager } = this.c
+    if (addrs.length === 0 || addrs.some(a => this.init.networks.isPublicAddr(a))) return
+    if (connectionManager.getConnections(id).length > 0 || connectionManager.getConnections().length >= MAX_LAN_DIALS_AT) return
+    void connectionManager.openConnection(id, { signal: AbortSignal.timeout(10_000) }).catch(() => {})
   }
 
   getReachability (): Reachability {
     return this.reachability
   }
 
-  private get addressManager (): any {
-    return (this.c.node as any).components.addressManager
-  }
-
   /** Our own addresses that would make us reachable if they work: public listen and observed ones. */
-  private candidates (): Array<{ addr: string, type: string, verified: boolean }> {
-    const all: Array<{ multiaddr: { toString: () => string }, type: string, verified: boolean }> = this.addressManager.getAddressesWithMetadata()
-    return all
+  private candidates (): Array<{ addr: string, type: AddressType, verified: boolean }> {
+    return this.c.addressManager.getAddressesWithMetadata()
       .filter(a => (a.type === 'transport' || a.type === 'observed' || a.type === 'ip-mapping') && !a.multiaddr.toString().includes('/p2p-circuit'))
-      .filter(a => this.c.networks.isPublicAddr(a.multiaddr))
+      .filter(a => this.init.networks.isPublicAddr(a.multiaddr))
       .map(a => ({ addr: a.multiaddr.toString().replace(/\/p2p\/[^/]+$/, ''), type: a.type, verified: a.verified }))
   }
 
@@ -194,7 +219,7 @@ export class ReachService {
   private onOpen (conn: Connection): void {
     const peer = conn.remotePeer.toString()
     if (isRelayed(conn)) {
-      if (!this.relayedSince.has(peer) && this.c.node.getConnections(conn.remotePeer).every(isRelayed)) {
+      if (!this.relayedSince.has(peer) && this.c.connectionManager.getConnections(conn.remotePeer).every(isRelayed)) {
         this.relayedSince.set(peer, Date.now())
         this.relayedEver++
       }
@@ -226,7 +251,7 @@ export class ReachService {
       this.record({ peer, at: Date.now(), results })
       for (const r of results) {
         const c = candidates.find(c => c.addr === r.addr)
-        if (r.ok && c != null && !c.verified) this.addressManager.confirmObservedAddr(multiaddr(r.addr), { type: c.type })
+        if (r.ok && c != null && !c.verified) this.c.addressManager.confirmObservedAddr(multiaddr(r.addr), { type: c.type })
       }
     } catch (err: any) {
       this.record({ peer, at: Date.now(), results: [], error: err.message })
@@ -238,7 +263,7 @@ export class ReachService {
     // the peer could not answer (busy, or the stream broke): ask again a little later, a few times
     if (failed && retry < PROBE_RETRIES) {
       setTimeout(() => {
-        const again = this.c.node.getConnections(conn.remotePeer).find(c => c.status === 'open' && !isRelayed(c))
+        const again = this.c.connectionManager.getConnections(conn.remotePeer).find(c => c.status === 'open' && !isRelayed(c))
         if (again != null) void this.maybeProbe(again, retry + 1)
       }, PROBE_RETRY_MS * (retry + 1)).unref()
     }
@@ -271,8 +296,7 @@ export class ReachService {
     }
     if (r === this.reachability) return
     this.reachability = r
-    this.c.sessions.broadcast({ event: 'reachability.changed', data: { reachability: r } })
-    if (this.c.dhtAuto) void this.c.node.services.dht.setMode(r === 'public' ? 'server' : 'client').catch(() => {})
+    this.init.onReachability(r)
   }
 
   /**
@@ -281,14 +305,14 @@ export class ReachService {
    */
   private dialPortKept (obs: Observation[], behindNat: boolean | null): boolean | null {
     const tcp = obs.filter(o => o.transport === 'tcp')
-    if (behindNat !== true || this.c.dialPort === 0 || tcp.length === 0) return null
-    return tcp.some(o => new RegExp(`/tcp/${this.c.dialPort}(/|$)`).test(o.addr))
+    if (behindNat !== true || this.init.dialPort === 0 || tcp.length === 0) return null
+    return tcp.some(o => new RegExp(`/tcp/${this.init.dialPort}(/|$)`).test(o.addr))
   }
 
   /** Peers whose every open connection is relayed: their traffic passes through a relay. */
   relayedOnly (): string[] {
     const relayedAll = new Map<string, boolean>()
-    for (const c of this.c.node.getConnections()) {
+    for (const c of this.c.connectionManager.getConnections()) {
       const peer = c.remotePeer.toString()
       relayedAll.set(peer, (relayedAll.get(peer) ?? true) && isRelayed(c))
     }
@@ -296,12 +320,13 @@ export class ReachService {
   }
 
   report (): ReachReport {
-    const { node, networks } = this.c
+    const { addressManager, transportManager, registrar } = this.c
+    const networks = this.init.networks
     const now = Date.now()
-    const addrs = node.getMultiaddrs().map(a => a.toString())
+    const addrs = addressManager.getAddresses().map(a => a.toString())
     const relayAddrs = addrs.filter(a => a.includes('/p2p-circuit'))
     const localIps = new Set<string>()
-    for (const a of this.addressManager.getAddressesWithMetadata() as Array<{ multiaddr: any, type: string }>) {
+    for (const a of addressManager.getAddressesWithMetadata()) {
       if (a.type === 'transport') { const ip = ipOf(a.multiaddr); if (ip != null) localIps.add(ip) }
     }
     const observations = [...this.observed.values()].filter(o => now - o.at < EVIDENCE_MS)
@@ -311,7 +336,7 @@ export class ReachService {
       reachability: this.reachability,
       reason: this.reason,
       publicNetworks: networks.publicNetworks,
-      listenAddrs: (node as any).components.transportManager.getAddrs().map((a: any) => a.toString()),
+      listenAddrs: transportManager.getAddrs().map(a => a.toString()),
       announcedAddrs: addrs,
       observed: observations.map(o => ({ peer: o.peer, addr: o.addr, transport: o.transport })),
       nat: {
@@ -323,17 +348,17 @@ export class ReachService {
       dialbacks: this.probes.map(p => ({ peer: p.peer, at: new Date(p.at).toISOString(), results: p.results, ...(p.error != null ? { error: p.error } : {}) })),
       relay: {
         reservations: relayAddrs.map(a => ({ relay: /\/p2p\/([^/]+)\/p2p-circuit/.exec(a)?.[1] ?? '?', addr: a })),
-        serving: node.getProtocols().includes(HOP_PROTOCOL)
+        serving: registrar.getProtocols().includes(RELAY_HOP_PROTOCOL)
       },
       holePunch: {
         relayedConnections: this.relayedEver,
         upgradedToDirect: this.upgrades.length,
-        tcpDialPort: this.c.dialPort,
+        tcpDialPort: this.init.dialPort,
         attempts: this.punches.map(p => ({ peer: p.peer, ok: p.ok, started: p.started, addrs: p.addrs, ms: p.ms, at: new Date(p.at).toISOString(), ...(p.error != null ? { error: p.error } : {}) })),
         upgrades: this.upgrades.map(u => ({ peer: u.peer, afterMs: u.afterMs, at: new Date(u.at).toISOString() })),
         relayedNow: this.relayedOnly()
       },
-      dhtMode: node.services.dht.getMode?.() ?? 'unknown'
+      dhtMode: this.init.dhtMode()
     }
   }
 }

@@ -6,7 +6,8 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { join } from 'node:path'
 import { P2posError } from '@p2pos/api'
-import { readSecretFile, writeSecretFile } from '../files.ts'
+import { readSecretFile, writeSecretFile } from './files.ts'
+import type { RouteTable } from './routes.ts'
 
 export interface Principal {
   admin: boolean
@@ -19,6 +20,7 @@ export interface Principal {
 interface StoredToken { apps: string[], label: string, created: string }
 
 export class TokenStore {
+  readonly name = 'tokens'
   private readonly home: string
   private admin = ''
   private apps = new Map<string, StoredToken>()
@@ -27,7 +29,14 @@ export class TokenStore {
     this.home = home
   }
 
-  async load (): Promise<void> {
+  readonly routes: RouteTable<'tokens.create' | 'tokens.list' | 'tokens.revoke'> = {
+    'tokens.create': async (p) => ({ token: await this.create(p.apps, p.label) }),
+    'tokens.list': async () => this.list(),
+    'tokens.revoke': async (p) => ({ revoked: await this.revoke(p.token) })
+  }
+
+  /** Reads the tokens, creating the admin token on first start. */
+  async start (): Promise<void> {
     const admin = await readSecretFile(join(this.home, 'api-token'))
     if (admin == null) {
       this.admin = randomBytes(32).toString('hex')

@@ -1,36 +1,49 @@
 /**
- * Event sessions (local-api.md §Events). A client opens `POST /v0/events` and keeps the response open;
- * the daemon writes one JSON event per line. App registrations and topic subscriptions belong to a
- * session and end with it, so a crashed app never leaves a stale registration behind.
+ * Event sessions (local-api.md §Events) and the app registrations that live in them. A client opens an
+ * event session and keeps it open; the daemon writes one JSON event per line to it. App registrations,
+ * service providers and topic subscriptions belong to a session and end with it, so a crashed app
+ * never leaves a stale registration behind. How the lines travel (an HTTP response today) is the
+ * transport's business: a session only sees an EventSink.
  */
 import { randomBytes } from 'node:crypto'
-import type { ServerResponse } from 'node:http'
 import { LIMITS, P2posError, type ApiEvent } from '@p2pos/api'
 import type { Principal } from './tokens.ts'
+import type { EventBus } from './events.ts'
+import type { RouteTable } from './routes.ts'
+
+/** Where a session's lines go (local-api/ makes one of an HTTP response). */
+export interface EventSink {
+  write: (line: string) => void
+  end: (line?: string) => void
+  /** Bytes written that the reader has not taken yet. */
+  readonly backlog: number
+  /** Called once when the reader goes away. */
+  onClose: (fn: () => void) => void
+}
 
 export class Session {
   readonly id = 's' + randomBytes(8).toString('hex')
   readonly principal: Principal
   readonly apps = new Set<string>()
-  private readonly res: ServerResponse
+  private readonly sink: EventSink
   private closed = false
   private readonly onClose: Array<() => void> = []
 
-  constructor (principal: Principal, res: ServerResponse) {
+  constructor (principal: Principal, sink: EventSink) {
     this.principal = principal
-    this.res = res
-    res.on('close', () => this.close())
+    this.sink = sink
+    sink.onClose(() => this.close())
   }
 
   send (ev: ApiEvent): void {
     if (this.closed) return
     // a consumer that stops reading is cut off rather than letting the daemon's memory grow
-    if (this.res.writableLength > LIMITS.sessionEventBacklog * 512) {
-      this.res.end(JSON.stringify({ event: 'session.closed', data: { code: 'E_SLOW_CONSUMER' } }) + '\n')
+    if (this.sink.backlog > LIMITS.sessionEventBacklog * 512) {
+      this.sink.end(JSON.stringify({ event: 'session.closed', data: { code: 'E_SLOW_CONSUMER' } }) + '\n')
       this.close()
       return
     }
-    this.res.write(JSON.stringify(ev) + '\n')
+    this.sink.write(JSON.stringify(ev) + '\n')
   }
 
   whenClosed (fn: () => void): void {
@@ -43,14 +56,15 @@ export class Session {
   close (): void {
     if (this.closed) return
     this.closed = true
-    if (!this.res.writableEnded) this.res.end()
+    this.sink.end()
     for (const fn of this.onClose.splice(0)) {
       try { fn() } catch {}
     }
   }
 }
 
-export class Sessions {
+export class Sessions implements EventBus {
+  readonly name = 'sessions'
   private readonly byId = new Map<string, Session>()
   private readonly waiters = new Map<string, Array<(s: Session) => void>>()
 
@@ -84,10 +98,10 @@ export class Sessions {
     })
   }
 
-  open (principal: Principal, res: ServerResponse): Session {
+  open (principal: Principal, sink: EventSink): Session {
     const mine = [...this.byId.values()].filter(s => s.principal.token === principal.token).length
     if (mine >= LIMITS.sessionsPerToken) throw new P2posError('E_LIMIT', `at most ${LIMITS.sessionsPerToken} event sessions per token`)
-    const s = new Session(principal, res)
+    const s = new Session(principal, sink)
     this.byId.set(s.id, s)
     s.whenClosed(() => this.byId.delete(s.id))
     return s
@@ -112,7 +126,21 @@ export class Sessions {
     }
   }
 
-  closeAll (): void {
+  /** Closes every session (the daemon is stopping). */
+  stop (): void {
     for (const s of [...this.byId.values()]) s.close()
+  }
+
+  /** `apps.register`, `apps.unregister`: an app's registration lives in one of its token's sessions. */
+  readonly routes: RouteTable<'apps.register' | 'apps.unregister'> = {
+    'apps.register': async (p, { principal }) => {
+      const s = this.get(p.session, principal)
+      this.register(s, p.app)
+      return { app: p.app, session: s.id }
+    },
+    'apps.unregister': async (p, { principal }) => {
+      this.get(p.session, principal).apps.delete(p.app)
+      return { app: p.app }
+    }
   }
 }

@@ -1,41 +1,25 @@
 /**
  * Services (docs/spec/apps.md §Services): named entry points that apps provide to other apps, here and
  * on other peers. A provider is an app session that called `services.provide`; connecting to a service
- * is a channel whose hello names the service (channels/index.ts). This module keeps who provides what,
- * decides what a remote peer may see and call, and answers the remote listing protocol.
+ * is a channel whose hello names the service (channels/index.ts). The registry keeps who provides what
+ * and decides what a remote peer may see and call; protocol.ts answers the remote listing.
  */
-import { byteStream } from '@libp2p/utils'
 import { P2posError, type ServiceInfo } from '@p2pos/api'
-import type { P2posNode } from '../node/index.ts'
-import type { Sessions, Session } from '../local-api/sessions.ts'
+import type { Sessions, Session } from '../core/sessions.ts'
 import { offeredTo, type AppService } from '../apps/index.ts'
-import { readJson, sendJson } from '../channels/hello.ts'
-import { dialError, ensureKnown, parsePeer } from '../peers/index.ts'
-
-export const SERVICES_PROTOCOL = '/p2pos/services/1.0.0'
 
 interface Provider { session: Session, app: string, description: string }
 
+export interface RegistryComponents { sessions: Sessions, apps: AppService }
+
 export class ServiceRegistry {
-  private readonly node: P2posNode
   private readonly sessions: Sessions
   private readonly apps: AppService
   private readonly providers = new Map<string, Provider>()
 
-  constructor (c: { node: P2posNode, sessions: Sessions, apps: AppService }) {
-    this.node = c.node
+  constructor (c: RegistryComponents) {
     this.sessions = c.sessions
     this.apps = c.apps
-  }
-
-  async start (): Promise<void> {
-    await this.node.handle(SERVICES_PROTOCOL, (stream, connection) => {
-      const peer = connection.remotePeer.toString()
-      const list = this.list().filter(s => this.offered(s.name, peer))
-      sendJson(stream, { services: list.map(s => ({ ...s, remote: true })) }, AbortSignal.timeout(5000))
-        .then(async () => { await stream.close() })
-        .catch((err) => { stream.abort(err) })
-    }, { runOnLimitedConnection: true })
   }
 
   /** The installed app that declares `service`, if any. */
@@ -90,26 +74,5 @@ export class ServiceRegistry {
       if (!out.has(name) && !p.session.isClosed) out.set(name, { name, app: p.app, description: p.description, available: true, remote: false })
     }
     return [...out.values()].sort((a, b) => a.name.localeCompare(b.name))
-  }
-
-  /** Asks `peer` which of its services it offers to us. */
-  async listRemote (peer: string, timeoutMs = 10_000): Promise<ServiceInfo[]> {
-    const id = parsePeer(peer)
-    const signal = AbortSignal.timeout(timeoutMs)
-    await ensureKnown(this.node, id, signal)
-    let stream
-    try {
-      stream = await this.node.dialProtocol(id, SERVICES_PROTOCOL, { signal, runOnLimitedConnection: true })
-    } catch (err) {
-      throw dialError(err, peer, timeoutMs)
-    }
-    try {
-      const reply = await readJson<{ services: ServiceInfo[] }>(byteStream(stream), signal, 1024 * 1024)
-      if (!Array.isArray(reply?.services)) throw new P2posError('E_PROTOCOL', 'malformed services reply')
-      return reply.services
-    } catch (err: any) {
-      stream.abort(err)
-      throw err instanceof P2posError ? err : new P2posError('E_TIMEOUT', `${peer} did not list its services in time`)
-    }
   }
 }
