@@ -1,10 +1,12 @@
 /**
  * The method table of the local API (local-api.md §Methods): every method's name, the permission it
- * needs and the shape of its parameters. The daemon validates and authorises from this table alone, so
- * a handler never checks a permission by hand, and the SDK's types come from the same place.
+ * needs, and the schema of its parameters and its result — declared once, here. From this table come
+ * the daemon's validation and authorisation (no handler checks a parameter or a permission by hand), the
+ * SDK's parameter and result types (`Params<M>`, `Result<M>`), the daemon's handler types, and the JSON
+ * Schema of the API (docs/spec/local-api.schema.json, `npm run spec:schema`).
  */
-import { LIMITS, NAME_PATTERN } from './constants.ts'
-import { P2posError } from './errors.ts'
+import { LIMITS } from './constants.ts'
+import { Base64, Int, Multiaddr, Name, Obj, PeerId, Target, Type, Utf8, check, type Static, type TSchema } from './schema.ts'
 
 /**
  * - `read`: any valid token.
@@ -14,10 +16,6 @@ import { P2posError } from './errors.ts'
  *   channel belongs to the app it was announced to).
  */
 export type Permission = 'read' | 'app' | 'admin' | 'owner'
-
-type FieldType = 'string' | 'name' | 'int' | 'bool' | 'peer' | 'target' | 'multiaddr' | 'base64' | 'string[]'
-interface Field { type: FieldType, optional?: boolean, max?: number, min?: number }
-export type ParamSchema = Record<string, Field>
 
 /**
  * A grant an installed app's manifest must hold for the call, on top of `perm` (apps.md §Permissions):
@@ -29,53 +27,164 @@ export interface Grant { kind: 'start' | 'call', param: string }
 
 /**
  * - `upgrade`: the call turns the app's connection into a channel (local-api.md §Channels): its
- *   parameters come as the query of `POST /v0/<path>` with `Upgrade: p2pos-channel`.
+ *   parameters come as the query of `POST /v0<upgrade>` with `Upgrade: p2pos-channel`, and its result is
+ *   the 101 response's `P2pos-*` headers.
  * - `actingDefault`: when `app` is omitted, the token's only app acts (the admin token acts as
  *   ADMIN_CALLER); a token of several apps must name one.
  */
-export interface MethodSpec { perm: Permission, params: ParamSchema, grant?: Grant, upgrade?: string, actingDefault?: boolean }
-
-const req = (type: FieldType, max?: number, min?: number): Field => ({ type, max, min })
-const opt = (type: FieldType, max?: number, min?: number): Field => ({ type, optional: true, max, min })
+export interface MethodSpec {
+  perm: Permission
+  params: TSchema
+  result?: TSchema
+  grant?: Grant
+  upgrade?: string
+  actingDefault?: boolean
+}
 
 /** The app id a service call made with the admin token (the CLI) names as its caller when it names none. */
 export const ADMIN_CALLER = 'p2pos.cli'
 
+// ---- results: the API's data types ----
+
+const Str = Type.String()
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()])
+const OneOf = <L extends string[]>(...values: L) => Type.Union(values.map(v => Type.Literal(v)))
+
+export const ReachabilitySchema = OneOf('unknown', 'public', 'private')
+
+export const NodeInfoSchema = Type.Object({
+  peerId: Str,
+  addrs: Type.Array(Str),
+  reachability: ReachabilitySchema,
+  api: Str,
+  socket: Str,
+  peers: Type.Integer(),
+  relayedPeers: Type.Integer({ description: 'peers reached only through a relay right now (their traffic passes through it)' }),
+  version: Str,
+  apiVersion: Type.Integer(),
+  protocols: Type.Array(Str)
+})
+
+export const PeerConnectionSchema = Type.Object({
+  peerId: Str,
+  addr: Str,
+  direction: OneOf('inbound', 'outbound'),
+  relayed: Type.Boolean(),
+  rttMs: Nullable(Type.Number()),
+  openedAt: Type.Number()
+})
+
+export const ReachReportSchema = Type.Object({
+  reachability: ReachabilitySchema,
+  reason: Type.String({ description: 'why, in words' }),
+  publicNetworks: Type.Array(Str),
+  listenAddrs: Type.Array(Str),
+  announcedAddrs: Type.Array(Str),
+  observed: Type.Array(Type.Object({ peer: Str, addr: Str, transport: Str }), { description: 'how peers see us (identify), one per peer, direct connections only' }),
+  nat: Type.Object({
+    behindNat: Nullable(Type.Boolean({ description: 'null: no peer has told us yet' })),
+    seenAs: Type.Array(Str),
+    mapping: OneOf('none', 'endpoint-independent', 'endpoint-dependent', 'unknown'),
+    tcpDialPortKept: Nullable(Type.Boolean({ description: 'whether peers see our fixed TCP dial port under its own number (a TCP punch can aim at it)' }))
+  }),
+  dialbacks: Type.Array(Type.Object({
+    peer: Str,
+    at: Str,
+    results: Type.Array(Type.Object({ addr: Str, ok: Type.Boolean(), error: Type.Optional(Str) })),
+    error: Type.Optional(Str)
+  })),
+  relay: Type.Object({ reservations: Type.Array(Type.Object({ relay: Str, addr: Str })), serving: Type.Boolean() }),
+  holePunch: Type.Object({
+    relayedConnections: Type.Integer(),
+    upgradedToDirect: Type.Integer(),
+    tcpDialPort: Type.Integer({ description: 'the fixed local port TCP dials leave from (0: ephemeral, no TCP punching)' }),
+    attempts: Type.Array(Type.Object({ peer: Str, ok: Type.Boolean(), started: Type.Boolean(), addrs: Type.Array(Str), ms: Type.Number(), at: Str, error: Type.Optional(Str) }),
+      { description: 'our DCUtR attempts, newest last (`started`: we did, as DCUtR\'s B)' }),
+    upgrades: Type.Array(Type.Object({ peer: Str, afterMs: Type.Number(), at: Str })),
+    relayedNow: Type.Array(Str, { description: 'peers reached only through a relay right now' })
+  }),
+  dhtMode: Str
+})
+
+export const PingResultSchema = Type.Object({ peerId: Str, rttMs: Type.Number(), relayed: Type.Boolean(), addr: Str })
+
+export const AppStateSchema = OneOf('running', 'stopped', 'crashed')
+
+export const AppInfoSchema = Type.Object({
+  id: Str,
+  name: Str,
+  version: Str,
+  dir: Str,
+  state: AppStateSchema,
+  pid: Nullable(Type.Integer()),
+  restarts: Type.Integer(),
+  autostart: Type.Boolean(),
+  launchOnMessage: Type.Boolean(),
+  services: Type.Array(Type.Object({ name: Str, description: Str })),
+  parent: Nullable(Type.String({ description: 'the app that started this one as its helper' }))
+})
+
+export const ServiceInfoSchema = Type.Object({
+  name: Str,
+  app: Str,
+  description: Str,
+  available: Type.Boolean({ description: 'a provider is connected right now' }),
+  remote: Type.Boolean({ description: 'remote peers may call it (in a remote listing: always true)' })
+})
+
+export const TokenInfoSchema = Type.Object({ token: Type.String({ description: 'the first 8 characters and …' }), apps: Type.Array(Str), label: Str, created: Str })
+
+// ---- parameters ----
+
+const timeout = (max: number) => Type.Optional(Int(max, 0, { description: 'milliseconds' }))
+const openTimeout = Type.Optional(Int(600_000, 1, { description: `milliseconds (default ${LIMITS.openTimeoutMs})` }))
+const session = Type.String({ maxLength: 64, description: 'an event session id (local-api.md §Events)' })
+const none = Obj({})
+
 export const METHODS = {
-  'node.info': { perm: 'read', params: {} },
-  'peers.list': { perm: 'read', params: {} },
-  'node.reach': { perm: 'read', params: {} },
-  'peers.connect': { perm: 'admin', params: { addr: req('multiaddr'), timeoutMs: opt('int', 120_000) } },
-  'peers.disconnect': { perm: 'admin', params: { peer: req('peer') } },
-  'peers.ping': { perm: 'read', params: { peer: req('peer'), timeoutMs: opt('int', 120_000) } },
-  'apps.register': { perm: 'app', params: { session: req('string'), app: req('name') } },
-  'apps.unregister': { perm: 'app', params: { session: req('string'), app: req('name') } },
-  'pubsub.subscribe': { perm: 'app', params: { session: req('string'), app: req('name'), topic: req('name') } },
-  'pubsub.unsubscribe': { perm: 'app', params: { session: req('string'), app: req('name'), topic: req('name') } },
-  'pubsub.publish': { perm: 'app', params: { app: req('name'), topic: req('name'), data: req('base64', LIMITS.pubsubBytes) } },
-  'pubsub.peers': { perm: 'app', params: { app: req('name'), topic: req('name') } },
-  'dht.put': { perm: 'admin', params: { name: req('name'), value: req('string', LIMITS.dhtValueBytes), timeoutMs: opt('int', 300_000) } },
-  'dht.get': { perm: 'read', params: { peer: req('peer'), name: req('name'), timeoutMs: opt('int', 300_000) } },
-  'dht.findPeer': { perm: 'read', params: { peer: req('peer'), timeoutMs: opt('int', 300_000) } },
-  'apps.install': { perm: 'admin', params: { dir: req('string', 4096) } },
-  'apps.uninstall': { perm: 'admin', params: { id: req('name') } },
-  'apps.list': { perm: 'read', params: {} },
-  'apps.start': { perm: 'app', params: { target: req('name'), app: opt('name') }, grant: { kind: 'start', param: 'target' } },
-  'apps.stop': { perm: 'app', params: { target: req('name'), app: opt('name') }, grant: { kind: 'start', param: 'target' } },
-  'apps.logs': { perm: 'app', params: { target: req('name'), app: opt('name'), lines: opt('int', 10_000) }, grant: { kind: 'start', param: 'target' } },
-  'services.provide': { perm: 'app', params: { session: req('string'), app: req('name'), service: req('name') } },
-  'services.list': { perm: 'read', params: { peer: opt('target'), timeoutMs: opt('int', 120_000) } },
-  'identity.sign': { perm: 'app', params: { app: req('name'), data: req('base64', LIMITS.pubsubBytes) } },
-  'tokens.create': { perm: 'admin', params: { apps: req('string[]'), label: opt('string', 200) } },
-  'tokens.list': { perm: 'admin', params: {} },
-  'tokens.revoke': { perm: 'admin', params: { token: req('string') } },
-  'channels.open': { perm: 'app', upgrade: '/channels/open', params: { peer: req('target'), app: req('name'), timeoutMs: opt('int', 600_000, 1) } },
-  'channels.accept': { perm: 'owner', upgrade: '/channels/accept', params: { channel: req('string', 64) } },
+  'node.info': { perm: 'read', params: none, result: NodeInfoSchema },
+  'node.reach': { perm: 'read', params: none, result: ReachReportSchema },
+  'peers.list': { perm: 'read', params: none, result: Type.Array(PeerConnectionSchema) },
+  'peers.connect': { perm: 'admin', params: Obj({ addr: Multiaddr(), timeoutMs: timeout(120_000) }), result: PeerConnectionSchema },
+  'peers.disconnect': { perm: 'admin', params: Obj({ peer: PeerId() }), result: Type.Object({ closed: Type.Integer() }) },
+  'peers.ping': { perm: 'read', params: Obj({ peer: PeerId(), timeoutMs: timeout(120_000) }), result: PingResultSchema },
+  'apps.register': { perm: 'app', params: Obj({ session, app: Name() }), result: Type.Object({ app: Str, session: Str }) },
+  'apps.unregister': { perm: 'app', params: Obj({ session, app: Name() }), result: Type.Object({ app: Str }) },
+  'pubsub.subscribe': { perm: 'app', params: Obj({ session, app: Name(), topic: Name() }), result: Type.Object({ topic: Str }) },
+  'pubsub.unsubscribe': { perm: 'app', params: Obj({ session, app: Name(), topic: Name() }), result: Type.Object({ topic: Str }) },
+  'pubsub.publish': { perm: 'app', params: Obj({ app: Name(), topic: Name(), data: Base64(LIMITS.pubsubBytes) }), result: Type.Object({ recipients: Type.Integer() }) },
+  'pubsub.peers': { perm: 'app', params: Obj({ app: Name(), topic: Name() }), result: Type.Object({ peers: Type.Array(Str) }) },
+  'dht.put': {
+    perm: 'admin',
+    params: Obj({ name: Name(), value: Utf8(LIMITS.dhtValueBytes), timeoutMs: timeout(300_000) }),
+    result: Type.Object({ key: Str, seq: Type.Number(), stored: Type.Integer() })
+  },
+  'dht.get': { perm: 'read', params: Obj({ peer: PeerId(), name: Name(), timeoutMs: timeout(300_000) }), result: Type.Object({ key: Str, value: Str, seq: Type.Number() }) },
+  'dht.findPeer': { perm: 'read', params: Obj({ peer: PeerId(), timeoutMs: timeout(300_000) }), result: Type.Object({ peerId: Str, addrs: Type.Array(Str) }) },
+  'apps.install': { perm: 'admin', params: Obj({ dir: Utf8(4096) }), result: AppInfoSchema },
+  'apps.uninstall': { perm: 'admin', params: Obj({ id: Name() }), result: Type.Object({ id: Str }) },
+  'apps.list': { perm: 'read', params: none, result: Type.Array(AppInfoSchema) },
+  'apps.start': { perm: 'app', params: Obj({ target: Name(), app: Type.Optional(Name()) }), grant: { kind: 'start', param: 'target' }, result: AppInfoSchema },
+  'apps.stop': { perm: 'app', params: Obj({ target: Name(), app: Type.Optional(Name()) }), grant: { kind: 'start', param: 'target' }, result: AppInfoSchema },
+  'apps.logs': {
+    perm: 'app',
+    params: Obj({ target: Name(), app: Type.Optional(Name()), lines: Type.Optional(Int(10_000)) }),
+    grant: { kind: 'start', param: 'target' },
+    result: Type.Object({ lines: Type.Array(Str) })
+  },
+  'services.provide': { perm: 'app', params: Obj({ session, app: Name(), service: Name() }), result: Type.Object({ service: Str }) },
+  'services.list': { perm: 'read', params: Obj({ peer: Type.Optional(Target()), timeoutMs: timeout(120_000) }), result: Type.Array(ServiceInfoSchema) },
+  'identity.sign': { perm: 'app', params: Obj({ app: Name(), data: Base64(LIMITS.pubsubBytes) }), result: Type.Object({ peerId: Str, signature: Type.String({ contentEncoding: 'base64' }) }) },
+  'tokens.create': { perm: 'admin', params: Obj({ apps: Type.Array(Name()), label: Type.Optional(Utf8(200)) }), result: Type.Object({ token: Str }) },
+  'tokens.list': { perm: 'admin', params: none, result: Type.Array(TokenInfoSchema) },
+  'tokens.revoke': { perm: 'admin', params: Obj({ token: Utf8(128) }), result: Type.Object({ revoked: Type.Boolean() }) },
+  'channels.open': { perm: 'app', upgrade: '/channels/open', params: Obj({ peer: Target(), app: Name(), timeoutMs: openTimeout }) },
+  'channels.accept': { perm: 'owner', upgrade: '/channels/accept', params: Obj({ channel: Type.String({ maxLength: 64 }) }) },
   'services.connect': {
     perm: 'app',
     upgrade: '/services/connect',
     actingDefault: true,
-    params: { peer: req('target'), service: req('name'), app: opt('name'), timeoutMs: opt('int', 600_000, 1) },
+    params: Obj({ peer: Target(), service: Name(), app: Type.Optional(Name({ description: 'the calling app (default: the token\'s only app)' })), timeoutMs: openTimeout }),
     grant: { kind: 'call', param: 'service' }
   }
 } as const satisfies Record<string, MethodSpec>
@@ -85,81 +194,39 @@ export type MethodName = keyof typeof METHODS
 /** The methods that turn the app's connection into a channel. */
 export type UpgradeMethod = { [M in MethodName]: (typeof METHODS)[M] extends { upgrade: string } ? M : never }[MethodName]
 
-/** A method's parameters, as the daemon's handler receives them (validated). */
-export type Params<M extends MethodName> = any
-/** A method's result. */
-export type Result<M extends MethodName> = any
+/** A method's parameters. */
+export type Params<M extends MethodName> = Static<(typeof METHODS)[M]['params']>
+/** A method's result (an upgrade's is the 101 response: nothing in a body). */
+export type Result<M extends MethodName> = (typeof METHODS)[M] extends { result: infer R extends TSchema } ? Static<R> : void
 
 export function isMethodName (m: string): m is MethodName {
   return Object.hasOwn(METHODS, m)
 }
 
-const PEER_ID = /^(12D3Koo[1-9A-HJ-NP-Za-km-z]{40,50}|Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{50,70})$/
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
-
 /**
- * Checks `params` against the method's schema; returns them typed, or throws E_BAD_REQUEST naming the
- * first wrong field. Unknown fields are refused too, so a typo never passes silently.
+ * Checks `params` against the method's schema; returns them typed, or throws E_BAD_REQUEST (E_INVALID_PEER
+ * for a peer id, E_TOO_LARGE for an oversized value) naming the first wrong field in `details.field`.
+ * Unknown fields are refused too, so a typo never passes silently; a field given as null counts as left out.
  */
-export function validateParams (method: MethodName, params: unknown): Record<string, unknown> {
-  const schema: ParamSchema = METHODS[method].params
+export function validateParams<M extends MethodName> (method: M, params: unknown): Params<M> {
   if (params == null) params = {}
-  if (typeof params !== 'object' || Array.isArray(params)) {
-    throw new P2posError('E_BAD_REQUEST', 'params must be a JSON object')
+  if (typeof params === 'object' && !Array.isArray(params)) {
+    params = Object.fromEntries(Object.entries(params as Record<string, unknown>).filter(([, v]) => v !== null))
   }
-  const p = params as Record<string, unknown>
-  for (const key of Object.keys(p)) {
-    if (!Object.hasOwn(schema, key)) throw new P2posError('E_BAD_REQUEST', `unknown parameter "${key}" for ${method}`, { field: key })
-  }
-  for (const [key, field] of Object.entries(schema)) {
-    const v = p[key]
-    if (v === undefined || v === null) {
-      if (field.optional === true) continue
-      throw new P2posError('E_BAD_REQUEST', `missing parameter "${key}" for ${method}`, { field: key })
-    }
-    const problem = checkField(field, v)
-    if (problem != null) {
-      const code = problem.includes('too large') ? 'E_TOO_LARGE' : field.type === 'peer' || field.type === 'target' ? 'E_INVALID_PEER' : 'E_BAD_REQUEST'
-      throw new P2posError(code, `parameter "${key}" ${problem}`, { field: key })
-    }
-  }
-  return p
+  return check(METHODS[method].params, params, method) as Params<M>
 }
 
-function checkField (f: Field, v: unknown): string | undefined {
-  switch (f.type) {
-    case 'int':
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) return 'must be a non-negative integer'
-      if (f.max != null && v > f.max) return `must be at most ${f.max}`
-      if (f.min != null && v < f.min) return `must be at least ${f.min}`
-      return
-    case 'bool':
-      return typeof v === 'boolean' ? undefined : 'must be a boolean'
-    case 'string[]':
-      if (!Array.isArray(v) || v.some(x => typeof x !== 'string' || !NAME_PATTERN.test(x))) return 'must be an array of names ([a-z0-9._-], 1-128 chars)'
-      return
-    default:
-  }
-  if (typeof v !== 'string') return 'must be a string'
-  switch (f.type) {
-    case 'name':
-      return NAME_PATTERN.test(v) ? undefined : 'must match [a-z0-9][a-z0-9._-]{0,127}'
-    case 'peer':
-      return PEER_ID.test(v) ? undefined : 'is not a peer id'
-    case 'target':
-      return v === 'local' || PEER_ID.test(v) ? undefined : 'is not a peer id (or "local")'
-    case 'multiaddr':
-      return v.startsWith('/') && v.length < 1024 ? undefined : 'is not a multiaddr'
-    case 'base64':
-      if (!BASE64.test(v) || v.length % 4 !== 0) return 'must be base64'
-      if (f.max != null && (v.length / 4) * 3 > f.max + 2) return `is too large (at most ${f.max} bytes)`
-      return
-    case 'string':
-      if (f.max != null && new TextEncoder().encode(v).byteLength > f.max) return `is too large (at most ${f.max} bytes)`
-      return
-    default:
-  }
-}
+// ---- the API's data types, from their schemas ----
+
+export type Reachability = Static<typeof ReachabilitySchema>
+export type NodeInfo = Static<typeof NodeInfoSchema>
+export type PeerConnection = Static<typeof PeerConnectionSchema>
+/** `node.reach`: what this node knows about how it can be reached (local-api.md §node.reach). */
+export type ReachReport = Static<typeof ReachReportSchema>
+export type PingResult = Static<typeof PingResultSchema>
+export type AppState = Static<typeof AppStateSchema>
+export type AppInfo = Static<typeof AppInfoSchema>
+export type ServiceInfo = Static<typeof ServiceInfoSchema>
 
 /** Event names pushed on an event session (local-api.md §Events). */
 export type EventName =
@@ -167,91 +234,3 @@ export type EventName =
   | 'channel.closed' | 'reachability.changed' | 'pubsub.message' | 'session.closed'
 
 export interface ApiEvent { event: EventName, data: Record<string, unknown> }
-
-export type Reachability = 'unknown' | 'public' | 'private'
-
-export interface NodeInfo {
-  peerId: string
-  addrs: string[]
-  reachability: Reachability
-  api: string
-  socket: string
-  peers: number
-  /** Peers reached only through a relay right now (their traffic passes through it). */
-  relayedPeers: number
-  version: string
-  apiVersion: number
-  protocols: string[]
-}
-
-export interface PeerConnection {
-  peerId: string
-  addr: string
-  direction: 'inbound' | 'outbound'
-  relayed: boolean
-  rttMs: number | null
-  openedAt: number
-}
-
-/** `node.reach`: what this node knows about how it can be reached (local-api.md §node.reach). */
-export interface ReachReport {
-  reachability: Reachability
-  /** Why, in words. */
-  reason: string
-  publicNetworks: string[]
-  listenAddrs: string[]
-  announcedAddrs: string[]
-  /** How peers see us (identify's observed address), one per peer, direct connections only. */
-  observed: Array<{ peer: string, addr: string, transport: string }>
-  nat: {
-    /** null: no peer has told us yet. */
-    behindNat: boolean | null
-    seenAs: string[]
-    mapping: 'none' | 'endpoint-independent' | 'endpoint-dependent' | 'unknown'
-    /** Whether peers see our fixed TCP dial port under its own number (a TCP punch can aim at it). */
-    tcpDialPortKept: boolean | null
-  }
-  dialbacks: Array<{ peer: string, at: string, results: Array<{ addr: string, ok: boolean, error?: string }>, error?: string }>
-  relay: { reservations: Array<{ relay: string, addr: string }>, serving: boolean }
-  holePunch: {
-    relayedConnections: number
-    upgradedToDirect: number
-    /** The fixed local port TCP dials leave from, so NATs map them stably (0: ephemeral, no TCP punching). */
-    tcpDialPort: number
-    /** Our DCUtR attempts, newest last: who started (`started`: we did, as DCUtR's B), what was dialled, the outcome. */
-    attempts: Array<{ peer: string, ok: boolean, started: boolean, addrs: string[], ms: number, at: string, error?: string }>
-    upgrades: Array<{ peer: string, afterMs: number, at: string }>
-    /** Peers reached only through a relay right now. */
-    relayedNow: string[]
-  }
-  dhtMode: string
-}
-
-export interface PingResult { peerId: string, rttMs: number, relayed: boolean, addr: string }
-
-export type AppState = 'running' | 'stopped' | 'crashed'
-
-export interface AppInfo {
-  id: string
-  name: string
-  version: string
-  dir: string
-  state: AppState
-  pid: number | null
-  restarts: number
-  autostart: boolean
-  launchOnMessage: boolean
-  services: Array<{ name: string, description: string }>
-  /** The app that started this one as its helper, if any. */
-  parent: string | null
-}
-
-export interface ServiceInfo {
-  name: string
-  app: string
-  description: string
-  /** A provider is connected right now. */
-  available: boolean
-  /** Remote peers may call it (for a remote listing: always true — only those offered to us are listed). */
-  remote: boolean
-}

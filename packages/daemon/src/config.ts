@@ -1,37 +1,17 @@
 /**
  * The daemon's configuration: defaults, then `$P2POS_HOME/config.json`, then command-line flags.
- * Every key is documented in docs/spec/local-api.md §Configuration.
+ * Every key is documented in docs/spec/local-api.md §Configuration and checked by ConfigFileSchema.
  */
 import { readFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
-import { P2posError } from '@p2pos/api'
+import { ConfigFileSchema, P2posError, check, type ConfigFile } from '@p2pos/api'
 
-export interface Config {
-  home: string
-  /** libp2p listen multiaddrs. */
-  listen: string[]
-  /** Bootstrap peers (multiaddrs with /p2p/ id). None by default: there is no server of ours. */
-  bootstrap: string[]
-  /** Local API TCP port on 127.0.0.1; 0 picks a free one. If the default is taken, a free one is used. */
-  apiPort: number
-  /** Extra browser origins allowed to call the local API (loopback origins are always allowed). */
-  allowOrigins: string[]
-  mdns: boolean
-  /** 'auto' = server once a dial-back proves us publicly reachable (reach/); 'server' forces it (LANs, labs, tests). */
-  dhtMode: 'auto' | 'server' | 'client'
-  /** Treat private, loopback and documentation addresses as usable (labs, LANs without a public peer). */
-  allowPrivateAddrs: boolean
-  /** Serve as a circuit relay (16 reservations, no per-circuit limit): 'auto' and 'on' do, 'off' does not. */
-  relayService: 'auto' | 'on' | 'off'
-  /** Peers to redial at start-up from the persisted peer store. */
-  reconnectPeers: number
-  /**
-   * Extra address ranges (CIDR) to treat as the public internet, e.g. a lab's "internet" on a
-   * documentation range or a campus network whose 10.x subnets sit behind NATs.
-   */
-  publicNetworks: string[]
-}
+/**
+ * The configuration in force: every key of the file, with its default, and the home. The keys, their
+ * types and their meanings are declared once, in @p2pos/api's ConfigFileSchema.
+ */
+export type Config = Required<ConfigFile> & { home: string }
 
 export const DEFAULT_API_PORT = 5151
 export const DEFAULT_P2P_PORT = 4151
@@ -59,7 +39,7 @@ export function defaults (home: string): Config {
   }
 }
 
-export async function loadConfig (home: string, overrides: Partial<Config> = {}): Promise<Config> {
+export async function loadConfig (home: string, overrides: ConfigFile = {}): Promise<Config> {
   const config = defaults(home)
   let text: string | undefined
   try {
@@ -76,38 +56,13 @@ export async function loadConfig (home: string, overrides: Partial<Config> = {})
     }
     Object.assign(config, checkConfig(file, join(home, 'config.json')))
   }
-  for (const [k, v] of Object.entries(overrides)) {
-    if (v !== undefined && !(Array.isArray(v) && v.length === 0)) (config as any)[k] = v
-  }
+  const given = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined && !(Array.isArray(v) && v.length === 0)))
+  Object.assign(config, checkConfig(given, 'the command line'))
   config.home = home
   return config
 }
 
-const KINDS: Record<keyof Omit<Config, 'home'>, string> = {
-  listen: 'string[]',
-  bootstrap: 'string[]',
-  apiPort: 'number',
-  allowOrigins: 'string[]',
-  mdns: 'boolean',
-  dhtMode: 'auto|server|client',
-  allowPrivateAddrs: 'boolean',
-  relayService: 'auto|on|off',
-  reconnectPeers: 'number',
-  publicNetworks: 'string[]'
-}
-
-function checkConfig (file: unknown, where: string): Partial<Config> {
-  if (file == null || typeof file !== 'object' || Array.isArray(file)) {
-    throw new P2posError('E_BAD_REQUEST', `${where} must hold a JSON object`)
-  }
-  for (const [k, v] of Object.entries(file)) {
-    const kind = (KINDS as Record<string, string>)[k]
-    const ok = kind === 'string[]'
-      ? Array.isArray(v) && v.every(x => typeof x === 'string')
-      : kind === 'number' || kind === 'boolean'
-        ? typeof v === kind
-        : kind != null && kind.split('|').includes(v as string)
-    if (!ok) throw new P2posError('E_BAD_REQUEST', `${where}: "${k}" ${kind == null ? 'is not a known setting' : `must be ${kind}`}`)
-  }
-  return file as Partial<Config>
+function checkConfig (file: unknown, where: string): ConfigFile {
+  // the schema in @p2pos/api names the first wrong or unknown key
+  return check(ConfigFileSchema, file, where, 'setting')
 }

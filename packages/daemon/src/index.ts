@@ -106,6 +106,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     allowOrigins: config.allowOrigins,
     port: config.apiPort,
     socketPath,
+    checkResults: process.env.P2POS_CHECK_RESULTS === '1',
     log
   })
   const apiFile = join(home, 'api.json')

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto'
 import { basename } from 'node:path'
 import {
   LIMITS, MessageKind, P2posError, type ApiEvent, type AppInfo, type MethodName, type NodeInfo, type ReachReport, type PeerConnection,
-  type PingResult, type ServiceInfo
+  type Params, type PingResult, type Result, type ServiceInfo
 } from '@p2pos/api'
 import { Channel, channelFromUpgrade } from './channel.ts'
 import { EventSession } from './events.ts'
@@ -43,16 +43,19 @@ export class P2pos {
     return client
   }
 
-  /** Calls a method of the local API; rejects with a P2posError carrying the daemon's code. */
-  async call<T = any> (method: MethodName, params: Record<string, unknown> = {}, options: CallOptions = {}): Promise<T> {
-    return await this.callOnce<T>(method, params, options, true)
+  /**
+   * Calls a method of the local API; rejects with a P2posError carrying the daemon's code. Parameters
+   * and result are typed from the method table (packages/api), the same declaration the daemon checks.
+   */
+  async call<M extends MethodName> (method: M, params?: Params<M>, options: CallOptions = {}): Promise<Result<M>> {
+    return await this.callOnce<Result<M>>(method, params ?? {}, options, true)
   }
 
   /**
    * One HTTP request. A kept-alive socket that the daemon closed as idle just as we reused it fails with
    * ECONNRESET before the daemon saw anything: that request is sent once more on a fresh socket.
    */
-  private async callOnce<T> (method: MethodName, params: Record<string, unknown>, options: CallOptions, mayRetry: boolean): Promise<T> {
+  private async callOnce<T> (method: MethodName, params: object, options: CallOptions, mayRetry: boolean): Promise<T> {
     const body = JSON.stringify(params)
     return await new Promise<T>((resolve, reject) => {
       const req = httpRequest(this.endpoint, 'POST', `/call/${method}`, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) })
@@ -126,7 +129,7 @@ export class P2pos {
    * Opens a session, listens for `event`, then registers with `method`: in that order, because the
    * daemon may announce a waiting channel the moment the registration lands (launchOnMessage).
    */
-  private async register (method: 'apps.register' | 'services.provide', params: Record<string, unknown>, event: string,
+  private async register<M extends 'apps.register' | 'services.provide'> (method: M, params: Omit<Params<M>, 'session'>, event: string,
     matches: (ev: ApiEvent) => boolean, onChannel: (ch: Channel) => void, options: CallOptions): Promise<AppListener> {
     const session = await this.events(options)
     const listener = new AppListener(this, session, String(params.app))
@@ -135,7 +138,7 @@ export class P2pos {
       this.accept(String(ev.data.channel)).then(onChannel, (err) => listener.emitError(err))
     })
     try {
-      await this.call(method, { session: session.id, ...params }, options)
+      await this.call(method, { session: session.id, ...params } as Params<M>, options)
     } catch (err) {
       session.close()
       throw err

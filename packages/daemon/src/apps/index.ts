@@ -72,8 +72,9 @@ export class AppService {
     'apps.install': async (p) => await this.install(p.dir),
     'apps.uninstall': async (p) => await this.uninstall(p.id),
     'apps.list': async () => this.list(),
-    // the admin token starts an app on its own; an app (or admin naming one) starts it as its helper
-    'apps.start': async (p, { principal }) => await this.startApp(p.target, principal.admin && p.app == null ? null : p.app),
+    // the admin token naming no app starts it on its own; an app starts it as its helper (authorise made
+    // sure a token that is not admin names the app it acts as)
+    'apps.start': async (p) => await this.startApp(p.target, p.app ?? null),
     'apps.stop': async (p) => await this.stopApp(p.target),
     'apps.logs': async (p) => this.logs(p.target, p.lines)
   }

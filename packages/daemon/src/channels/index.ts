@@ -100,9 +100,10 @@ export class ChannelService implements Startable {
     'channels.open': async (p, { channel }) => {
       await this.connect(channel, p.peer, p.timeoutMs, { kind: 'app', app: p.app })
     },
-    /** `POST /v0/services/connect?peer=<peer id|local>&service=&app=<caller>&timeoutMs=` (authorise set `app`) */
+    /** `POST /v0/services/connect?peer=<peer id|local>&service=&app=<caller>&timeoutMs=` */
     'services.connect': async (p, { channel }) => {
-      await this.connect(channel, p.peer, p.timeoutMs, { kind: 'service', service: p.service, caller: p.app })
+      // authorise named the acting app when the caller left it out (actingDefault)
+      await this.connect(channel, p.peer, p.timeoutMs, { kind: 'service', service: p.service, caller: String(p.app) })
     },
     /** `POST /v0/channels/accept?channel=` — for channel.incoming and service.incoming alike. */
     'channels.accept': async (p, { channel }) => {

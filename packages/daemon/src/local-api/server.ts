@@ -16,7 +16,7 @@ import type { Socket } from 'node:net'
 import { unlink } from 'node:fs/promises'
 import {
   API_PREFIX, API_VERSION, CHANNEL_UPGRADE, LIMITS, METHODS, P2posError, SOFTWARE_VERSION,
-  isMethodName, validateParams, type ParamSchema, type UpgradeMethod
+  check, isMethodName, validateParams, type TSchema, type UpgradeMethod
 } from '@p2pos/api'
 import type { Principal, TokenStore } from '../core/tokens.ts'
 import type { EventSink, Sessions } from '../core/sessions.ts'
@@ -32,6 +32,11 @@ export interface LocalApiComponents {
   /** TCP port on 127.0.0.1 (0: any free one; a taken one falls back to a free one). */
   port: number
   socketPath: string
+  /**
+   * Check every result against its schema in the method table before sending it (tests and testnet
+   * turn it on with P2POS_CHECK_RESULTS=1): a result that breaks the spec fails loudly as E_INTERNAL.
+   */
+  checkResults: boolean
   log: (msg: string) => void
 }
 
@@ -164,8 +169,15 @@ export class LocalApi {
     const checked = validateParams(method, params)
     authorise(principal, method, checked, this.c.authority)
     const handler = this.c.routes[method] as (p: unknown, ctx: { principal: Principal }) => Promise<unknown>
-    const result = await handler(checked, { principal })
-    sendJson(res, 200, { result: result ?? null })
+    const result = (await handler(checked, { principal })) ?? null
+    if (this.c.checkResults && 'result' in spec) {
+      try {
+        check(spec.result, JSON.parse(JSON.stringify(result)), `the result of ${method}`, 'field')
+      } catch (err) {
+        throw new P2posError('E_INTERNAL', `the result breaks the spec: ${(err as Error).message}`)
+      }
+    }
+    sendJson(res, 200, { result })
   }
 
   private async onUpgrade (req: IncomingMessage, socket: Socket, head: Buffer, unix: boolean): Promise<void> {
@@ -187,10 +199,11 @@ export class LocalApi {
 }
 
 /** An upgrade's query as method parameters: integer fields become numbers (anything else stays a string). */
-function fromQuery (query: URLSearchParams, schema: ParamSchema): Record<string, unknown> {
+function fromQuery (query: URLSearchParams, schema: TSchema): Record<string, unknown> {
+  const properties: Record<string, TSchema> = schema.properties ?? {}
   const params: Record<string, unknown> = {}
   for (const [k, v] of query) {
-    params[k] = Object.hasOwn(schema, k) && schema[k].type === 'int' && /^\d+$/.test(v) ? Number(v) : v
+    params[k] = properties[k]?.type === 'integer' && /^\d+$/.test(v) ? Number(v) : v
   }
   return params
 }

@@ -1,0 +1,27 @@
+/**
+ * The daemon's configuration file, `$P2POS_HOME/config.json` (local-api.md §10): every key optional,
+ * unknown keys and wrong types refused with the key named. The daemon checks the file against this
+ * schema; docs/spec/local-api.schema.json carries it for editors and other tools.
+ */
+import { Int, Obj, Type, type Static } from './schema.ts'
+
+const Strings = (description: string) => Type.Optional(Type.Array(Type.String(), { description }))
+
+export const ConfigFileSchema = Obj({
+  listen: Strings('libp2p listen multiaddrs'),
+  bootstrap: Strings('peers to join through (multiaddrs with /p2p/); none by default'),
+  apiPort: Type.Optional(Int(65_535, 0, { description: 'TCP port of the API on 127.0.0.1; 0 = any free one' })),
+  allowOrigins: Strings('extra browser origins allowed to call the API'),
+  mdns: Type.Optional(Type.Boolean({ description: 'find peers on the LAN by mDNS' })),
+  dhtMode: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('server'), Type.Literal('client')], {
+    description: 'auto: a DHT server once a dial-back proves us publicly reachable; server/client force it'
+  })),
+  allowPrivateAddrs: Type.Optional(Type.Boolean({ description: 'treat private, loopback and documentation addresses as usable (LANs, labs, tests)' })),
+  relayService: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('on'), Type.Literal('off')], {
+    description: 'serve as a circuit relay: auto = once a dial-back proves us publicly reachable; on = always; off = never'
+  })),
+  reconnectPeers: Type.Optional(Int(100_000, 0, { description: 'at start, redial up to this many peers remembered in the peer store' })),
+  publicNetworks: Strings('extra CIDR ranges that count as the public internet here, e.g. "203.0.113.0/24"')
+}, { title: 'p2pos config.json' })
+
+export type ConfigFile = Static<typeof ConfigFileSchema>
