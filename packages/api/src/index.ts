@@ -1,4 +1,5 @@
 export * from './constants.ts'
 export * from './errors.ts'
 export * from './frames.ts'
+export * from './home.ts'
 export * from './methods.ts'
