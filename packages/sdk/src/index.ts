@@ -9,14 +9,15 @@
  */
 import {
   LIMITS, P2posError, type ApiEvent, type AppInfo, type MethodName, type NodeInfo, type ReachReport, type PeerConnection,
-  type PingResult, type ServiceInfo
+  type PingResult, type ServiceInfo, defaultHome
 } from '@p2pos/api'
 import { Channel, channelFromUpgrade } from './channel.ts'
 import { EventSession } from './events.ts'
-import { connectionError, defaultHome, endpointFromHome, httpRequest, readAll, upgrade, type Endpoint } from './transport.ts'
+import { connectionError, endpointFromHome, httpRequest, readAll, upgrade, type Endpoint } from './transport.ts'
 
 export * from '@p2pos/api'
 export { verifyAppSignature, ed25519KeyOf } from './signatures.ts'
+// defaultHome lives in @p2pos/api (the daemon and clients share it); exported here as before
 export { Channel, EventSession, defaultHome, endpointFromHome, type Endpoint }
 export type { IncomingMessage, MessageHandler, Reply } from './channel.ts'
 export { sendFile, receiveFile, parseFileHeader, safeFileName } from './files.ts'
