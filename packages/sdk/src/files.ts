@@ -116,9 +116,11 @@ export async function receiveFile (ch: Channel, header: IncomingMessage | FileHe
   try {
     return await store(ch.readable, parseFileHeader(header), target, options)
   } catch (err) {
-    // drop what is still coming, so that a sender still writing is not stalled
-    ch.readable.unpipe()
-    if (!ch.readable.destroyed) ch.readable.resume()
+    // drop what is still coming of the announced stream, so that a sender still writing is not stalled
+    if (!isMessage(header) || header.kind === MessageKind.STREAM_HEADER) {
+      ch.readable.unpipe()
+      if (!ch.readable.destroyed) ch.readable.resume()
+    }
     if (err instanceof P2posError) throw err
     // a file system error (no space, no permission…): the sender gets a code of the spec, not EACCES
     throw new P2posError('E_INTERNAL', `the receiver could not store the file: ${(err as Error).message}`)
@@ -165,6 +167,7 @@ async function store (readable: Readable, h: FileHeader, target: FileTarget, opt
       readable.on('error', onError).on('close', onClose)
       sink.on('error', finish).on('finish', finish)
       readable.pipe(sink)
+      if (options.signal?.aborted === true) onAbort() // while the file was being created
     })
     if (bytes !== h.size) throw new P2posError('E_PROTOCOL', `file ${name}: got ${bytes} bytes, expected ${h.size}`)
     if (hash.digest('hex') !== h.sha256) throw new P2posError('E_PROTOCOL', `file ${name}: the SHA-256 of the bytes is not the announced one`)
