@@ -16,14 +16,15 @@
  *   When this app stops or exits, the supervisor stops its helpers too.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
-import { P2pos, P2posError, isErrorCode, type AppInfo, type Channel, type IncomingMessage } from '@p2pos/sdk'
+import { LIMITS, P2pos, P2posError, isErrorCode, type AppInfo, type Channel, type IncomingMessage } from '@p2pos/sdk'
 
 const app = process.env.P2POS_APP_ID ?? 'org.p2pos.chat'
 const HELPER = 'org.p2pos.filetransfer'
 const HELPER_SERVICE = 'filetransfer.send'
 /** How long the helper may take from "start" to providing its service. */
 const HELPER_READY_MS = 15_000
-const OPEN_TIMEOUT_MS = 15_000
+/** How long reaching a peer's copy of this app, or the local helper's service, may take: the API's default. */
+const OPEN_TIMEOUT_MS = LIMITS.openTimeoutMs
 const MAX_TEXT_CHARS = 4096
 
 const log = (event: string, fields: Record<string, unknown> = {}): void => {

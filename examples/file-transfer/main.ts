@@ -12,14 +12,10 @@
  *
  * Every event is printed as one JSON line on stdout, which the supervisor keeps as the app's log.
  */
-import { createWriteStream } from 'node:fs'
-import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises'
-import { createHash } from 'node:crypto'
+import { readFile, stat } from 'node:fs/promises'
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { pipeline } from 'node:stream/promises'
-import { Transform } from 'node:stream'
-import { MessageKind, P2pos, P2posError, sendFile, type Channel, type FileHeader, type IncomingMessage, type Progress } from '@p2pos/sdk'
+import { MessageKind, P2pos, P2posError, receiveFile, sendFile, type Channel, type FileHeader, type IncomingMessage, type Progress } from '@p2pos/sdk'
 
 const app = process.env.P2POS_APP_ID ?? 'org.p2pos.filetransfer'
 const appDir = process.env.P2POS_APP_DIR ?? dirname(fileURLToPath(import.meta.url))
@@ -33,6 +29,10 @@ const log = (event: string, fields: Record<string, unknown> = {}): void => {
 const p2p = await P2pos.connect()
 const self = (await p2p.info()).peerId
 const inbox = await inboxDir()
+
+/** Files being received, and what cancels them when the app stops. */
+const receiving = new Set<Promise<unknown>>()
+const stopReceiving = new AbortController()
 
 const receiver = await p2p.listen(app, (ch) => {
   ch.onMessage(async (msg) => await onIncoming(ch, msg))
@@ -111,61 +111,26 @@ async function send (caller: Channel, msg: IncomingMessage): Promise<Record<stri
   }
 }
 
-/** A message from a copy of this app on a peer: a file (STREAM_HEADER) to store in the inbox. */
+/**
+ * A message from a copy of this app on a peer: a file (STREAM_HEADER) to store in the inbox (SDK
+ * `receiveFile`: a hidden partial file, size and SHA-256 checked, then renamed; the acknowledgement
+ * carries the stored name).
+ */
 async function onIncoming (ch: Channel, msg: IncomingMessage): Promise<string> {
   if (msg.kind !== MessageKind.STREAM_HEADER) throw new P2posError('E_BAD_REQUEST', `${app} accepts files only`)
-  let header: FileHeader
-  try { header = msg.json() } catch { throw new P2posError('E_BAD_REQUEST', 'the file header is not JSON') }
-  const file = await receiveFile(ch, header)
-  log('received', { from: ch.peer, file, name: header.name, size: header.size, sha256: header.sha256 })
-  return JSON.stringify({ stored: basename(file) })
-}
-
-/**
- * Stores the channel's byte stream as `header.name` in the inbox: written to a hidden partial file,
- * checked against the announced size and sha256, then renamed, so an interrupted transfer never leaves
- * a file that looks complete.
- */
-async function receiveFile (ch: Channel, header: FileHeader): Promise<string> {
-  if (typeof header?.name !== 'string' || !Number.isSafeInteger(header.size) || header.size < 0 || typeof header.sha256 !== 'string') {
-    throw new P2posError('E_BAD_REQUEST', 'malformed file header')
-  }
-  const safe = basename(header.name).replace(/^\.+/, '').replace(/[\u0000-\u001f/\\]/g, '_') || 'unnamed'
-  await mkdir(inbox, { recursive: true })
-  const partial = join(inbox, `.${safe}.${process.pid}.${Date.now()}.partial`)
-  const hash = createHash('sha256')
-  let size = 0
+  const receive = receiveFile(ch, msg, inbox, { signal: stopReceiving.signal })
+  receiving.add(receive)
   try {
-    await pipeline(ch.readable, new Transform({
-      transform (chunk, _enc, cb) {
-        size += chunk.length
-        if (size > header.size) { cb(new P2posError('E_PROTOCOL', `file ${safe}: more than the announced ${header.size} bytes`)); return }
-        hash.update(chunk)
-        cb(null, chunk)
-      }
-    }), createWriteStream(partial, { flags: 'wx' }))
-    if (size !== header.size) throw new P2posError('E_PROTOCOL', `file ${safe}: got ${size} bytes, expected ${header.size}`)
-    if (hash.digest('hex') !== header.sha256) throw new P2posError('E_PROTOCOL', `file ${safe}: sha256 mismatch`)
-    const target = await freeName(safe)
-    await rename(partial, target)
-    return target
+    const file = await receive
+    log('received', { from: ch.peer, file: file.path, name: file.name, size: file.size, sha256: file.sha256 })
+    return JSON.stringify({ stored: basename(file.path) })
   } catch (err: any) {
-    await rm(partial, { force: true })
-    log('receive.failed', { from: ch.peer, name: header.name, code: err.code, message: err.message })
+    let name: unknown
+    try { name = msg.json()?.name } catch {}
+    log('receive.failed', { from: ch.peer, name, code: err.code, message: err.message })
     throw err
-  }
-}
-
-/** `name`, or `name (1)`, `name (2)`… — the first that does not exist in the inbox yet. */
-async function freeName (name: string): Promise<string> {
-  const dot = name.lastIndexOf('.')
-  for (let i = 0; ; i++) {
-    const candidate = i === 0 ? name : dot > 0 ? `${name.slice(0, dot)} (${i})${name.slice(dot)}` : `${name} (${i})`
-    try {
-      await stat(join(inbox, candidate))
-    } catch {
-      return join(inbox, candidate)
-    }
+  } finally {
+    receiving.delete(receive)
   }
 }
 
@@ -189,12 +154,15 @@ async function inboxDir (): Promise<string> {
   return join(appDir, 'inbox')
 }
 
-// closing our event sessions on purpose must not look like the daemon going away
+// closing our event sessions on purpose must not look like the daemon going away; files still
+// arriving are cancelled and their partial files removed before we exit
 let stopping = false
 const stop = (): void => {
+  if (stopping) return
   stopping = true
   for (const l of [receiver, sender]) l.close()
-  process.exit(0)
+  stopReceiving.abort()
+  void Promise.allSettled(receiving).then(() => process.exit(0))
 }
 process.once('SIGTERM', stop)
 process.once('SIGINT', stop)

@@ -12,7 +12,7 @@
  * A receiver that sees a gap in an author's seq, and every member now and then, catches up with "sync".
  */
 import { createHash, randomBytes } from 'node:crypto'
-import type { Channel, P2pos } from '@p2pos/sdk'
+import { PEER_ID_PATTERN, ed25519KeyOf, type Channel, type P2pos } from '@p2pos/sdk'
 import {
   APP, MAX_PARTICIPANTS, MAX_TEXT_BYTES, MAX_TITLE_CHARS, checkContext, compareMessages, leftCount, newestKey, stateOf,
   type ChatMessage, type ConferenceContext, type ConferenceKey, type Decision, type MemberState, type Signed
@@ -29,7 +29,11 @@ export class AppError extends Error {
   }
 }
 
-const PEER_ID = /^12D3KooW[1-9A-HJ-NP-Za-km-z]{44,48}$/
+/**
+ * A peer that can take part: a peer id (the spec's pattern) with an Ed25519 key inside (`12D3KooW…`),
+ * because everything it signs is checked from its id alone (conference.md).
+ */
+const isParticipantId = (p: unknown): boolean => typeof p === 'string' && PEER_ID_PATTERN.test(p) && ed25519KeyOf(p) !== undefined
 const DELIVER_TIMEOUT_MS = 5000
 /** Deliveries (invitations, decisions, keys) in flight at once, to different peers. */
 const FLUSH_CONCURRENCY = 8
@@ -103,7 +107,7 @@ export class ConferenceApp {
     const at = req.at ?? new Date().toISOString()
     if (typeof at !== 'string' || Number.isNaN(Date.parse(at))) throw new AppError('E_BAD_REQUEST', '--at must be an ISO-8601 time')
     const invite: string[] = Array.isArray(req.invite) ? req.invite : []
-    const bad = invite.find(p => typeof p !== 'string' || !PEER_ID.test(p))
+    const bad = invite.find(p => !isParticipantId(p))
     if (bad !== undefined) throw new AppError('E_INVALID_PEER', `"${String(bad)}" is not a peer id`)
     if (invite.length === 0) throw new AppError('E_BAD_REQUEST', 'invite at least one peer')
     const participants = [...new Set([this.me, ...invite])]

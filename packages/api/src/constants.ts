@@ -31,6 +31,15 @@ export const DHT_PROTOCOL = '/ipfs/kad/1.0.0'
 /** DHT record namespace for p2pos signed records: keys are `/p2pos/<peerId>/<name>`. */
 export const DHT_NAMESPACE = 'p2pos'
 
+/** TCP port of the local API on 127.0.0.1 unless configured (local-api.md §10, `apiPort`). */
+export const DEFAULT_API_PORT = 5151
+
+/**
+ * libp2p port unless configured (local-api.md §10, `listen`): TCP and QUIC; WebSockets on the next
+ * port, TCP dials from the one after (wire.md §5.2).
+ */
+export const DEFAULT_P2P_PORT = 4151
+
 /** HTTP header and upgrade token used to turn an HTTP request into a channel (local-api.md §Channels). */
 export const CHANNEL_UPGRADE = 'p2pos-channel'
 
@@ -59,6 +68,13 @@ export const LIMITS = {
   /** Most buffered events per session before the session is closed as too slow (E_SLOW_CONSUMER). */
   sessionEventBacklog: 10_000
 } as const
+
+/**
+ * A peer id in text (local-api.md §5, parameter type *peer*; wire.md §1): base58btc `12D3KooW…` (an
+ * Ed25519 key inlined, what p2pos nodes have) or `Qm…` (a SHA-256 multihash), or a CIDv1 in base32
+ * (`b…`). Only the form is checked; decoding can still fail.
+ */
+export const PEER_ID_PATTERN = /^(12D3Koo[1-9A-HJ-NP-Za-km-z]{40,50}|Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{50,70})$/
 
 /** App ids: reverse-DNS style, lower case; topics use the same alphabet. */
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,127}$/

@@ -1,6 +1,7 @@
 export * from './constants.ts'
 export * from './errors.ts'
 export * from './frames.ts'
+export * from './home.ts'
 export * from './methods.ts'
 export * from './schema.ts'
 export * from './config.ts'

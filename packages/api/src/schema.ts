@@ -14,13 +14,12 @@
 import { FormatRegistry, Type, type Static, type TSchema, type TString, type StringOptions } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors'
-import { NAME_PATTERN } from './constants.ts'
+import { NAME_PATTERN, PEER_ID_PATTERN } from './constants.ts'
 import { P2posError, type ErrorCode } from './errors.ts'
 
 export { Type, type Static, type TSchema }
 
-/** Peer ids as libp2p prints them: Ed25519 (12D3Koo…), RSA/legacy (Qm…), or a CIDv1 in base32 (b…). */
-export const PEER_ID_SOURCE = '^(12D3Koo[1-9A-HJ-NP-Za-km-z]{40,50}|Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{50,70})$'
+const PEER_ID_SOURCE = PEER_ID_PATTERN.source
 const BASE64_SOURCE = '^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$'
 
 /** An app id, topic, service or record name. */

@@ -3,9 +3,8 @@
  * Every key is documented in docs/spec/local-api.md §Configuration and checked by ConfigFileSchema.
  */
 import { readFile } from 'node:fs/promises'
-import { homedir } from 'node:os'
 import { join } from 'node:path'
-import { ConfigFileSchema, P2posError, check, type ConfigFile } from '@p2pos/api'
+import { ConfigFileSchema, DEFAULT_API_PORT, DEFAULT_P2P_PORT, P2posError, check, defaultHome, type ConfigFile } from '@p2pos/api'
 
 /**
  * The configuration in force: every key of the file, with its default, and the home. The keys, their
@@ -13,12 +12,7 @@ import { ConfigFileSchema, P2posError, check, type ConfigFile } from '@p2pos/api
  */
 export type Config = Required<ConfigFile> & { home: string }
 
-export const DEFAULT_API_PORT = 5151
-export const DEFAULT_P2P_PORT = 4151
-
-export function defaultHome (): string {
-  return process.env.P2POS_HOME ?? join(homedir(), '.p2pos')
-}
+export { defaultHome }
 
 export function defaults (home: string): Config {
   return {

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events'
 import { Readable } from 'node:stream'
 import type { Socket } from 'node:net'
 import {
-  FrameDecoder, FrameType, LIMITS, MessageKind, P2posError, encodeAck, encodeFrame, encodeFrameHeader, encodeMsg,
+  CHANNEL_UPGRADE, FrameDecoder, FrameType, LIMITS, MessageKind, P2posError, encodeAck, encodeFrame, encodeFrameHeader, encodeMsg,
   encodeNack, readU32
 } from '@p2pos/api'
 
@@ -246,7 +246,7 @@ export class Channel extends EventEmitter<ChannelEvents> {
 
 export function channelFromUpgrade (socket: Socket, head: Buffer, headers: Record<string, string | string[] | undefined>): Channel {
   return new Channel(socket, head, {
-    id: String(headers['p2pos-channel'] ?? ''),
+    id: String(headers[CHANNEL_UPGRADE] ?? ''),
     peer: String(headers['p2pos-peer'] ?? ''),
     app: String(headers['p2pos-app'] ?? ''),
     relayed: headers['p2pos-relayed'] === '1',

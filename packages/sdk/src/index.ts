@@ -7,27 +7,23 @@
  *   const ch = await p2p.open(peerId, 'org.example.chat')
  *   await ch.send('hello')                        // resolves once the remote app acknowledged it
  */
-import { createReadStream } from 'node:fs'
-import { stat } from 'node:fs/promises'
-import { createHash } from 'node:crypto'
-import { basename } from 'node:path'
 import {
-  LIMITS, MessageKind, P2posError, type ApiEvent, type AppInfo, type MethodName, type NodeInfo, type ReachReport, type PeerConnection,
-  type Params, type PingResult, type Result, type ServiceInfo
+  LIMITS, P2posError, type ApiEvent, type AppInfo, type MethodName, type NodeInfo, type ReachReport, type PeerConnection,
+  type Params, type PingResult, type Result, type ServiceInfo, defaultHome
 } from '@p2pos/api'
 import { Channel, channelFromUpgrade } from './channel.ts'
 import { EventSession } from './events.ts'
-import { connectionError, defaultHome, endpointFromHome, httpRequest, readAll, upgrade, type Endpoint } from './transport.ts'
+import { connectionError, endpointFromHome, httpRequest, readAll, upgrade, type Endpoint } from './transport.ts'
 
 export * from '@p2pos/api'
 export { verifyAppSignature, ed25519KeyOf } from './signatures.ts'
+// defaultHome lives in @p2pos/api (the daemon and clients share it); exported here as before
 export { Channel, EventSession, defaultHome, endpointFromHome, type Endpoint }
 export type { IncomingMessage, MessageHandler, Reply } from './channel.ts'
+export { sendFile, receiveFile, parseFileHeader, safeFileName } from './files.ts'
+export type { FileHeader, FileOptions, FileTarget, Progress, ReceivedFile } from './files.ts'
 
 export interface CallOptions { signal?: AbortSignal }
-
-export interface FileHeader { type: 'file', name: string, size: number, sha256: string }
-export interface Progress { bytes: number, total: number }
 
 export class P2pos {
   readonly endpoint: Endpoint
@@ -263,27 +259,4 @@ export class AppListener {
 
   get events (): AsyncIterable<ApiEvent> { return this.session }
   get p2pos (): P2pos { return this.client }
-}
-
-/**
- * Sends a file over a channel: a STREAM_HEADER message (name, size, sha256), the bytes as the channel's
- * byte stream, then END. Resolves when the remote app acknowledged the header, which a receiver does
- * only after it stored the whole file and checked its hash.
- */
-export async function sendFile (ch: Channel, path: string, options: { signal?: AbortSignal, onProgress?: (p: Progress) => void, name?: string } = {}): Promise<FileHeader> {
-  const size = (await stat(path)).size
-  const hash = createHash('sha256')
-  for await (const c of createReadStream(path)) hash.update(c)
-  const header: FileHeader = { type: 'file', name: options.name ?? basename(path), size, sha256: hash.digest('hex') }
-  const acked = ch.send(JSON.stringify(header), { kind: MessageKind.STREAM_HEADER, signal: options.signal })
-  acked.catch(() => {})
-  let bytes = 0
-  for await (const c of createReadStream(path, { highWaterMark: 256 * 1024, signal: options.signal })) {
-    await ch.write(c)
-    bytes += c.length
-    options.onProgress?.({ bytes, total: size })
-  }
-  ch.end()
-  await acked
-  return header
 }

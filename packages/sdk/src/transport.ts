@@ -4,10 +4,9 @@
  */
 import { request, Agent, type IncomingMessage, type ClientRequest } from 'node:http'
 import { readFile } from 'node:fs/promises'
-import { homedir } from 'node:os'
 import { join } from 'node:path'
 import type { Socket } from 'node:net'
-import { API_PREFIX, P2posError } from '@p2pos/api'
+import { API_PREFIX, CHANNEL_UPGRADE, DEFAULT_API_PORT, P2posError, defaultHome } from '@p2pos/api'
 
 export interface Endpoint {
   /** Unix socket path, preferred when set. */
@@ -15,10 +14,6 @@ export interface Endpoint {
   /** `http://127.0.0.1:PORT` */
   url?: string
   token: string
-}
-
-export function defaultHome (): string {
-  return process.env.P2POS_HOME ?? join(homedir(), '.p2pos')
 }
 
 export function notRunning (home: string, why: string): P2posError {
@@ -63,7 +58,7 @@ const agent = new Agent({ keepAlive: true })
 export function httpRequest (ep: Endpoint, method: string, path: string, headers: Record<string, string> = {}, pooled = true): ClientRequest {
   const base = { method, path: API_PREFIX + path, agent: pooled ? agent : false, headers: { authorization: `Bearer ${ep.token}`, host: 'localhost', ...headers } }
   if (ep.socket != null) return request({ ...base, socketPath: ep.socket })
-  const u = new URL(ep.url ?? 'http://127.0.0.1:5151')
+  const u = new URL(ep.url ?? `http://127.0.0.1:${DEFAULT_API_PORT}`)
   return request({ ...base, hostname: u.hostname, port: u.port, headers: { ...base.headers, host: u.host } })
 }
 
@@ -85,7 +80,7 @@ export function connectionError (ep: Endpoint, err: any): P2posError {
 /** POST an upgrade request; resolves with the raw socket and the response headers on 101. */
 export async function upgrade (ep: Endpoint, path: string, signal?: AbortSignal): Promise<{ socket: Socket, head: Buffer, headers: IncomingMessage['headers'] }> {
   return await new Promise((resolve, reject) => {
-    const req = httpRequest(ep, 'POST', path, { connection: 'Upgrade', upgrade: 'p2pos-channel' }, false)
+    const req = httpRequest(ep, 'POST', path, { connection: 'Upgrade', upgrade: CHANNEL_UPGRADE }, false)
     const onAbort = (): void => { req.destroy(); reject(new P2posError('E_ABORTED', 'aborted')) }
     signal?.addEventListener('abort', onAbort, { once: true })
     req.on('upgrade', (res, socket, head) => {

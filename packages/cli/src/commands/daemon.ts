@@ -1,4 +1,5 @@
-import { startDaemon, loadConfig, defaultHome } from '@p2pos/daemon'
+import { defaultHome } from '@p2pos/api'
+import { startDaemon, loadConfig } from '@p2pos/daemon'
 import { args } from '../output.ts'
 
 const USAGE = 'p2pos daemon [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--api-port N] [--no-mdns]'

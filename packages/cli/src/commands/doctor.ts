@@ -3,7 +3,7 @@
  * reservations, whether hole punching has worked, and what to try. `--json` prints the daemon's
  * `node.reach` report plus `peers` and the same `advice`.
  */
-import type { PeerConnection, ReachReport } from '@p2pos/sdk'
+import { DEFAULT_P2P_PORT, type PeerConnection, type ReachReport } from '@p2pos/sdk'
 import { args, client, print } from '../output.ts'
 
 export async function run (argv: string[]): Promise<number> {
@@ -62,7 +62,7 @@ export function adviseOn (r: ReachReport, peers: PeerConnection[]): string[] {
   }
   if (r.reachability === 'private') {
     if (r.relay.reservations.length === 0) out.push('No relay reservation yet: peers outside your network cannot reach you until a public p2pos peer is connected (it relays by default).')
-    out.push('To be reachable directly, forward TCP and UDP port 4151 on your router to this computer (or enable UPnP/NAT-PMP port mapping there).')
+    out.push(`To be reachable directly, forward TCP and UDP port ${p2pPort(r)} on your router to this computer (or enable UPnP/NAT-PMP port mapping there).`)
   }
   if (r.nat.mapping === 'endpoint-dependent' || r.nat.tcpDialPortKept === false) {
     out.push('Your NAT picks new ports for new connections (symmetric): direct connections to peers behind other NATs cannot be punched and stay relayed. A router setting for "endpoint-independent mapping" / "full-cone NAT", or a port forward, fixes it.')
@@ -71,4 +71,13 @@ export function adviseOn (r: ReachReport, peers: PeerConnection[]): string[] {
     out.push(`${r.holePunch.relayedNow.length} peer(s) are reached only through a relay: it works, with the relay's extra round trip; a port forward on either side makes it direct.`)
   }
   return out
+}
+
+/** The port this daemon listens on for TCP (its first one), else the default. */
+function p2pPort (r: ReachReport): number {
+  for (const a of r.listenAddrs) {
+    const m = /^\/ip[46]\/[^/]+\/tcp\/(\d+)$/.exec(a.replace(/\/p2p\/[^/]+$/, ''))
+    if (m != null && m[1] !== '0') return Number(m[1])
+  }
+  return DEFAULT_P2P_PORT
 }

@@ -1,10 +1,6 @@
-import { createWriteStream } from 'node:fs'
-import { mkdir, rename, rm, stat } from 'node:fs/promises'
-import { createHash } from 'node:crypto'
-import { basename, join, resolve } from 'node:path'
-import { pipeline } from 'node:stream/promises'
-import { Transform } from 'node:stream'
-import { MessageKind, P2posError, type Channel, type FileHeader } from '@p2pos/sdk'
+import { mkdir } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { MessageKind, P2posError, receiveFile, type Channel } from '@p2pos/sdk'
 import { UsageError, args, client } from '../output.ts'
 
 const USAGE = 'p2pos listen APPID [--out DIR] [--json]'
@@ -21,13 +17,28 @@ export async function run (argv: string[]): Promise<number> {
     process.stdout.write((json ? JSON.stringify(obj) : human) + '\n')
   }
   const p2p = await client()
+  // Ctrl-C cancels the files still arriving, and waits for their partial files to be removed
+  const stopping = new AbortController()
+  const receiving = new Set<Promise<unknown>>()
   const listener = await p2p.listen(app, (ch: Channel) => {
     ch.onMessage(async (msg) => {
       if (msg.kind === MessageKind.STREAM_HEADER) {
-        if (out == null) throw new P2posError('E_APP_REJECTED', 'this listener does not accept files (it was started without --out)')
-        const header = msg.json() as FileHeader
-        const saved = await receiveFile(ch, header, out)
-        emit({ from: ch.peer, app, file: saved, name: header.name, size: header.size, sha256: header.sha256 }, `${ch.peer}: file ${saved} (${header.size} bytes)`)
+        if (out == null) {
+          ch.readable.resume() // drop the bytes: the sender must not stall on them
+          throw new P2posError('E_APP_REJECTED', 'this listener does not accept files (it was started without --out)')
+        }
+        // checked, stored and renamed before the header is acknowledged; what it throws refuses it
+        const receive = receiveFile(ch, msg, out, { signal: stopping.signal })
+        receiving.add(receive)
+        try {
+          const f = await receive
+          emit({ from: ch.peer, app, file: f.path, name: f.name, size: f.size, sha256: f.sha256 }, `${ch.peer}: file ${f.path} (${f.size} bytes)`)
+        } catch (err: any) {
+          process.stderr.write(`p2pos: refused a file from ${ch.peer}: ${err.message} [${err.code ?? 'E_INTERNAL'}]\n`)
+          throw err
+        } finally {
+          receiving.delete(receive)
+        }
         return
       }
       emit({ from: ch.peer, app, data: msg.text() }, `${ch.peer}: ${msg.text()}`)
@@ -40,47 +51,8 @@ export async function run (argv: string[]): Promise<number> {
     process.once('SIGTERM', resolve)
     listener.session.once('close', () => resolve())
   })
+  stopping.abort()
+  await Promise.allSettled(receiving)
   listener.close()
   return 0
-}
-
-/**
- * Stores the channel's byte stream as `header.name` under `dir`: written to a hidden partial file,
- * checked against the announced size and sha256, then renamed, so a broken transfer never leaves a
- * file that looks complete.
- */
-async function receiveFile (ch: Channel, header: FileHeader, dir: string): Promise<string> {
-  if (typeof header?.name !== 'string' || !Number.isSafeInteger(header.size) || typeof header.sha256 !== 'string') {
-    throw new P2posError('E_BAD_REQUEST', 'malformed file header')
-  }
-  const safe = basename(header.name).replace(/^\.+/, '').replace(/[\u0000-\u001f/\\]/g, '_') || 'unnamed'
-  const partial = join(dir, `.${safe}.${process.pid}.${Date.now()}.partial`)
-  const hash = createHash('sha256')
-  let size = 0
-  try {
-    await pipeline(ch.readable, new Transform({
-      transform (chunk, _enc, cb) { hash.update(chunk); size += chunk.length; cb(null, chunk) }
-    }), createWriteStream(partial, { flags: 'wx' }))
-    if (size !== header.size) throw new P2posError('E_PROTOCOL', `file ${safe}: got ${size} bytes, expected ${header.size}`)
-    const digest = hash.digest('hex')
-    if (digest !== header.sha256) throw new P2posError('E_PROTOCOL', `file ${safe}: sha256 mismatch`)
-    const target = await freeName(dir, safe)
-    await rename(partial, target)
-    return target
-  } catch (err) {
-    await rm(partial, { force: true })
-    throw err
-  }
-}
-
-async function freeName (dir: string, name: string): Promise<string> {
-  for (let i = 0; ; i++) {
-    const dot = name.lastIndexOf('.')
-    const candidate = i === 0 ? name : dot > 0 ? `${name.slice(0, dot)} (${i})${name.slice(dot)}` : `${name} (${i})`
-    try {
-      await stat(join(dir, candidate))
-    } catch {
-      return join(dir, candidate)
-    }
-  }
 }

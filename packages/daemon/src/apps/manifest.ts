@@ -2,7 +2,7 @@
  * The app manifest `p2pos.app.json` (docs/spec/apps.md §Manifest). Validation collects every problem
  * and reports them together, each naming its field, so an author fixes a manifest in one pass.
  */
-import { NAME_PATTERN, P2posError } from '@p2pos/api'
+import { NAME_PATTERN, PEER_ID_PATTERN, P2posError } from '@p2pos/api'
 
 export const MANIFEST_FILE = 'p2pos.app.json'
 
@@ -26,7 +26,6 @@ export interface Manifest {
 
 /** Reverse-DNS: at least two labels, lower case. */
 const APP_ID = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/
-const PEER_ID = /^(12D3Koo[1-9A-HJ-NP-Za-km-z]{40,50}|Qm[1-9A-HJ-NP-Za-km-z]{44})$/
 const KNOWN = new Set(['id', 'name', 'version', 'run', 'services', 'permissions', 'autostart', 'launchOnMessage', 'description'])
 
 export function parseManifest (text: string, where = MANIFEST_FILE): Manifest {
@@ -86,7 +85,7 @@ export function validateManifest (raw: any, where = MANIFEST_FILE): Manifest {
       else {
         for (const [name, who] of Object.entries(r)) {
           if (!services.some(s => s.name === name)) bad(`permissions.remote.${name}`, 'is not one of this app\'s services')
-          else if (who !== '*' && !(Array.isArray(who) && who.every(x => typeof x === 'string' && PEER_ID.test(x)))) bad(`permissions.remote.${name}`, 'must be "*" or an array of peer ids')
+          else if (who !== '*' && !(Array.isArray(who) && who.every(x => typeof x === 'string' && PEER_ID_PATTERN.test(x)))) bad(`permissions.remote.${name}`, 'must be "*" or an array of peer ids')
           else permissions.remote[name] = who as '*' | string[]
         }
       }
