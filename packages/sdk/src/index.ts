@@ -85,7 +85,7 @@ export class P2pos {
     return await this.call('peers.connect', { addr, timeoutMs: options?.timeoutMs }, options)
   }
 
-  async disconnectPeer (peer: string, options?: CallOptions): Promise<{ closed: number }> { return await this.call('peers.disconnect', { peer }, options) }
+  async disconnectPeer (peer: string, options?: CallOptions): Promise<Result<'peers.disconnect'>> { return await this.call('peers.disconnect', { peer }, options) }
   async ping (peer: string, options?: CallOptions & { timeoutMs?: number }): Promise<PingResult> {
     return await this.call('peers.ping', { peer, timeoutMs: options?.timeoutMs }, options)
   }
@@ -180,7 +180,7 @@ export class P2pos {
   }
 
   async installApp (dir: string, options?: CallOptions): Promise<AppInfo> { return await this.call('apps.install', { dir }, options) }
-  async uninstallApp (id: string, options?: CallOptions): Promise<{ id: string }> { return await this.call('apps.uninstall', { id }, options) }
+  async uninstallApp (id: string, options?: CallOptions): Promise<Result<'apps.uninstall'>> { return await this.call('apps.uninstall', { id }, options) }
   async apps (options?: CallOptions): Promise<AppInfo[]> { return await this.call('apps.list', {}, options) }
   /** Starts an installed app; with `as`, as that app's helper (its manifest must permit it). */
   async startApp (target: string, options: CallOptions & { as?: string } = {}): Promise<AppInfo> {
@@ -191,11 +191,11 @@ export class P2pos {
     return await this.call('apps.stop', { target, app: options.as }, options)
   }
 
-  async appLogs (target: string, options: CallOptions & { as?: string, lines?: number } = {}): Promise<{ lines: string[] }> {
+  async appLogs (target: string, options: CallOptions & { as?: string, lines?: number } = {}): Promise<Result<'apps.logs'>> {
     return await this.call('apps.logs', { target, app: options.as, lines: options.lines }, options)
   }
 
-  async publish (app: string, topic: string, data: Uint8Array | string, options?: CallOptions): Promise<{ recipients: number }> {
+  async publish (app: string, topic: string, data: Uint8Array | string, options?: CallOptions): Promise<Result<'pubsub.publish'>> {
     const b64 = Buffer.from(typeof data === 'string' ? Buffer.from(data) : data).toString('base64')
     return await this.call('pubsub.publish', { app, topic, data: b64 }, options)
   }
@@ -213,15 +213,15 @@ export class P2pos {
     return (await this.call('pubsub.peers', { app, topic }, options)).peers
   }
 
-  async dhtPut (name: string, value: string, options?: CallOptions & { timeoutMs?: number }): Promise<{ key: string, seq: number, stored: number }> {
+  async dhtPut (name: string, value: string, options?: CallOptions & { timeoutMs?: number }): Promise<Result<'dht.put'>> {
     return await this.call('dht.put', { name, value, timeoutMs: options?.timeoutMs }, options)
   }
 
-  async dhtGet (peer: string, name: string, options?: CallOptions & { timeoutMs?: number }): Promise<{ key: string, value: string, seq: number }> {
+  async dhtGet (peer: string, name: string, options?: CallOptions & { timeoutMs?: number }): Promise<Result<'dht.get'>> {
     return await this.call('dht.get', { peer, name, timeoutMs: options?.timeoutMs }, options)
   }
 
-  async findPeer (peer: string, options?: CallOptions & { timeoutMs?: number }): Promise<{ peerId: string, addrs: string[] }> {
+  async findPeer (peer: string, options?: CallOptions & { timeoutMs?: number }): Promise<Result<'dht.findPeer'>> {
     return await this.call('dht.findPeer', { peer, timeoutMs: options?.timeoutMs }, options)
   }
 
