@@ -26,7 +26,7 @@ import type { Networks } from '../reach/networks.ts'
 import type { ChannelService } from '../channels/index.ts'
 import type { ServicesProtocol } from '../services/protocol.ts'
 import type { ReachService } from '../reach/index.ts'
-import { relayServer, type RelayServer } from './relay.ts'
+import { pacedRelayDiscovery, relayServer, type RelayServer } from './relay.ts'
 
 /** p2pos's own protocols, as libp2p service factories (the daemon makes them with what they need from it). */
 export interface P2posProtocols {
@@ -103,7 +103,7 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
     datastore,
     nodeInfo: { name: 'p2pos', version: SOFTWARE_VERSION, userAgent: `p2pos/${SOFTWARE_VERSION} node/${process.versions.node}` },
     addresses: { listen: [...config.listen, '/p2p-circuit'], announceFilter: withoutLoopbackRelays },
-    transports: [tcpWithDialPort(dialPortFor(config.listen)), quic(), webSockets(), circuitRelayTransport()],
+    transports: [tcpWithDialPort(dialPortFor(config.listen)), quic(), webSockets(), pacedRelayDiscovery(circuitRelayTransport())],
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux()],
     peerDiscovery,
