@@ -17,6 +17,8 @@ import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { P2pos } from '@p2pos/sdk'
 
+export { until, within } from './wait.ts'
+
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 export const CLI = join(REPO, 'packages/cli/src/main.ts')
 /** The Node running this process — the pinned one when started through npm. */
