@@ -31,6 +31,7 @@ interface StepResult {
   n: number
   startMs: number
   connectMs: number
+  retries: number
   heapMB: number
   rssMB: number
   baseHeapMB: number
@@ -68,9 +69,9 @@ async function step (n: number): Promise<void> {
   progress(`${n}: started in ${(startMs / 1000).toFixed(1)} s`)
   try {
     t = performance.now()
-    await net.connectAll({ degree: envInt('BENCH_DEGREE', 3), concurrency: 16 })
+    const connect = await net.connectAll({ degree: envInt('BENCH_DEGREE', 3), concurrency: 16 })
     const connectMs = performance.now() - t
-    progress(`${n}: connected in ${(connectMs / 1000).toFixed(1)} s`)
+    progress(`${n}: connected in ${(connectMs / 1000).toFixed(1)} s (${connect.dials} dials, ${connect.retries} retried: ${JSON.stringify(connect.errors)})`)
 
     await sleep(envInt('BENCH_SETTLE_S', 5, 0) * 1000)
     const loop = monitorEventLoopDelay({ resolution: 10 })
@@ -107,6 +108,7 @@ async function step (n: number): Promise<void> {
       n,
       startMs,
       connectMs,
+      retries: connect.retries,
       heapMB: mb(mem.heapUsed - base.heapUsed),
       rssMB: mb(mem.rss - base.rss),
       baseHeapMB: mb(base.heapUsed),
@@ -169,13 +171,13 @@ async function main (): Promise<void> {
   const boundMs = envInt('BENCH_STEP_S', 600) * 1000
   console.log(`testnet-scale: in-process daemons, degree ${envInt('BENCH_DEGREE', 3)}; ${availableParallelism()} cores, ${f0(totalmem() / 2 ** 30)} GiB, node ${process.version}`)
   const rows: string[] = []
-  const header = '| N | start total (s) | start per daemon (ms) | connect (s) | heap / daemon (MB) | RSS / daemon (MB) | fds (per daemon) | conns / daemon mean (min–max) | idle CPU (% of a core) | loop delay p99 (ms) | connect+ping (ms, median / max) | stop (s) | exit after stop (ms) |'
+  const header = '| N | start total (s) | start per daemon (ms) | connect (s, retried dials) | heap / daemon (MB) | RSS / daemon (MB) | fds (per daemon) | conns / daemon mean (min–max) | idle CPU (% of a core) | loop delay p99 (ms) | connect+ping (ms, median / max) | stop (s) | exit after stop (ms) |'
   for (const n of sizes) {
     const t = performance.now()
     const { result: r, error, exitedAfterStopMs } = await runStep(n, boundMs)
     if (r != null) {
       const sorted = [...r.checkMs].sort((a, b) => a - b)
-      rows.push(`| ${n} | ${f1(r.startMs / 1000)} | ${f0(r.startMs / n)} | ${f1(r.connectMs / 1000)} | ${f1(r.heapMB / n)} | ${f1(r.rssMB / n)} | ${r.fds - r.baseFds} (${f1((r.fds - r.baseFds) / n)}) | ${f1(r.conns.mean)} (${r.conns.min}–${r.conns.max}) | ${f0(r.idleCpuPct)} | ${f0(r.loopDelayP99Ms)} | ${f0(sorted[sorted.length >> 1])} / ${f0(sorted[sorted.length - 1])} | ${f1(r.stopMs / 1000)} | ${exitedAfterStopMs != null ? f0(exitedAfterStopMs) : '–'} |`)
+      rows.push(`| ${n} | ${f1(r.startMs / 1000)} | ${f0(r.startMs / n)} | ${f1(r.connectMs / 1000)} (${r.retries}) | ${f1(r.heapMB / n)} | ${f1(r.rssMB / n)} | ${r.fds - r.baseFds} (${f1((r.fds - r.baseFds) / n)}) | ${f1(r.conns.mean)} (${r.conns.min}–${r.conns.max}) | ${f0(r.idleCpuPct)} | ${f0(r.loopDelayP99Ms)} | ${f0(sorted[sorted.length >> 1])} / ${f0(sorted[sorted.length - 1])} | ${f1(r.stopMs / 1000)} | ${exitedAfterStopMs != null ? f0(exitedAfterStopMs) : '–'} |`)
       console.log(JSON.stringify({ ...r, exitedAfterStopMs, stepMs: performance.now() - t }))
     }
     if (error != null) {

@@ -174,8 +174,14 @@ export interface ConnectOptions {
   seed?: number
 }
 
+/** What connectAll() did: dials (one per edge), retries of refused dials, and why they were refused. */
+export interface ConnectStats { dials: number, retries: number, errors: Record<string, number> }
+
 /** connectAll() dials one daemon at most once in this many ms (libp2p allows 5 inbound a second per IP). */
 export const INBOUND_SPACING_MS = 250
+
+/** Attempts per edge in connectAll() before it gives up. */
+export const CONNECT_ATTEMPTS = 6
 
 /** The largest testnet that connectAll() connects as a star by default. */
 export const STAR_MAX = 32
@@ -194,11 +200,13 @@ export class Testnet {
    * (a star) for small testnets, otherwise each to `degree` random earlier ones; the DHT and gossip fill
    * in the rest. libp2p refuses more than 5 inbound connections a second from one IP, and here every
    * peer is 127.0.0.1: dials to one daemon are spaced by INBOUND_SPACING_MS, and a refused dial is
-   * retried (4 attempts in all, a second or more apart). The last failure rejects, naming both daemons.
+   * retried (CONNECT_ATTEMPTS in all, 1, 2, then 4 s apart: the DHT's own dials compete for the same
+   * five a second). The last failure rejects, naming both daemons.
    */
-  async connectAll (options: ConnectOptions = {}): Promise<void> {
+  async connectAll (options: ConnectOptions = {}): Promise<ConnectStats> {
     const edges = this.edges(options)
     const nextSlot = new Map<number, number>()
+    const stats: ConnectStats = { dials: edges.length, retries: 0, errors: {} }
     await pool(edges, options.concurrency ?? 16, async ([from, to]) => {
       const a = this.nodes[from]
       const b = this.nodes[to]
@@ -210,11 +218,15 @@ export class Testnet {
           await a.client.connectPeer(b.addr)
           return
         } catch (err: any) {
-          if (attempt === 4) throw new Error(`connecting node${from} to node${to}: ${err?.message ?? String(err)}`)
-          await sleep(1000 * attempt)
+          if (attempt === CONNECT_ATTEMPTS) throw new Error(`connecting node${from} to node${to}: ${err?.message ?? String(err)}`)
+          stats.retries++
+          const why = String(err?.message ?? err).replace(/12D3Koo\w+/g, '…').replace(/\d+/g, 'N').slice(0, 120)
+          stats.errors[why] = (stats.errors[why] ?? 0) + 1
+          await sleep(Math.min(1000 * 2 ** (attempt - 1), 4000) + Math.random() * 500)
         }
       }
     })
+    return stats
   }
 
   /** The pairs [dialer, dialed] connectAll() dials, by index. */
