@@ -10,6 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomFillSync } from 'node:crypto'
 import { createInterface } from 'node:readline'
+import { within } from '@p2pos/testnet/wait'
 
 /* ---------- helper side ---------- */
 
@@ -59,18 +60,6 @@ export function args (): Record<string, string> {
 
 export function deadlineCheck (deadline: number, what: string): void {
   if (Date.now() > deadline) throw new Error(`${what}: time limit exceeded`)
-}
-
-/** Resolves `p`, or rejects after `ms`. */
-export async function within<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([p, new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)
-    })])
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 /* ---------- the workload ---------- */
@@ -224,7 +213,7 @@ export class Helper {
   }
 
   async waitReady (timeoutMs: number): Promise<Record<string, any>> {
-    return await within(this.ready, timeoutMs, `${this.name} start`)
+    return await within(timeoutMs, `${this.name} start`, this.ready)
   }
 
   async request<T = any> (cmd: string, params: Record<string, unknown>, timeoutMs: number): Promise<T> {
@@ -233,7 +222,7 @@ export class Helper {
     const p = new Promise<T>((resolve, reject) => { this.waiting.set(id, { resolve, reject }) })
     this.child.stdin!.write(JSON.stringify({ id, cmd, ...params }) + '\n')
     try {
-      return await within(p, timeoutMs, `${this.name} ${cmd}`)
+      return await within(timeoutMs, `${this.name} ${cmd}`, p)
     } finally {
       this.waiting.delete(id)
     }

@@ -60,7 +60,8 @@ import type { Channel, P2pos } from '@p2pos/sdk'
 import { P2pos as Sdk } from '@p2pos/sdk'
 import { NODE, TestDaemon, makeHome } from '@p2pos/testnet'
 import { connect, command } from '../apps/conference/src/cli.ts'
-import { envInt, within as withinMs } from './common.ts'
+import { envInt } from './common.ts'
+import { within } from '@p2pos/testnet/wait'
 
 /* ---------- configuration ---------- */
 
@@ -128,9 +129,9 @@ function noteAppError (what: string, err: any): void {
   appErrors.set(msg, (appErrors.get(msg) ?? 0) + 1)
 }
 
-/** Resolves `p`, or rejects after `ms` (never later than the global deadline). */
-async function within<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
-  return await withinMs(p, Math.max(1, Math.min(ms, remaining())), what)
+/** within(), but never later than the global deadline. */
+async function withinRun<T> (ms: number, what: string, p: Promise<T>): Promise<T> {
+  return await within(Math.max(1, Math.min(ms, remaining())), what, p)
 }
 
 /** Runs `fn` over `items` with at most `k` in flight; the first error stops new work and is thrown. */
@@ -305,7 +306,7 @@ class Run {
       const saved = process.env.NODE_OPTIONS
       process.env.NODE_OPTIONS = `${saved ?? ''} --cpu-prof --cpu-prof-dir=${PROF}`.trim()
       try {
-        for (let i = 0; i < profiled; i++) started.push(await within(this.startOne(i), 90_000, `starting participant ${i}`))
+        for (let i = 0; i < profiled; i++) started.push(await withinRun(90_000, `starting participant ${i}`, this.startOne(i)))
       } finally {
         if (saved == null) delete process.env.NODE_OPTIONS
         else process.env.NODE_OPTIONS = saved
@@ -321,7 +322,7 @@ class Run {
         return
       }
       try {
-        const p = await within(this.startOne(i), 90_000, `starting participant ${i}`)
+        const p = await withinRun(90_000, `starting participant ${i}`, this.startOne(i))
         started.push(p)
         const rss = started.map(x => (rssMiB(x.daemon.process?.pid) ?? 0) + (rssMiB(x.appPid) ?? 0))
         perParticipantMiB = Math.max(...rss, 150)
@@ -356,7 +357,7 @@ class Run {
       child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-4000) })
       const lines = createInterface({ input: child.stdout! })
       let up = 0
-      await within(new Promise<void>((resolve, reject) => {
+      await withinRun(30_000 + 3000 * mine.length, 'starting a host process', new Promise<void>((resolve, reject) => {
         child.once('exit', (code) => reject(new Error(`a host process exited (${code}) with ${up} of ${mine.length} participants up: ${stderr}`)))
         lines.on('line', (line) => {
           let ready: { home: string, peerId: string, addrs: string[] }
@@ -370,7 +371,7 @@ class Run {
           if (VERBOSE || started.length % 10 === 0) log(`participant ${started.length}/${this.n} up (in-process, ${hosts.length} hosts)`)
           if (++up === mine.length) resolve()
         })
-      }), 30_000 + 3000 * mine.length, 'starting a host process')
+      }))
     }))
     for (const p of started) p.p2p = await Sdk.connect({ home: p.daemon.home })
     started.sort((a, b) => a.index - b.index)
@@ -416,7 +417,7 @@ class Run {
         try { ev = JSON.parse(line) } catch { return }
         for (const s of this.sinks) s(p, ev, at)
       })
-      await within(ch.send(JSON.stringify({ cmd: 'watch' })), 15_000, `watch on participant ${p.index}`)
+      await withinRun(15_000, `watch on participant ${p.index}`, ch.send(JSON.stringify({ cmd: 'watch' })))
     })
   }
 
@@ -787,7 +788,7 @@ async function connectAll (ps: Participant[]): Promise<void> {
   const dial = async ([a, b]: [Participant, Participant]): Promise<void> => {
     checkDeadline('connect')
     try {
-      await within(retrying(a.daemon, async () => await a.p2p.connectPeer(b.daemon.addr, { timeoutMs: 20_000 })), 30_000, `connect ${a.index} → ${b.index}`)
+      await withinRun(30_000, `connect ${a.index} → ${b.index}`, retrying(a.daemon, async () => await a.p2p.connectPeer(b.daemon.addr, { timeoutMs: 20_000 })))
       if (++done % 200 === 0) log(`connect: ${done}/${total}`)
     } catch (err: any) {
       failed.push([a, b, String(err?.message ?? err).split('\n')[0]])
@@ -874,7 +875,7 @@ async function probes (run: Run, id: string, speakers: Participant[]): Promise<{
       try {
         try {
           await command(sp.p2p, { cmd: 'say', id, text })
-          await within(allSeen, PROBE_TIMEOUT_MS, text).catch(() => {})
+          await withinRun(PROBE_TIMEOUT_MS, text, allSeen).catch(() => {})
         } catch (err) {
           noteAppError('say (probe)', err)
         }
@@ -957,7 +958,7 @@ async function measure (run: Run, phases: Phases, id: string, speakers: Particip
     await phases.time(`drain (≤ ${DRAIN_MS / 1000} s after the last say was issued)`, async () => {
       // until every pair arrived and every say returned, or DRAIN_S after the last say was issued
       const left = sent[MESSAGES - 1].issuedAt! + DRAIN_MS - performance.now()
-      await within(Promise.all([allDelivered, ...says]), left, 'the drain').catch(() => {
+      await withinRun(left, 'the drain', Promise.all([allDelivered, ...says])).catch(() => {
         const unanswered = sent.filter(x => x.returnedAt == null).length
         log(`drain: ${outstanding} pairs still missing, ${unanswered} say commands unanswered ${DRAIN_MS / 1000} s after the last was issued`)
       })

@@ -14,8 +14,9 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Stream, StreamMessageEvent } from '@libp2p/interface'
 import {
-  BulkCounter, args, bulkHeader, bulkResult, deadlineCheck, measureRtt, nowNs, payload, serveCommands, within
+  BulkCounter, args, bulkHeader, bulkResult, deadlineCheck, measureRtt, nowNs, payload, serveCommands
 } from './common.ts'
+import { within } from '@p2pos/testnet/wait'
 
 const BULK_PROTOCOL = '/bench/bulk/1.0.0'
 const ECHO_PROTOCOL = '/bench/echo/1.0.0'
@@ -92,7 +93,7 @@ if (role === 'server') {
             await stream.onDrain({ signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())) })
           }
         }
-        await within(acked, Math.max(1, deadline - Date.now()), 'libp2p bulk ack')
+        await within(Math.max(1, deadline - Date.now()), 'libp2p bulk ack', acked)
         return bulkResult(total, t0, nowNs())
       } finally {
         await finish(stream)

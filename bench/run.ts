@@ -25,7 +25,8 @@ import { fileURLToPath } from 'node:url'
 import { mkdirSync, readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { startTestnet, type Testnet } from '@p2pos/testnet'
-import { Helper, envInt, killAllHelpers, median, within, type BulkResult, type RttResult } from './common.ts'
+import { Helper, envInt, killAllHelpers, median, type BulkResult, type RttResult } from './common.ts'
+import { within } from '@p2pos/testnet/wait'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 const APP = 'bench.p2pos'
@@ -127,7 +128,7 @@ async function startP2pos (): Promise<Path> {
     if (saved == null) delete process.env.NODE_OPTIONS
     else process.env.NODE_OPTIONS = saved
   }
-  await within(testnet.connectAll(), 30_000, 'connecting the daemons')
+  await within(30_000, 'connecting the daemons', testnet.connectAll())
   const [a, b] = testnet.nodes
   const receiver = helper('app-receiver', 'app-peer.ts', ['--role=receiver', `--home=${b.home}`, `--app=${APP}`], true)
   const sender = helper('app-sender', 'app-peer.ts', ['--role=sender', `--home=${a.home}`, `--app=${APP}`], true)
@@ -149,7 +150,7 @@ let cleaning: Promise<void> | undefined
 async function cleanup (): Promise<void> {
   cleaning ??= (async () => {
     await Promise.all(helpers.map(async h => await h.stop().catch(() => {})))
-    const net = testnet ?? await (testnetStarting != null ? within(testnetStarting, 40_000, 'testnet start').catch(() => undefined) : undefined)
+    const net = testnet ?? await (testnetStarting != null ? within(40_000, 'testnet start', testnetStarting).catch(() => undefined) : undefined)
     await net?.stop().catch(() => {})
   })()
   await cleaning

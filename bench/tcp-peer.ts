@@ -8,8 +8,9 @@
 import { createServer, connect, type Socket } from 'node:net'
 import { once } from 'node:events'
 import {
-  BulkCounter, args, bulkHeader, bulkResult, deadlineCheck, measureRtt, nowNs, payload, serveCommands, within
+  BulkCounter, args, bulkHeader, bulkResult, deadlineCheck, measureRtt, nowNs, payload, serveCommands
 } from './common.ts'
+import { within } from '@p2pos/testnet/wait'
 
 const BULK = 0x42 // 'B'
 const ECHO = 0x45 // 'E'
@@ -42,7 +43,7 @@ if (role === 'server') {
 } else if (role === 'client') {
   const dial = async (port: number, mode: number): Promise<Socket> => {
     const s = connect({ port, host: '127.0.0.1', noDelay: true })
-    await within(once(s, 'connect'), 10_000, 'tcp connect')
+    await within(10_000, 'tcp connect', once(s, 'connect'))
     s.write(Uint8Array.of(mode))
     return s
   }
@@ -67,10 +68,10 @@ if (role === 'server') {
           sent += n
           if (!ok) {
             deadlineCheck(deadline, 'tcp bulk')
-            await within(once(s, 'drain'), Math.max(1, deadline - Date.now()), 'tcp drain')
+            await within(Math.max(1, deadline - Date.now()), 'tcp drain', once(s, 'drain'))
           }
         }
-        await within(acked, Math.max(1, deadline - Date.now()), 'tcp bulk ack')
+        await within(Math.max(1, deadline - Date.now()), 'tcp bulk ack', acked)
         return bulkResult(total, t0, nowNs())
       } finally {
         s.destroy()

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { P2pos, type AppInfo } from '@p2pos/sdk'
-import { startTestnet, REPO, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
+import { startTestnet, REPO, until, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
 
 const SDK = pathToFileURL(join(REPO, 'packages/sdk/src/index.ts')).href
 const ECHO = join(REPO, 'examples/echo-service')
@@ -36,16 +36,6 @@ async function makeApp (root: string, manifest: Record<string, unknown>): Promis
   await writeFile(join(dir, 'p2pos.app.json'), JSON.stringify({ name: 'Test app', version: '1.0.0', run: ['node', 'main.mjs'], ...manifest }))
   await writeFile(join(dir, 'main.mjs'), APP_MAIN)
   return dir
-}
-
-async function until<T> (what: string, fn: () => Promise<T | undefined | false>, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms
-  while (true) {
-    const v = await fn()
-    if (v !== undefined && v !== false) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
 }
 
 const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
@@ -120,11 +110,11 @@ describe('apps and services', () => {
       const logs = await a.cli(['app', 'logs', 'org.test.sleeper', '--json'])
       return (JSON.parse(logs.stdout).lines as string[]).filter(l => l === 'ready org.test.sleeper').length
     }
-    await until('the app\'s first output', async () => await readyCount() === 1)
+    await until('the app\'s first output', async () => await readyCount() === 1, 15_000)
     process.kill(info.pid, 'SIGKILL')
-    const again = await until('a restart', async () => { const x = await app(a, 'org.test.sleeper'); return x.state === 'running' && x.pid !== info.pid && x.restarts === 1 && x })
+    const again = await until('a restart', async () => { const x = await app(a, 'org.test.sleeper'); return x.state === 'running' && x.pid !== info.pid && x.restarts === 1 && x }, 15_000)
     assert.ok(alive(again.pid!))
-    await until('the restarted app\'s output', async () => await readyCount() === 2)
+    await until('the restarted app\'s output', async () => await readyCount() === 2, 15_000)
     const lines: string[] = (await a.client.appLogs('org.test.sleeper')).lines
     assert.ok(lines.some(l => /exited \(SIGKILL\)/.test(l)), lines.join('\n'))
 
@@ -151,7 +141,7 @@ describe('apps and services', () => {
       const x = await app(a, 'org.test.crasher')
       seen.add(x.state)
       return x.restarts >= 2 && x
-    })
+    }, 15_000)
     assert.ok(seen.has('crashed'), [...seen].join(','))
     assert.ok((await a.client.appLogs('org.test.crasher')).lines.filter(l => l === 'boom').length >= 2)
     const stopped = await a.client.stopApp('org.test.crasher')
@@ -201,8 +191,8 @@ describe('apps and services', () => {
     await b.client.startApp('org.test.nocall')
     await b.client.startApp('org.test.maycall')
     const logOf = async (id: string): Promise<string[]> => (await b.client.appLogs(id)).lines
-    await until('the refused call', async () => (await logOf('org.test.nocall')).includes('refused: E_FORBIDDEN'))
-    await until('the allowed call', async () => (await logOf('org.test.maycall')).some(l => l.startsWith('reply: {"from":"org.test.private"')))
+    await until('the refused call', async () => (await logOf('org.test.nocall')).includes('refused: E_FORBIDDEN'), 15_000)
+    await until('the allowed call', async () => (await logOf('org.test.maycall')).some(l => l.startsWith('reply: {"from":"org.test.private"')), 15_000)
     // an app token cannot act as another app, nor start apps its manifest does not name
     const apps = JSON.parse(await readFile(join(b.home, 'apps.json'), 'utf8'))
     const asNocall = await P2pos.connect({ home: b.home, token: apps['org.test.nocall'].token })
@@ -240,7 +230,7 @@ describe('apps and services', () => {
     assert.ok(pids.every(alive))
     await b.start()
     // ...and are stopped when it comes back
-    await until('leftovers stopped', async () => pids.every(p => !alive(p)))
+    await until('leftovers stopped', async () => pids.every(p => !alive(p)), 15_000)
     await b.client.startApp('org.test.inbox')
     const pid = (await app(b, 'org.test.inbox')).pid!
     assert.equal(await b.kill('SIGTERM'), 0)

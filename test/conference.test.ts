@@ -9,23 +9,13 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { P2pos, type P2posError } from '@p2pos/sdk'
-import { startTestnet, type CliResult, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
+import { startTestnet, until, type CliResult, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
 import { conference as runConference, conferenceJson } from './conference-cli.ts'
 
 const APP = 'org.p2pos.conference'
 
 const conference = async (d: TestDaemon, args: string[]): Promise<CliResult> => await runConference(d.home, args)
 const json = async (d: TestDaemon, args: string[]): Promise<any> => await conferenceJson(d.home, args)
-
-async function until<T> (what: string, fn: () => Promise<T | undefined | false>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms
-  while (true) {
-    const v = await fn().catch(() => undefined)
-    if (v !== undefined && v !== false) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 200))
-  }
-}
 
 const texts = async (d: TestDaemon, id: string): Promise<string[]> => (await json(d, ['log', id])).map((m: any) => m.text)
 /** The chat messages an app has stored (its messages.jsonl), as they travel: encrypted and signed. */

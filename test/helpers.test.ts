@@ -12,27 +12,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { P2posError, type AppInfo, type P2pos } from '@p2pos/sdk'
-import { REPO, startTestnet, type TestDaemon, type Testnet } from '../packages/testnet/src/index.ts'
+import { REPO, startTestnet, until, type TestDaemon, type Testnet } from '../packages/testnet/src/index.ts'
 
 const CHAT = 'org.p2pos.chat'
 const HELPER = 'org.p2pos.filetransfer'
 const CHAT_DIR = join(REPO, 'examples/chat')
 const HELPER_DIR = join(REPO, 'examples/file-transfer')
-
-async function waitFor<T> (fn: () => Promise<T | undefined | false>, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms
-  let last: unknown
-  while (true) {
-    try {
-      const v = await fn()
-      if (v !== undefined && v !== false) return v
-    } catch (err) {
-      last = err
-    }
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last != null ? ` (last error: ${String(last)})` : ''}`)
-    await sleep(50)
-  }
-}
 
 async function appInfo (client: P2pos, id: string): Promise<AppInfo> {
   const info = (await client.apps()).find(a => a.id === id)
@@ -78,7 +63,7 @@ describe('an app that starts and controls a helper app (examples/chat + examples
     await net.connectAll()
     for (const n of [a, b]) await n.client.startApp(CHAT)
     for (const n of [a, b]) {
-      await waitFor(async () => (await n.client.services()).find(s => s.name === 'chat.command' && s.available), 15_000, 'chat.command to be provided')
+      await until('chat.command to be provided', async () => (await n.client.services()).find(s => s.name === 'chat.command' && s.available), 15_000)
     }
   })
 
@@ -92,7 +77,7 @@ describe('an app that starts and controls a helper app (examples/chat + examples
     const text = `hello from A ${randomBytes(4).toString('hex')}`
     const reply = await a.client.callService('local', 'chat.command', { say: { peer: b.peerId, text } })
     assert.deepEqual(reply, { delivered: true })
-    const line = await waitFor(async () => (await b.client.appLogs(CHAT)).lines.find(l => l.includes(text)), 5000, 'the message in B\'s chat log')
+    const line = await until('the message in B\'s chat log', async () => (await b.client.appLogs(CHAT)).lines.find(l => l.includes(text)), 5000)
     const entry = JSON.parse(line)
     assert.equal(entry.event, 'message')
     assert.equal(entry.from, a.peerId)
@@ -124,7 +109,7 @@ describe('an app that starts and controls a helper app (examples/chat + examples
     assert.equal(helperB.state, 'running')
     assert.equal(helperB.parent, null)
     // the helper's log line may still be in the pipe to the daemon when the reply arrives
-    const received = await waitFor(async () => (await b.client.appLogs(HELPER)).lines.map(l => { try { return JSON.parse(l) } catch { return {} } }).find(e => e.event === 'received' && e.name === 'fifty.bin'), 5000, 'B\'s helper to log the file')
+    const received = await until('B\'s helper to log the file', async () => (await b.client.appLogs(HELPER)).lines.map(l => { try { return JSON.parse(l) } catch { return {} } }).find(e => e.event === 'received' && e.name === 'fifty.bin'), 5000)
     assert.equal(received?.from, a.peerId)
     assert.equal(received?.sha256, sha256(data))
   })
@@ -189,7 +174,7 @@ describe('an app that starts and controls a helper app (examples/chat + examples
     const reply = await a.client.callService('local', 'chat.command', { stopHelper: true })
     assert.deepEqual(reply, { stopped: true, state: 'stopped' })
     assert.equal((await appInfo(a.client, HELPER)).state, 'stopped')
-    await waitFor(async () => !pidAlive(pid), 5000, `the helper's process ${pid} to be gone`)
+    await until(`the helper's process ${pid} to be gone`, async () => !pidAlive(pid), 5000)
 
     const path = join(tmp, 'again.txt')
     await writeFile(path, 'once more\n')
@@ -209,13 +194,13 @@ describe('an app that starts and controls a helper app (examples/chat + examples
     const pid = helper.pid!
     await a.client.stopApp(CHAT)
     assert.equal((await appInfo(a.client, CHAT)).state, 'stopped')
-    await waitFor(async () => (await appInfo(a.client, HELPER)).state === 'stopped', 10_000, 'the helper to be stopped')
-    await waitFor(async () => !pidAlive(pid), 10_000, `the helper's process ${pid} to be gone`)
+    await until('the helper to be stopped', async () => (await appInfo(a.client, HELPER)).state === 'stopped', 10_000)
+    await until(`the helper's process ${pid} to be gone`, async () => !pidAlive(pid), 10_000)
   })
 
   it('the chat app exiting on its own (SIGTERM) takes its helper with it', async () => {
     const chat = await a.client.startApp(CHAT)
-    await waitFor(async () => (await a.client.services()).find(s => s.name === 'chat.command' && s.available), 15_000, 'chat.command to be provided again')
+    await until('chat.command to be provided again', async () => (await a.client.services()).find(s => s.name === 'chat.command' && s.available), 15_000)
     const path = join(tmp, 'third.txt')
     await writeFile(path, 'third\n')
     const reply: any = await a.client.callService('local', 'chat.command', { sendFile: { peer: b.peerId, path } }, { timeoutMs: 30_000 })
@@ -225,11 +210,11 @@ describe('an app that starts and controls a helper app (examples/chat + examples
     const helperPid = helper.pid!
     // not through the daemon: the chat process itself goes away
     process.kill(chat.pid!, 'SIGTERM')
-    await waitFor(async () => (await appInfo(a.client, CHAT)).state === 'stopped', 10_000, 'the chat app to be stopped')
+    await until('the chat app to be stopped', async () => (await appInfo(a.client, CHAT)).state === 'stopped', 10_000)
     const chatAfter = await appInfo(a.client, CHAT)
     assert.equal(chatAfter.restarts, chat.restarts, 'a clean exit (code 0) is not restarted')
     assert.ok((await a.client.appLogs(CHAT)).lines.some(l => l.includes(`${CHAT} exited (code 0)`)))
-    await waitFor(async () => (await appInfo(a.client, HELPER)).state === 'stopped', 10_000, 'the helper to be stopped')
-    await waitFor(async () => !pidAlive(helperPid), 10_000, `the helper's process ${helperPid} to be gone`)
+    await until('the helper to be stopped', async () => (await appInfo(a.client, HELPER)).state === 'stopped', 10_000)
+    await until(`the helper's process ${helperPid} to be gone`, async () => !pidAlive(helperPid), 10_000)
   })
 })

@@ -8,26 +8,13 @@ import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { startTestnet, REPO, type Testnet } from '../packages/testnet/src/index.ts'
+import { startTestnet, REPO, within, type Testnet } from '../packages/testnet/src/index.ts'
 
 const CHAT = join(REPO, 'examples/python/chat.py')
 const PYTHON = process.env.PYTHON ?? 'python3'
 const APP = 'org.example.pychat'
 
 interface Run { code: number, stdout: string, stderr: string }
-
-/** Races `p` against a timer, failing with `what` when it fires. */
-async function within<T> (ms: number, what: string, p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)
-  })
-  try {
-    return await Promise.race([p, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 /** A long-running `chat.py` child whose stdout lines are collected as JSON. */
 class PyChild {

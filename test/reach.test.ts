@@ -22,7 +22,7 @@ import { identify } from '@libp2p/identify'
 import { byteStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { REACH_PROTOCOL } from '@p2pos/api'
-import { TestDaemon, makeHome } from '../packages/testnet/src/index.ts'
+import { TestDaemon, makeHome, until } from '../packages/testnet/src/index.ts'
 
 /** A TCP port that is free now, with its +2 neighbour (the dial port) free too. */
 async function freePortPair (): Promise<number> {
@@ -34,16 +34,6 @@ async function freePortPair (): Promise<number> {
     if (ok.every(Boolean)) return port
   }
   throw new Error('no free port pair')
-}
-
-async function until<T> (what: string, fn: () => Promise<T | undefined | false>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms
-  while (Date.now() < deadline) {
-    const v = await fn()
-    if (v !== undefined && v !== false) return v
-    await sleep(200)
-  }
-  throw new Error(`timed out waiting for ${what}`)
 }
 
 describe('reach on loopback', () => {

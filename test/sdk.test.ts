@@ -6,17 +6,7 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { LIMITS, P2posError, type ApiEvent, type Channel } from '@p2pos/sdk'
-import { startTestnet, type Testnet } from '../packages/testnet/src/index.ts'
-
-async function waitFor<T> (fn: () => T | undefined, ms = 15_000, what = 'condition'): Promise<T> {
-  const end = Date.now() + ms
-  while (true) {
-    const v = fn()
-    if (v !== undefined && v !== false) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 25))
-  }
-}
+import { startTestnet, until, type Testnet } from '../packages/testnet/src/index.ts'
 
 describe('SDK with real daemons', () => {
   let net: Testnet
@@ -32,15 +22,15 @@ describe('SDK with real daemons', () => {
     session.on('event', ev => seen.push(ev))
     try {
       await net.connectAll()
-      await waitFor(() => seen.find(e => e.event === 'peer.connected' && e.data.peerId === a.peerId), 10_000, 'peer.connected')
+      await until('peer.connected', () => seen.find(e => e.event === 'peer.connected' && e.data.peerId === a.peerId), 10_000)
       const listener = await b.client.listen('org.test.events', ch => ch.onMessage(() => {}))
       const ch = await a.client.open(b.peerId, 'org.test.events')
       await ch.send('x')
-      const opened = await waitFor(() => seen.find(e => e.event === 'channel.opened' && e.data.app === 'org.test.events'), 5000, 'channel.opened')
+      const opened = await until('channel.opened', () => seen.find(e => e.event === 'channel.opened' && e.data.app === 'org.test.events'), 5000)
       assert.equal(opened.data.peer, a.peerId)
       assert.equal(opened.data.direction, 'inbound')
       await ch.close()
-      await waitFor(() => seen.find(e => e.event === 'channel.closed' && e.data.channel === opened.data.channel), 5000, 'channel.closed')
+      await until('channel.closed', () => seen.find(e => e.event === 'channel.closed' && e.data.channel === opened.data.channel), 5000)
       listener.close()
     } finally {
       session.close()
@@ -75,7 +65,7 @@ describe('SDK with real daemons', () => {
     const listener = await b.client.listen('org.test.slow', ch => { inbound = ch })
     try {
       const ch = await a.client.open(b.peerId, 'org.test.slow')
-      const reader = await waitFor(() => inbound, 5000, 'inbound channel')
+      const reader = await until('inbound channel', () => inbound, 5000)
       const total = 96 * 1024 * 1024
       const sent = createHash('sha256')
       const writing = (async () => {
@@ -137,7 +127,7 @@ describe('SDK with real daemons', () => {
 
     started = Date.now()
     const opening = a.client.open(b.peerId, 'org.test.shy', { timeoutMs: 30_000 })
-    await waitFor(() => incoming.length === 2 || undefined, 5000, 'second channel.incoming')
+    await until('second channel.incoming', () => incoming.length === 2 || undefined, 5000)
     session.close()
     await assert.rejects(opening, { code: 'E_NO_APP' })
     took = Date.now() - started
@@ -164,7 +154,7 @@ describe('SDK with real daemons', () => {
       }
       const r = await a.client.publish('org.test.pub', 'news', 'extra, extra')
       assert.ok(r.recipients >= 1, JSON.stringify(r))
-      const msg = await waitFor(() => gotB[0], 10_000, 'pubsub message')
+      const msg = await until('pubsub message', () => gotB[0], 10_000)
       assert.equal(msg.data.from, a.peerId)
       assert.equal(Buffer.from(String(msg.data.data), 'base64').toString(), 'extra, extra')
       assert.equal(msg.data.app, 'org.test.pub')
