@@ -109,6 +109,11 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
     peerDiscovery,
     services: services as any,
     connectionGater: config.allowPrivateAddrs ? { denyDialMultiaddr: () => false } : undefined,
+    // with allowPrivateAddrs (labs, tests, testnets): peers on this computer's loopback are exempt from
+    // libp2p's limit of 5 inbound connections a second per IP — on loopback every peer is 127.0.0.1, and
+    // an in-process testnet of a few hundred daemons otherwise spends minutes retrying refused dials
+    // (libp2p 3.3 then lets relayed inbound connections, which have no IP, past the limit too)
+    connectionManager: config.allowPrivateAddrs ? { allow: ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128'] } : undefined,
     // libp2p pings every connection every 10 s, each ping a new stream (with a peer-store write at both
     // ends): 50 connected daemons kept more than a core busy doing nothing. Yamux's keep-alive already
     // pings every connection every 30 s without a stream; a minute is enough to refresh the RTT shown
