@@ -14,27 +14,18 @@
  */
 import { randomBytes } from 'node:crypto'
 import { byteStream } from '@libp2p/utils'
-import type { Connection, PeerId, PeerRouting, PeerStore, Startable, Stream, Libp2pEvents } from '@libp2p/interface'
-import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
-import type { TypedEventTarget } from 'main-event'
+import type { Connection, Startable, Stream } from '@libp2p/interface'
 import { CHANNEL_PROTOCOL, LIMITS, NAME_PATTERN, P2posError } from '@p2pos/api'
 import type { Sessions, Session } from '../core/sessions.ts'
 import type { ChannelRequest, OwnerLookup, RouteTable } from '../core/routes.ts'
-import { dialError, ensureKnown, finderOf, isRelayed, parsePeer, type PeerFinder } from '../node/dial.ts'
+import { dialError, ensureKnown, finderOf, type ProtocolComponents, isRelayed, parsePeer, type PeerFinder } from '../node/dial.ts'
 import type { AppService } from '../apps/index.ts'
 import type { ServiceRegistry } from '../services/registry.ts'
 import { readJson, sendJson, writeJson } from '../wire/framing.ts'
 import { reset, splice, spliceSockets } from './splice.ts'
 
 /** What the channel protocol needs from libp2p (handed to it as a libp2p service). */
-export interface ChannelComponents {
-  peerId: PeerId
-  registrar: Registrar
-  connectionManager: ConnectionManager
-  peerStore: PeerStore
-  peerRouting: PeerRouting
-  events: TypedEventTarget<Libp2pEvents>
-}
+export type ChannelComponents = ProtocolComponents
 
 /** What it needs from the daemon: who serves an app or a service here. */
 export interface ChannelInit {

@@ -4,7 +4,7 @@
  * narrow `PeerFinder`, which both the libp2p node and a libp2p service's components provide.
  */
 import type { Connection, Libp2pEvents, PeerId, PeerRouting, PeerStore } from '@libp2p/interface'
-import type { ConnectionManager } from '@libp2p/interface-internal'
+import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
 import type { TypedEventTarget } from 'main-event'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { P2posError } from '@p2pos/api'
@@ -21,8 +21,18 @@ export interface PeerFinder {
   events: Pick<TypedEventTarget<Libp2pEvents>, 'addEventListener' | 'removeEventListener'>
 }
 
+/** What a p2pos protocol that serves peers and dials them needs from libp2p, as a libp2p service. */
+export interface ProtocolComponents {
+  peerId: PeerId
+  registrar: Registrar
+  connectionManager: ConnectionManager
+  peerStore: PeerStore
+  peerRouting: PeerRouting
+  events: TypedEventTarget<Libp2pEvents>
+}
+
 /** The finder of a libp2p service, from its components. */
-export function finderOf (c: { connectionManager: Pick<ConnectionManager, 'getConnections'>, peerStore: PeerStore, peerRouting: PeerRouting, events: TypedEventTarget<Libp2pEvents> }): PeerFinder {
+export function finderOf (c: Pick<ProtocolComponents, 'connectionManager' | 'peerStore' | 'peerRouting' | 'events'>): PeerFinder {
   return { getConnections: (peer) => c.connectionManager.getConnections(peer), peerStore: c.peerStore, peerRouting: c.peerRouting, events: c.events }
 }
 

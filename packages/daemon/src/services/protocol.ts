@@ -4,24 +4,15 @@
  * if it did not exist. A libp2p service, started and stopped with the node. It also carries the API's
  * `services.*` calls: providing one here, listing ours or a peer's.
  */
-import type { Libp2pEvents, PeerId, PeerRouting, PeerStore, Startable } from '@libp2p/interface'
-import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
-import type { TypedEventTarget } from 'main-event'
+import type { Startable } from '@libp2p/interface'
 import { P2posError, SERVICES_PROTOCOL, type ServiceInfo } from '@p2pos/api'
 import type { Sessions } from '../core/sessions.ts'
 import type { RouteTable } from '../core/routes.ts'
-import { dialError, ensureKnown, finderOf, parsePeer, type PeerFinder } from '../node/dial.ts'
+import { dialError, ensureKnown, finderOf, type ProtocolComponents, parsePeer, type PeerFinder } from '../node/dial.ts'
 import { receiveJson, sendJson } from '../wire/framing.ts'
 import type { ServiceRegistry } from './registry.ts'
 
-export interface ServicesComponents {
-  peerId: PeerId
-  registrar: Registrar
-  connectionManager: ConnectionManager
-  peerStore: PeerStore
-  peerRouting: PeerRouting
-  events: TypedEventTarget<Libp2pEvents>
-}
+export type ServicesComponents = ProtocolComponents
 
 export interface ServicesInit { registry: ServiceRegistry, sessions: Sessions }
 
