@@ -31,6 +31,10 @@ export const NODE = process.execPath
 export const LOOPBACK_CONFIG = {
   mdns: false,
   dhtMode: 'server',
+  // loopback is never the public internet, so with "auto" no daemon of a testnet would serve as a relay
+  // and every daemon's relay transport would keep dialling random peers in search of one
+  relayService: 'on',
+  // also exempts loopback peers from libp2p's 5 inbound connections a second per IP (node/index.ts)
   allowPrivateAddrs: true,
   listen: ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws'],
   apiPort: 0,
@@ -177,9 +181,6 @@ export interface ConnectOptions {
 /** What connectAll() did: dials (one per edge), retries of refused dials, and why they were refused. */
 export interface ConnectStats { dials: number, retries: number, errors: Record<string, number> }
 
-/** connectAll() dials one daemon at most once in this many ms (libp2p allows 5 inbound a second per IP). */
-export const INBOUND_SPACING_MS = 250
-
 /** Attempts per edge in connectAll() before it gives up. */
 export const CONNECT_ATTEMPTS = 6
 
@@ -198,22 +199,18 @@ export class Testnet {
   /**
    * Connects the daemons (through each one's SDK client, `connectPeer`): every daemon to the first one
    * (a star) for small testnets, otherwise each to `degree` random earlier ones; the DHT and gossip fill
-   * in the rest. libp2p refuses more than 5 inbound connections a second from one IP, and here every
-   * peer is 127.0.0.1: dials to one daemon are spaced by INBOUND_SPACING_MS, and a refused dial is
-   * retried (CONNECT_ATTEMPTS in all, 1, 2, then 4 s apart: the DHT's own dials compete for the same
-   * five a second). The last failure rejects, naming both daemons.
+   * in the rest. A refused dial (a daemon too busy to answer in time) is retried, CONNECT_ATTEMPTS in
+   * all, 1, 2, then 4 s apart. The last failure rejects, naming both daemons. (libp2p's limit of 5
+   * inbound connections a second per IP does not apply: the loopback config's allowPrivateAddrs exempts
+   * loopback peers.)
    */
   async connectAll (options: ConnectOptions = {}): Promise<ConnectStats> {
     const edges = this.edges(options)
-    const nextSlot = new Map<number, number>()
     const stats: ConnectStats = { dials: edges.length, retries: 0, errors: {} }
     await pool(edges, options.concurrency ?? 16, async ([from, to]) => {
       const a = this.nodes[from]
       const b = this.nodes[to]
       for (let attempt = 1; ; attempt++) {
-        const slot = Math.max(Date.now(), nextSlot.get(to) ?? 0)
-        nextSlot.set(to, slot + INBOUND_SPACING_MS)
-        if (slot > Date.now()) await sleep(slot - Date.now())
         try {
           await a.client.connectPeer(b.addr)
           return
