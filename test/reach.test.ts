@@ -1,7 +1,7 @@
 /**
  * Reach on loopback (the NAT topologies themselves are in lab/, `npm run test:lab`):
  * - two daemons that count 127.0.0.0/8 as public prove it to each other by dial-back, become `public`,
- *   serve the DHT, and `p2pos doctor` says so;
+ *   serve the DHT, start relaying for others (relayService auto), and `p2pos doctor` says so;
  * - a plain libp2p peer speaking /p2pos/reach/1.0.0 from the spec: the daemon dials back only the
  *   asker's own IP, refuses malformed and too frequent requests, and stays up;
  * - every outgoing TCP connection leaves from the fixed dial port; when another program holds that
@@ -53,6 +53,7 @@ describe('reach on loopback', () => {
       const d = new TestDaemon(await makeHome(root, `n${i}`, {
         listen: [`/ip4/127.0.0.1/tcp/${port}`],
         dhtMode: 'auto',
+        relayService: 'auto',
         publicNetworks: ['127.0.0.0/8']
       }))
       await d.start()
@@ -69,12 +70,15 @@ describe('reach on loopback', () => {
   it('two daemons prove each other public by dial-back; doctor explains it', async () => {
     const [a, b] = daemons
     assert.equal((await a.client.info()).reachability, 'unknown', 'no evidence before any peer')
+    assert.equal((await a.client.reach()).relay.serving, false, 'relayService auto: no relaying before a dial-back proves us public')
     await a.client.connectPeer(b.addr)
     // the DHT switches to server mode right after the verdict
     const report = await until('a public', async () => { const r = await a.client.reach(); return r.reachability === 'public' && r.dhtMode === 'server' && r })
       .catch(async (err) => { throw new Error(`${err.message}: ${JSON.stringify(await a.client.reach())}`) })
     assert.ok(report.dialbacks.some(p => p.peer === b.peerId && p.results.some(x => x.ok && x.addr === `/ip4/127.0.0.1/tcp/${ports[0]}`)), JSON.stringify(report.dialbacks))
     assert.equal(report.dhtMode, 'server', 'a public node serves the DHT')
+    await until('a relays', async () => (await a.client.reach()).relay.serving)
+      .catch(async (err) => { throw new Error(`${err.message}: a public node with relayService auto serves as a relay: ${JSON.stringify((await a.client.reach()).relay)}`) })
     await until('b public', async () => (await b.client.reach()).reachability === 'public')
       .catch(async (err) => { throw new Error(`${err.message}: ${JSON.stringify(await b.client.reach())}`) })
     const doctor = await a.cli(['doctor', '--json'])

@@ -86,7 +86,8 @@ function toError (e: ValueError | undefined, what: string, noun: string): P2posE
   const code: ErrorCode = e.schema['x-error'] ?? (sized || TOO_LARGE.has(e.type) ? 'E_TOO_LARGE' : 'E_BAD_REQUEST')
   const limit = /-max-(\d+)$/.exec(format)?.[1]
   const problem = code === 'E_TOO_LARGE' && limit != null ? `is too large (at most ${limit} bytes)` : describe(e)
-  return new P2posError(code, `${noun} "${e.path.slice(1)}" ${problem}`, details)
+  // a parameter's method is in the request; a setting's source (which file, or the flags) is not
+  return new P2posError(code, `${noun} "${e.path.slice(1)}" ${problem}${noun === 'parameter' ? '' : ` (${what})`}`, details)
 }
 
 /** TypeBox's message in our words where its own is unclear. */
