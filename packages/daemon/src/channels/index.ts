@@ -18,7 +18,7 @@ import type { Connection, Startable, Stream } from '@libp2p/interface'
 import { CHANNEL_PROTOCOL, LIMITS, NAME_PATTERN, P2posError } from '@p2pos/api'
 import type { Sessions, Session } from '../core/sessions.ts'
 import type { ChannelRequest, OwnerLookup, RouteTable } from '../core/routes.ts'
-import { dialError, ensureKnown, finderOf, type ProtocolComponents, isRelayed, parsePeer, type PeerFinder } from '../node/dial.ts'
+import { USER_DIAL_PRIORITY, dialError, ensureKnown, finderOf, type ProtocolComponents, isRelayed, parsePeer, type PeerFinder } from '../node/dial.ts'
 import type { AppService } from '../apps/index.ts'
 import type { ServiceRegistry } from '../services/registry.ts'
 import { readJson, sendJson, writeJson } from '../wire/framing.ts'
@@ -124,8 +124,7 @@ export class ChannelService implements Startable {
     await ensureKnown(this.finder, peerId, signal)
     let stream: Stream
     try {
-      // priority 75, as libp2p gives the dials its user makes
-      stream = await this.c.connectionManager.openStream(peerId, CHANNEL_PROTOCOL, { signal, runOnLimitedConnection: true, priority: 75 })
+      stream = await this.c.connectionManager.openStream(peerId, CHANNEL_PROTOCOL, { signal, runOnLimitedConnection: true, priority: USER_DIAL_PRIORITY })
     } catch (err: any) {
       throw dialError(err, peer, timeoutMs)
     }

@@ -9,6 +9,13 @@ import type { TypedEventTarget } from 'main-event'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { P2posError } from '@p2pos/api'
 
+/**
+ * The dial-queue priority of dials p2pos makes for its apps and its own upkeep: the one js-libp2p gives
+ * dials its user makes (`libp2p.dial`), above the dials libp2p's services make for themselves (DHT,
+ * relay discovery), so under load these are not queued behind them.
+ */
+export const USER_DIAL_PRIORITY = 75
+
 export function isRelayed (c: Connection): boolean {
   return c.limits != null || c.remoteAddr.toString().includes('/p2p-circuit')
 }

@@ -13,7 +13,7 @@ import { byteStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { REACH_PROTOCOL } from '@p2pos/api'
 import { readJson, writeJson } from '../wire/framing.ts'
-import { isRelayed } from '../node/dial.ts'
+import { USER_DIAL_PRIORITY, isRelayed } from '../node/dial.ts'
 import { ipOf } from './networks.ts'
 
 export interface DialbackComponents { registrar: Registrar, connectionManager: ConnectionManager }
@@ -83,7 +83,7 @@ async function dialBack (connections: ConnectionManager, connection: Connection,
   }
   const existing = new Set(connections.getConnections(connection.remotePeer).map(c => c.id))
   try {
-    const conn = await connections.openConnection(ma.encapsulate(`/p2p/${connection.remotePeer.toString()}`), { force: true, signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+    const conn = await connections.openConnection(ma.encapsulate(`/p2p/${connection.remotePeer.toString()}`), { force: true, signal: AbortSignal.timeout(DIAL_TIMEOUT_MS), priority: USER_DIAL_PRIORITY })
     // never close a connection that was there before (the asker's own): that is AutoNAT v1's defect
     if (existing.has(conn.id)) return { addr, ok: false, error: 'no new connection could be opened' }
     await conn.close().catch(() => {})

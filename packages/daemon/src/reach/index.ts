@@ -19,7 +19,7 @@ import type { AddressManager, AddressType, ConnectionManager, Registrar, Transpo
 import type { TypedEventTarget } from 'main-event'
 import { multiaddr } from '@multiformats/multiaddr'
 import { DCUTR_PROTOCOL, REACH_PROTOCOL, RELAY_HOP_PROTOCOL, type Reachability, type ReachReport } from '@p2pos/api'
-import { isRelayed } from '../node/dial.ts'
+import { USER_DIAL_PRIORITY, isRelayed } from '../node/dial.ts'
 import { ipOf, type Networks } from './networks.ts'
 import { askDialback, serveDialback, type DialbackResult } from './dialback.ts'
 import { HolePuncher } from './holepunch.ts'
@@ -163,7 +163,7 @@ export class ReachService implements Startable {
       // loopback one to ourselves)
       const addrs = p.addresses.map(a => a.multiaddr).filter(ma => this.init.networks.isPublicAddr(ma) && !ma.toString().includes('/p2p-circuit'))
       const target = addrs.length > 0 ? addrs.map(ma => ma.encapsulate(`/p2p/${p.id.toString()}`)) : p.id
-      void connectionManager.openConnection(target, { signal: AbortSignal.timeout(RELAY_WATCH_MS - 500) }).catch(() => {})
+      void connectionManager.openConnection(target, { signal: AbortSignal.timeout(RELAY_WATCH_MS - 500), priority: USER_DIAL_PRIORITY }).catch(() => {})
     }
   }
 
@@ -176,7 +176,7 @@ export class ReachService implements Startable {
     const { connectionManager } = this.c
     if (addrs.length === 0 || addrs.some(a => this.init.networks.isPublicAddr(a))) return
     if (connectionManager.getConnections(id).length > 0 || connectionManager.getConnections().length >= MAX_LAN_DIALS_AT) return
-    void connectionManager.openConnection(id, { signal: AbortSignal.timeout(10_000) }).catch(() => {})
+    void connectionManager.openConnection(id, { signal: AbortSignal.timeout(10_000), priority: USER_DIAL_PRIORITY }).catch(() => {})
   }
 
   getReachability (): Reachability {

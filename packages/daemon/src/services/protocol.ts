@@ -8,7 +8,7 @@ import type { Startable } from '@libp2p/interface'
 import { P2posError, SERVICES_PROTOCOL, type ServiceInfo } from '@p2pos/api'
 import type { Sessions } from '../core/sessions.ts'
 import type { RouteTable } from '../core/routes.ts'
-import { dialError, ensureKnown, finderOf, type ProtocolComponents, parsePeer, type PeerFinder } from '../node/dial.ts'
+import { USER_DIAL_PRIORITY, dialError, ensureKnown, finderOf, type ProtocolComponents, parsePeer, type PeerFinder } from '../node/dial.ts'
 import { receiveJson, sendJson } from '../wire/framing.ts'
 import type { ServiceRegistry } from './registry.ts'
 
@@ -66,7 +66,7 @@ export class ServicesProtocol implements Startable {
     await ensureKnown(this.finder, id, signal)
     let stream
     try {
-      stream = await this.c.connectionManager.openStream(id, SERVICES_PROTOCOL, { signal, runOnLimitedConnection: true, priority: 75 })
+      stream = await this.c.connectionManager.openStream(id, SERVICES_PROTOCOL, { signal, runOnLimitedConnection: true, priority: USER_DIAL_PRIORITY })
     } catch (err) {
       throw dialError(err, peer, timeoutMs)
     }
