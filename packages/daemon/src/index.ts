@@ -30,6 +30,7 @@ import { AppService } from './apps/index.ts'
 import { ServiceRegistry } from './services/registry.ts'
 import { servicesProtocol } from './services/protocol.ts'
 import { reach } from './reach/index.ts'
+import { followReachability } from './reach/follow.ts'
 import { Networks } from './reach/networks.ts'
 
 export { loadConfig, defaultHome, type Config }
@@ -68,13 +69,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
         networks,
         dialPort: dialPortFor(listen),
         dhtMode: () => node.services.dht.getMode(),
-        onReachability: (r) => {
-          sessions.broadcast({ event: 'reachability.changed', data: { reachability: r } })
-          // dhtMode auto: a DHT server only while public (kad-dht's own switch uses libp2p's fixed idea
-          // of "private", which publicNetworks cannot change)
-          if (config.dhtMode === 'auto') void node.services.dht.setMode(r === 'public' ? 'server' : 'client').catch(() => {})
-          if (r === 'public') void node.services.relay?.serve().catch(err => log(`relay service failed to start: ${err.message}`))
-        }
+        onReachability: followReachability({ node: () => node, events: sessions, dhtAuto: config.dhtMode === 'auto', log })
       })
     })
   } catch (err) {
