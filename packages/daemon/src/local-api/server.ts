@@ -16,7 +16,7 @@ import type { Socket } from 'node:net'
 import { unlink } from 'node:fs/promises'
 import {
   API_PREFIX, API_VERSION, CHANNEL_UPGRADE, LIMITS, METHODS, P2posError, SOFTWARE_VERSION,
-  check, isMethodName, validateParams, type TSchema, type UpgradeMethod
+  check, isMethodName, validateParams, type MethodName, type TSchema, type UpgradeMethod
 } from '@p2pos/api'
 import type { Principal, TokenStore } from '../core/tokens.ts'
 import type { EventSink, Sessions } from '../core/sessions.ts'
@@ -166,10 +166,7 @@ export class LocalApi {
         throw new P2posError('E_BAD_REQUEST', 'the body is not valid JSON')
       }
     }
-    const checked = validateParams(method, params)
-    authorise(principal, method, checked, this.c.authority)
-    const handler = this.c.routes[method] as (p: unknown, ctx: { principal: Principal }) => Promise<unknown>
-    const result = (await handler(checked, { principal })) ?? null
+    const result = (await this.dispatch(method, params, { principal })) ?? null
     if (this.c.checkResults && 'result' in spec) {
       try {
         check(spec.result, JSON.parse(JSON.stringify(result)), `the result of ${method}`, 'field')
@@ -190,11 +187,15 @@ export class LocalApi {
     if (req.method !== 'POST') throw new P2posError('E_METHOD_NOT_ALLOWED', 'channels are opened with POST')
     const method = url.pathname.startsWith(API_PREFIX) ? UPGRADES.get(url.pathname.slice(API_PREFIX.length)) : undefined
     if (method == null) throw new P2posError('E_NOT_FOUND', `no such endpoint ${url.pathname}`)
-    // the same gate as a call: the table's schema, then authorise, then the capability's handler
-    const checked = validateParams(method, fromQuery(url.searchParams, METHODS[method].params))
-    authorise(principal, method, checked, this.c.authority)
-    const handler = this.c.routes[method] as (p: unknown, ctx: { principal: Principal, channel: ChannelRequest }) => Promise<unknown>
-    await handler(checked, { principal, channel: channelRequest(socket, head) })
+    await this.dispatch(method, fromQuery(url.searchParams, METHODS[method].params), { principal, channel: channelRequest(socket, head) })
+  }
+
+  /** The one gate every method passes, call or upgrade: the table's schema, authorise, then the handler. */
+  private async dispatch (method: MethodName, params: unknown, ctx: { principal: Principal, channel?: ChannelRequest }): Promise<unknown> {
+    const checked = validateParams(method, params)
+    authorise(ctx.principal, method, checked, this.c.authority)
+    const handler = this.c.routes[method] as (p: unknown, c: typeof ctx) => Promise<unknown>
+    return await handler(checked, ctx)
   }
 }
 
