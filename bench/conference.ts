@@ -61,7 +61,7 @@ import { P2pos as Sdk } from '@p2pos/sdk'
 import { NODE, TestDaemon, makeHome } from '@p2pos/testnet'
 import { connect, command } from '../apps/conference/src/cli.ts'
 import { envInt } from './common.ts'
-import { within } from '@p2pos/testnet/wait'
+import { pool, within } from '@p2pos/testnet/wait'
 
 /* ---------- configuration ---------- */
 
@@ -132,24 +132,6 @@ function noteAppError (what: string, err: any): void {
 /** within(), but never later than the global deadline. */
 async function withinRun<T> (ms: number, what: string, p: Promise<T>): Promise<T> {
   return await within(Math.max(1, Math.min(ms, remaining())), what, p)
-}
-
-/** Runs `fn` over `items` with at most `k` in flight; the first error stops new work and is thrown. */
-async function pool<T> (items: T[], k: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0
-  let failed: unknown
-  const worker = async (): Promise<void> => {
-    while (failed === undefined && next < items.length) {
-      const i = next++
-      try {
-        await fn(items[i], i)
-      } catch (err) {
-        failed ??= err
-      }
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(k, items.length) }, worker))
-  if (failed !== undefined) throw failed
 }
 
 /**

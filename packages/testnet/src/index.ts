@@ -21,7 +21,9 @@ import type { TestContext } from 'node:test'
 import { P2pos } from '@p2pos/sdk'
 import type { Daemon } from '@p2pos/daemon'
 
-export { until, within } from './wait.ts'
+import { pool } from './wait.ts'
+
+export { pool, until, within } from './wait.ts'
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 export const CLI = join(REPO, 'packages/cli/src/main.ts')
@@ -249,24 +251,6 @@ export class Testnet {
     await Promise.all(this.nodes.map(async n => n.kill('SIGTERM')))
     await rm(this.root, { recursive: true, force: true })
   }
-}
-
-/** Runs `fn` over `items` with at most `k` in flight; the first error stops new work and is thrown. */
-async function pool<T> (items: T[], k: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0
-  let failed: { err: unknown } | undefined
-  const worker = async (): Promise<void> => {
-    while (failed == null && next < items.length) {
-      const item = items[next++]
-      try {
-        await fn(item)
-      } catch (err) {
-        failed ??= { err }
-      }
-    }
-  }
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(k, items.length)) }, worker))
-  if (failed != null) throw failed.err
 }
 
 /** A small seeded PRNG (mulberry32): the same seed gives the same graph. */

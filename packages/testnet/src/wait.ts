@@ -1,5 +1,5 @@
 /**
- * The wait helpers of the tests and benchmarks, in one place:
+ * The wait helpers of the tests and benchmarks (and the bounded pool they start things with), in one place:
  *
  *   const seen = await until('c sees a', async () => (await c.client.peers()).find(p => p.peerId === a.peerId))
  *   const ch = await within(10_000, 'opening the channel', a.client.open(b.peerId, APP))
@@ -45,4 +45,22 @@ export async function within<T> (ms: number, what: string, promise: Promise<T>):
   } finally {
     clearTimeout(timer)
   }
+}
+
+/** Runs `fn` over `items` with at most `k` in flight; the first error stops new work and is thrown. */
+export async function pool<T> (items: T[], k: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
+  let next = 0
+  let failed: { err: unknown } | undefined
+  const worker = async (): Promise<void> => {
+    while (failed == null && next < items.length) {
+      const i = next++
+      try {
+        await fn(items[i], i)
+      } catch (err) {
+        failed ??= { err }
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(k, items.length)) }, worker))
+  if (failed != null) throw failed.err
 }
