@@ -63,6 +63,9 @@ function labConfig (transport: Transport, bootstrap: string[], mdns: boolean): R
     bootstrap,
     mdns,
     dhtMode: 'auto',
+    // the stock default: serve as a relay only once proven public (the loopback test config says "on",
+    // which made the NATed hosts offer themselves as relays and compete with the public one)
+    relayService: 'auto',
     allowPrivateAddrs: false,
     apiPort: 0,
     publicNetworks: [INTERNET]

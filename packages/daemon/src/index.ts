@@ -26,6 +26,7 @@ import { channels } from './channels/index.ts'
 import { PeerService } from './peers/index.ts'
 import { PubsubService } from './pubsub/index.ts'
 import { DhtService } from './dht/index.ts'
+import { PeopleService } from './people/index.ts'
 import { AppService } from './apps/index.ts'
 import { ServiceRegistry } from './services/registry.ts'
 import { servicesProtocol } from './services/protocol.ts'
@@ -38,6 +39,7 @@ export { loadConfig, defaultHome, type Config }
 export interface Daemon {
   config: Config
   node: P2posNode
+  people: PeopleService
   info: () => NodeInfo
   stop: () => Promise<void>
 }
@@ -78,6 +80,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   }
   const peers = new PeerService({ node, events: sessions, reconnect: config.reconnectPeers })
   const pubsub = new PubsubService({ pubsub: node.services.pubsub, peerId: node.peerId, sessions })
+  const people = new PeopleService({ node })
   const dht = new DhtService({ dht: node.services.dht, peerRouting: node.peerRouting, peerId: node.peerId, privateKey })
   const { channels: channelService, services: servicesService } = node.services
 
@@ -137,6 +140,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   return {
     config,
     node,
+    people,
     info: () => nodeInfo({ node, apiUrl, socketPath }),
     async stop () {
       stopped ??= lifecycle.stop()
