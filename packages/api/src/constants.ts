@@ -17,6 +17,9 @@ export const CHANNEL_PROTOCOL = '/p2pos/channel/1.0.0'
 export const REACH_PROTOCOL = '/p2pos/reach/1.0.0'
 
 /** Wire protocol listing the services a peer offers to the asker (wire.md §Services listing). */
+/** People: device linking, person records pushed and asked for (wire.md §8). */
+export const PEOPLE_PROTOCOL = '/p2pos/people/1.0.0'
+
 export const SERVICES_PROTOCOL = '/p2pos/services/1.0.0'
 
 /** libp2p's Direct Connection Upgrade through Relay, spoken by p2pos's hole punching (wire.md §Hole punching). */
@@ -77,6 +80,9 @@ export const LIMITS = {
 export const PEER_ID_PATTERN = /^(12D3Koo[1-9A-HJ-NP-Za-km-z]{40,50}|Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{50,70})$/
 
 /** App ids: reverse-DNS style, lower case; topics use the same alphabet. */
+/** A name's label (names.md §3): 1–32 of a-z, 0-9 and hyphens, not first or last. */
+export const LABEL_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/
+
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,127}$/
 
 /**

@@ -5,8 +5,8 @@
  * SDK's parameter and result types (`Params<M>`, `Result<M>`), the daemon's handler types, and the JSON
  * Schema of the API (docs/spec/local-api.schema.json, `npm run spec:schema`).
  */
-import { LIMITS } from './constants.ts'
-import { Base64, Int, Multiaddr, Name, Obj, PeerId, Target, Type, Utf8, check, type Static, type TSchema } from './schema.ts'
+import { LABEL_PATTERN, LIMITS } from './constants.ts'
+import { Base64, Int, Multiaddr, Name, Obj, PeerId, PeerRef, Type, Utf8, check, type Static, type TSchema } from './schema.ts'
 
 /**
  * - `read`: any valid token.
@@ -132,6 +132,32 @@ export const ServiceInfoSchema = Type.Object({
   remote: Type.Boolean({ description: 'remote peers may call it (in a remote listing: always true)' })
 })
 
+export const PersonSchema = Type.Object({
+  person: Type.String({ description: 'the person id: the peer id form of the person key' }),
+  name: Nullable(Type.String({ description: 'the first name the person claimed (label.suffix)' })),
+  names: Type.Array(Str),
+  peers: Type.Array(Str, { description: 'the person\'s computers, the key holder first' })
+})
+
+export const WhoamiSchema = Type.Object({
+  person: Str,
+  name: Nullable(Str),
+  names: Type.Array(Str),
+  devices: Type.Array(Str, { description: 'this person\'s computers (peer ids), the key holder first' }),
+  holder: Type.Boolean({ description: 'this computer holds the person key: it claims names, links and unlinks devices' })
+})
+
+export const DeviceInfoSchema = Type.Object({ peer: Str, holder: Type.Boolean(), self: Type.Boolean(), online: Type.Boolean() })
+
+export const ContactSchema = Type.Object({
+  petname: Str,
+  name: Nullable(Str),
+  person: Str,
+  peers: Type.Array(Str),
+  online: Type.Boolean({ description: 'one of the person\'s computers is connected now' }),
+  lastSeen: Nullable(Type.String({ description: 'ISO-8601: when one of them was last connected' }))
+})
+
 export const TokenInfoSchema = Type.Object({ token: Type.String({ description: 'the first 8 characters and …' }), apps: Type.Array(Str), label: Str, created: Str })
 
 // ---- parameters ----
@@ -140,14 +166,15 @@ const timeout = (max: number) => Type.Optional(Int(max, 0, { description: 'milli
 const openTimeout = Type.Optional(Int(600_000, 1, { description: `milliseconds (default ${LIMITS.openTimeoutMs})` }))
 const session = Type.String({ maxLength: 64, description: 'an event session id (local-api.md §Events)' })
 const none = Obj({})
+const Label = () => Type.String({ pattern: LABEL_PATTERN.source, description: 'a name label: 1-32 of a-z 0-9 and inner hyphens' })
 
 export const METHODS = {
   'node.info': { perm: 'read', params: none, result: NodeInfoSchema },
   'node.reach': { perm: 'read', params: none, result: ReachReportSchema },
   'peers.list': { perm: 'read', params: none, result: Type.Array(PeerConnectionSchema) },
   'peers.connect': { perm: 'admin', params: Obj({ addr: Multiaddr(), timeoutMs: timeout(120_000) }), result: PeerConnectionSchema },
-  'peers.disconnect': { perm: 'admin', params: Obj({ peer: PeerId() }), result: Type.Object({ closed: Type.Integer() }) },
-  'peers.ping': { perm: 'read', params: Obj({ peer: PeerId(), timeoutMs: timeout(120_000) }), result: PingResultSchema },
+  'peers.disconnect': { perm: 'admin', params: Obj({ peer: PeerRef() }), result: Type.Object({ closed: Type.Integer() }) },
+  'peers.ping': { perm: 'read', params: Obj({ peer: PeerRef(), timeoutMs: timeout(120_000) }), result: PingResultSchema },
   'apps.register': { perm: 'app', params: Obj({ session, app: Name() }), result: Type.Object({ app: Str, session: Str }) },
   'apps.unregister': { perm: 'app', params: Obj({ session, app: Name() }), result: Type.Object({ app: Str }) },
   'pubsub.subscribe': { perm: 'app', params: Obj({ session, app: Name(), topic: Name() }), result: Type.Object({ topic: Str }) },
@@ -159,8 +186,8 @@ export const METHODS = {
     params: Obj({ name: Name(), value: Utf8(LIMITS.dhtValueBytes), timeoutMs: timeout(300_000) }),
     result: Type.Object({ key: Str, seq: Type.Number(), stored: Type.Integer() })
   },
-  'dht.get': { perm: 'read', params: Obj({ peer: PeerId(), name: Name(), timeoutMs: timeout(300_000) }), result: Type.Object({ key: Str, value: Str, seq: Type.Number() }) },
-  'dht.findPeer': { perm: 'read', params: Obj({ peer: PeerId(), timeoutMs: timeout(300_000) }), result: Type.Object({ peerId: Str, addrs: Type.Array(Str) }) },
+  'dht.get': { perm: 'read', params: Obj({ peer: PeerRef(), name: Name(), timeoutMs: timeout(300_000) }), result: Type.Object({ key: Str, value: Str, seq: Type.Number() }) },
+  'dht.findPeer': { perm: 'read', params: Obj({ peer: PeerRef(), timeoutMs: timeout(300_000) }), result: Type.Object({ peerId: Str, addrs: Type.Array(Str) }) },
   'apps.install': { perm: 'admin', params: Obj({ dir: Utf8(4096) }), result: AppInfoSchema },
   'apps.uninstall': { perm: 'admin', params: Obj({ id: Name() }), result: Type.Object({ id: Str }) },
   'apps.list': { perm: 'read', params: none, result: Type.Array(AppInfoSchema) },
@@ -173,18 +200,28 @@ export const METHODS = {
     result: Type.Object({ lines: Type.Array(Str) })
   },
   'services.provide': { perm: 'app', params: Obj({ session, app: Name(), service: Name() }), result: Type.Object({ service: Str }) },
-  'services.list': { perm: 'read', params: Obj({ peer: Type.Optional(Target()), timeoutMs: timeout(120_000) }), result: Type.Array(ServiceInfoSchema) },
+  'services.list': { perm: 'read', params: Obj({ peer: Type.Optional(PeerRef()), timeoutMs: timeout(120_000) }), result: Type.Array(ServiceInfoSchema) },
   'identity.sign': { perm: 'app', params: Obj({ app: Name(), data: Base64(LIMITS.pubsubBytes) }), result: Type.Object({ peerId: Str, signature: Type.String({ contentEncoding: 'base64' }) }) },
   'tokens.create': { perm: 'admin', params: Obj({ apps: Type.Array(Name()), label: Type.Optional(Utf8(200)) }), result: Type.Object({ token: Str }) },
   'tokens.list': { perm: 'admin', params: none, result: Type.Array(TokenInfoSchema) },
   'tokens.revoke': { perm: 'admin', params: Obj({ token: Utf8(128) }), result: Type.Object({ revoked: Type.Boolean() }) },
-  'channels.open': { perm: 'app', upgrade: '/channels/open', params: Obj({ peer: Target(), app: Name(), timeoutMs: openTimeout }) },
+  'people.whoami': { perm: 'read', params: none, result: WhoamiSchema },
+  'names.claim': { perm: 'admin', params: Obj({ label: Label(), timeoutMs: timeout(300_000) }), result: Type.Object({ name: Str, stored: Type.Integer() }) },
+  'names.resolve': { perm: 'read', params: Obj({ name: PeerRef(), timeoutMs: timeout(300_000) }), result: PersonSchema },
+  'devices.link': { perm: 'admin', params: Obj({ ttlMs: Type.Optional(Int(3600_000, 10_000, { description: 'how long the code works (default 600000)' })) }), result: Type.Object({ code: Str, expires: Str }) },
+  'devices.join': { perm: 'admin', params: Obj({ code: Utf8(256), timeoutMs: timeout(300_000) }), result: WhoamiSchema },
+  'devices.list': { perm: 'read', params: none, result: Type.Array(DeviceInfoSchema) },
+  'devices.unlink': { perm: 'admin', params: Obj({ peer: PeerId(), timeoutMs: timeout(300_000) }), result: WhoamiSchema },
+  'contacts.add': { perm: 'admin', params: Obj({ name: PeerRef(), as: Type.Optional(Name({ description: 'the petname (default: the name\'s label)' })), timeoutMs: timeout(300_000) }), result: ContactSchema },
+  'contacts.list': { perm: 'read', params: none, result: Type.Array(ContactSchema) },
+  'contacts.remove': { perm: 'admin', params: Obj({ petname: Name() }), result: Type.Object({ removed: Type.Boolean() }) },
+  'channels.open': { perm: 'app', upgrade: '/channels/open', params: Obj({ peer: PeerRef(), app: Name(), timeoutMs: openTimeout }) },
   'channels.accept': { perm: 'owner', upgrade: '/channels/accept', params: Obj({ channel: Type.String({ maxLength: 64 }) }) },
   'services.connect': {
     perm: 'app',
     upgrade: '/services/connect',
     actingDefault: true,
-    params: Obj({ peer: Target(), service: Name(), app: Type.Optional(Name({ description: 'the calling app (default: the token\'s only app)' })), timeoutMs: openTimeout }),
+    params: Obj({ peer: PeerRef(), service: Name(), app: Type.Optional(Name({ description: 'the calling app (default: the token\'s only app)' })), timeoutMs: openTimeout }),
     grant: { kind: 'call', param: 'service' }
   }
 } as const satisfies Record<string, MethodSpec>

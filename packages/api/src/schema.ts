@@ -25,9 +25,12 @@ const BASE64_SOURCE = '^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]
 /** An app id, topic, service or record name. */
 export const Name = (options: StringOptions = {}) => Type.String({ pattern: NAME_PATTERN.source, description: 'a name: [a-z0-9][a-z0-9._-]{0,127}', ...options })
 export const PeerId = (options: StringOptions = {}) => Type.String({ pattern: PEER_ID_SOURCE, 'x-error': 'E_INVALID_PEER', ...options })
-/** A peer id, or "local" (this daemon). */
-export const Target = (options: Record<string, unknown> = {}) =>
-  Type.Union([Type.Literal('local'), Type.String({ pattern: PEER_ID_SOURCE })], { 'x-error': 'E_INVALID_PEER', description: 'a peer id, or "local"', ...options })
+/**
+ * A PEER argument (names.md §6): a peer id, a person's name ("label.suffix"), a petname from the
+ * contacts, or "local" (this daemon). The daemon resolves names and petnames before the handler runs.
+ */
+export const PeerRef = (options: Record<string, unknown> = {}) =>
+  Type.Union([Type.String({ pattern: PEER_ID_SOURCE }), Type.String({ pattern: NAME_PATTERN.source })], { 'x-error': 'E_INVALID_PEER', description: 'a peer id, a name (label.suffix), a petname, or "local"', ...options })
 export const Multiaddr = () => Type.String({ pattern: '^/', maxLength: 1023, 'x-error': 'E_BAD_REQUEST', description: 'a multiaddr' })
 export const Int = (maximum: number, minimum = 0, options: Record<string, unknown> = {}) => Type.Integer({ minimum, maximum, ...options })
 
@@ -92,7 +95,7 @@ function toError (e: ValueError | undefined, what: string, noun: string): P2posE
 
 /** TypeBox's message in our words where its own is unclear. */
 function describe (e: ValueError): string {
-  if (e.schema['x-error'] === 'E_INVALID_PEER') return e.schema.anyOf != null ? 'is not a peer id (or "local")' : 'is not a peer id'
+  if (e.schema['x-error'] === 'E_INVALID_PEER') return e.schema.anyOf != null ? 'is not a peer id, name, petname or "local"' : 'is not a peer id'
   if (e.type === ValueErrorType.StringPattern && e.schema.description != null) return `must be ${String(e.schema.description)}`
   return `is invalid: ${e.message.charAt(0).toLowerCase()}${e.message.slice(1)}`
 }

@@ -16,7 +16,12 @@ const VERBS: Record<string, () => Promise<{ run: (argv: string[]) => Promise<num
   send: async () => await import('./commands/send.ts'),
   token: async () => await import('./commands/token.ts'),
   app: async () => await import('./commands/app.ts'),
-  service: async () => await import('./commands/service.ts')
+  service: async () => await import('./commands/service.ts'),
+  whoami: async () => await import('./commands/whoami.ts'),
+  name: async () => await import('./commands/name.ts'),
+  resolve: async () => await import('./commands/resolve.ts'),
+  device: async () => await import('./commands/device.ts'),
+  contacts: async () => await import('./commands/contacts.ts')
 }
 
 const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; default ~/.p2pos)
@@ -33,7 +38,13 @@ const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; de
   token create|list|revoke        app tokens (each acts only as its own app ids)
   app install DIR | uninstall ID | list | start ID | stop ID | logs ID
   service list [PEER]             services here, or those PEER offers to us
-  service call PEER|local SERVICE JSON   one request; prints the JSON reply`
+  service call PEER|local SERVICE JSON   one request; prints the JSON reply
+  whoami [--json]                 this computer's person: names and linked computers
+  name claim LABEL [--json]       a name others reach you by: LABEL.SUFFIX (the suffix is your key's)
+  resolve NAME [--json]           a name, petname, person or peer id → the person and their computers
+  device link|join CODE|list|unlink PEER   one person, several computers
+  contacts add NAME [--as PETNAME] | list | remove PETNAME   petnames, usable wherever a PEER goes
+PEER arguments take a peer id, a name (LABEL.SUFFIX) or a petname.`
 
 async function main (): Promise<number> {
   const [verb, ...rest] = process.argv.slice(2)

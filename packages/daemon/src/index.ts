@@ -26,7 +26,8 @@ import { channels } from './channels/index.ts'
 import { PeerService } from './peers/index.ts'
 import { PubsubService } from './pubsub/index.ts'
 import { DhtService } from './dht/index.ts'
-import { PeopleService } from './people/index.ts'
+import { people as peopleProtocol, type PeopleService } from './people/index.ts'
+import { resolvingPeers } from './people/refs.ts'
 import { AppService } from './apps/index.ts'
 import { ServiceRegistry } from './services/registry.ts'
 import { servicesProtocol } from './services/protocol.ts'
@@ -67,6 +68,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     node = await createNode({ ...config, listen }, privateKey, datastore, networks, {
       channels: channels({ sessions, apps, registry, log }),
       services: servicesProtocol({ registry, sessions }),
+      people: peopleProtocol({ home, privateKey, datastore, node: () => node, log }),
       reach: reach({
         networks,
         dialPort: dialPortFor(listen),
@@ -80,21 +82,20 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   }
   const peers = new PeerService({ node, events: sessions, reconnect: config.reconnectPeers })
   const pubsub = new PubsubService({ pubsub: node.services.pubsub, peerId: node.peerId, sessions })
-  const people = new PeopleService({ node })
+  const people = node.services.people
   const dht = new DhtService({ dht: node.services.dht, peerRouting: node.peerRouting, peerId: node.peerId, privateKey })
   const { channels: channelService, services: servicesService } = node.services
 
   const routes: Routes = {
     ...nodeRoutes({ node, apiUrl, socketPath }),
-    ...peers.routes,
     ...sessions.routes,
     ...pubsub.routes,
-    ...dht.routes,
     ...apps.routes,
-    ...servicesService.routes,
-    ...channelService.routes,
     ...identityRoutes(privateKey),
-    ...tokens.routes
+    ...tokens.routes,
+    ...people.routes,
+    // every PEER parameter may be a name or a petname: resolved here, once, before these handlers run
+    ...resolvingPeers(people, { ...peers.routes, ...dht.routes, ...servicesService.routes, ...channelService.routes })
   }
   api = new LocalApi({
     tokens,
@@ -114,7 +115,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   const lifecycle = new Lifecycle([
     { name: 'datastore', stop: async () => { await datastore.close() } },
     tokens,
-    { name: 'node', start: async () => { await node.start() }, stop: async () => { await node.stop() } },
+    { name: 'node', start: async () => { await node.start(); await people.afterStart() }, stop: async () => { await node.stop() } },
     peers,
     pubsub,
     sessions,

@@ -237,6 +237,46 @@ export class P2pos {
   async createToken (apps: string[], label?: string, options?: CallOptions): Promise<string> {
     return (await this.call('tokens.create', { apps, label }, options)).token
   }
+
+  // ---- people, names, devices, contacts (names.md) ----
+
+  /** This computer's person: its id, names and computers. */
+  async whoami (options?: CallOptions): Promise<Result<'people.whoami'>> { return await this.call('people.whoami', {}, options) }
+
+  /** Claims a name: returns the full name ("label.suffix") others resolve. Only on the person key's computer. */
+  async claimName (label: string, options?: CallOptions & { timeoutMs?: number }): Promise<Result<'names.claim'>> {
+    return await this.call('names.claim', { label, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  /** A name, petname, person id or peer id → the person and their computers. */
+  async resolve (name: string, options?: CallOptions & { timeoutMs?: number }): Promise<Result<'names.resolve'>> {
+    return await this.call('names.resolve', { name, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  /** A one-time code that links another computer to this person (`joinDevice` there). */
+  async linkDevice (options?: CallOptions & { ttlMs?: number }): Promise<Result<'devices.link'>> {
+    return await this.call('devices.link', { ttlMs: options?.ttlMs }, options)
+  }
+
+  async joinDevice (code: string, options?: CallOptions & { timeoutMs?: number }): Promise<Result<'devices.join'>> {
+    return await this.call('devices.join', { code, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  async devices (options?: CallOptions): Promise<Result<'devices.list'>> { return await this.call('devices.list', {}, options) }
+
+  async unlinkDevice (peer: string, options?: CallOptions & { timeoutMs?: number }): Promise<Result<'devices.unlink'>> {
+    return await this.call('devices.unlink', { peer, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  async addContact (name: string, options?: CallOptions & { as?: string, timeoutMs?: number }): Promise<Result<'contacts.add'>> {
+    return await this.call('contacts.add', { name, as: options?.as, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  async contacts (options?: CallOptions): Promise<Result<'contacts.list'>> { return await this.call('contacts.list', {}, options) }
+
+  async removeContact (petname: string, options?: CallOptions): Promise<Result<'contacts.remove'>> {
+    return await this.call('contacts.remove', { petname }, options)
+  }
 }
 
 export class AppListener {

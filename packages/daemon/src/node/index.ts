@@ -26,6 +26,8 @@ import type { Networks } from '../reach/networks.ts'
 import type { ChannelService } from '../channels/index.ts'
 import type { ServicesProtocol } from '../services/protocol.ts'
 import type { ReachService } from '../reach/index.ts'
+import type { PeopleService } from '../people/index.ts'
+import { PERSON_NAMESPACES, personRecordSelector, personRecordValidator } from '../people/records.ts'
 import { pacedRelayDiscovery, relayServer, type RelayServer } from './relay.ts'
 
 /** p2pos's own protocols, as libp2p service factories (the daemon makes them with what they need from it). */
@@ -33,6 +35,7 @@ export interface P2posProtocols {
   channels: (components: any) => ChannelService
   services: (components: any) => ServicesProtocol
   reach: (components: any) => ReachService
+  people: (components: any) => PeopleService
 }
 
 // a type, not an interface: libp2p's ServiceMap needs the implicit index signature
@@ -47,6 +50,7 @@ export type P2posServices = {
   channels: ChannelService
   services: ServicesProtocol
   reach: ReachService
+  people: PeopleService
 }
 
 export type P2posNode = Libp2p<P2posServices>
@@ -71,8 +75,8 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
       // (kad-dht's own switch uses libp2p's fixed idea of "private", which publicNetworks cannot change)
       clientMode: config.dhtMode !== 'server',
       peerInfoMapper: config.allowPrivateAddrs ? passthroughMapper : publicAddressesMapper(networks),
-      validators: { p2pos: recordValidator },
-      selectors: { p2pos: recordSelector }
+      validators: { p2pos: recordValidator, ...Object.fromEntries(PERSON_NAMESPACES.map(ns => [ns, personRecordValidator])) },
+      selectors: { p2pos: recordSelector, ...Object.fromEntries(PERSON_NAMESPACES.map(ns => [ns, personRecordSelector])) }
       // not allowQueryWithZeroPeers: with it, kad-dht 16.4 spins the CPU in its self-query loop
       // as soon as a protocol handler is registered on a node with no peers
     }),
