@@ -18,7 +18,10 @@ describe('method parameters', () => {
 
   it('names the wrong field with a stable code', () => {
     assert.equal(code(() => validateParams('peers.ping', {})), 'E_BAD_REQUEST')
-    assert.equal(code(() => validateParams('peers.ping', { peer: 'not-a-peer' })), 'E_INVALID_PEER')
+    assert.equal(code(() => validateParams('peers.ping', { peer: 'Not A Peer' })), 'E_INVALID_PEER')
+    // a name or a petname is a PEER too (resolved by the daemon, names.md §5)
+    assert.equal(code(() => validateParams('peers.ping', { peer: 'alice.kf3mxq7ph2n4w5ra' })), 'no error')
+    assert.equal(code(() => validateParams('peers.ping', { peer: 'alice' })), 'no error')
     assert.equal(code(() => validateParams('peers.ping', { peer: 42 })), 'E_INVALID_PEER')
     assert.equal(code(() => validateParams('peers.ping', { peer: PEER, extra: 1 })), 'E_BAD_REQUEST')
     assert.equal(code(() => validateParams('peers.ping', [PEER])), 'E_BAD_REQUEST')

@@ -28,6 +28,7 @@ import { PubsubService } from './pubsub/index.ts'
 import { DhtService } from './dht/index.ts'
 import { people as peopleProtocol, type PeopleService } from './people/index.ts'
 import { resolvingPeers } from './people/refs.ts'
+import { NewestSeqs } from './people/records.ts'
 import { AppService } from './apps/index.ts'
 import { ServiceRegistry } from './services/registry.ts'
 import { servicesProtocol } from './services/protocol.ts'
@@ -63,19 +64,21 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   const apps = new AppService({ home, socketPath, apiUrl, tokens, sessions, log })
   const registry = new ServiceRegistry({ sessions, apps })
 
+  // the newest record of each person seen, shared by the DHT's validator and people/ (names.md §4)
+  const newest = new NewestSeqs()
   let node: P2posNode
   try {
     node = await createNode({ ...config, listen }, privateKey, datastore, networks, {
       channels: channels({ sessions, apps, registry, log }),
       services: servicesProtocol({ registry, sessions }),
-      people: peopleProtocol({ home, privateKey, datastore, node: () => node, log }),
+      people: peopleProtocol({ home, privateKey, datastore, newest, node: () => node, log }),
       reach: reach({
         networks,
         dialPort: dialPortFor(listen),
         dhtMode: () => node.services.dht.getMode(),
         onReachability: followReachability({ node: () => node, events: sessions, dhtAuto: config.dhtMode === 'auto', log })
       })
-    })
+    }, newest)
   } catch (err) {
     await datastore.close().catch(() => {})
     throw err

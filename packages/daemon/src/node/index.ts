@@ -27,7 +27,7 @@ import type { ChannelService } from '../channels/index.ts'
 import type { ServicesProtocol } from '../services/protocol.ts'
 import type { ReachService } from '../reach/index.ts'
 import type { PeopleService } from '../people/index.ts'
-import { PERSON_NAMESPACES, personRecordSelector, personRecordValidator } from '../people/records.ts'
+import { NewestSeqs, PERSON_NAMESPACES, personRecordSelector, personRecordValidator } from '../people/records.ts'
 import { pacedRelayDiscovery, relayServer, type RelayServer } from './relay.ts'
 
 /** p2pos's own protocols, as libp2p service factories (the daemon makes them with what they need from it). */
@@ -60,7 +60,7 @@ function fastMsgId (msg: { from?: Uint8Array, seqno?: Uint8Array }): string {
   return `${Buffer.from(msg.from ?? []).toString('base64')}/${Buffer.from(msg.seqno ?? []).toString('base64')}`
 }
 
-export async function createNode (config: Config, privateKey: PrivateKey, datastore: Datastore, networks: Networks, protocols: P2posProtocols): Promise<P2posNode> {
+export async function createNode (config: Config, privateKey: PrivateKey, datastore: Datastore, networks: Networks, protocols: P2posProtocols, newest = new NewestSeqs()): Promise<P2posNode> {
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   if (config.mdns) peerDiscovery.push(mdns())
   if (config.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: config.bootstrap }))
@@ -75,7 +75,7 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
       // (kad-dht's own switch uses libp2p's fixed idea of "private", which publicNetworks cannot change)
       clientMode: config.dhtMode !== 'server',
       peerInfoMapper: config.allowPrivateAddrs ? passthroughMapper : publicAddressesMapper(networks),
-      validators: { p2pos: recordValidator, ...Object.fromEntries(PERSON_NAMESPACES.map(ns => [ns, personRecordValidator])) },
+      validators: { p2pos: recordValidator, ...Object.fromEntries(PERSON_NAMESPACES.map(ns => [ns, personRecordValidator(newest)])) },
       selectors: { p2pos: recordSelector, ...Object.fromEntries(PERSON_NAMESPACES.map(ns => [ns, personRecordSelector])) }
       // not allowQueryWithZeroPeers: with it, kad-dht 16.4 spins the CPU in its self-query loop
       // as soon as a protocol handler is registered on a node with no peers

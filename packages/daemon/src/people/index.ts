@@ -21,7 +21,7 @@ import { receiveJson, sendJson } from '../wire/framing.ts'
 import { Contacts } from './contacts.ts'
 import {
   CONSENT_PREFIX, MAX_DEVICES, MAX_NAMES, MAX_RECORD_BYTES, RECORD_TTL_MS, decodeRecord, deviceKey, encodeRecord, fitsKey, fullName,
-  keysOf, nameKey, parseName, personKey, signConsent, signRecord, verifyRecord, verifySig, type PersonRecord
+  keysOf, nameKey, parseName, personKey, signConsent, signRecord, verifyRecord, verifySig, type NewestSeqs, type PersonRecord
 } from './records.ts'
 import type { People, PersonInfo, SelfInfo } from './types.ts'
 
@@ -45,6 +45,8 @@ export interface PeopleInit {
   home: string
   privateKey: PrivateKey
   datastore: Datastore
+  /** Shared with the DHT's validator: the newest seq seen of each person. */
+  newest: NewestSeqs
   node: () => PeopleNode
   log: (msg: string) => void
 }
@@ -161,7 +163,7 @@ export class PeopleService implements People, Startable {
     const contact = await this.contacts.get(ref)
     if (contact != null) return this.info((await this.recordOf(contact.person, signal)) ?? this.oneComputer(contact.person))
     const n = parseName(ref)
-    if (n == null) throw new P2posError('E_NOT_FOUND', `no contact named "${ref}", and it is not a name (label.suffix) or a peer id`)
+    if (n == null) throw new P2posError('E_INVALID_PEER', `"${ref}" is not a peer id, a name (label.suffix) or a contact's petname (no contact named "${ref}")`)
     const rec = await this.lookup(nameKey(ref), signal)
     if (rec == null) throw new P2posError('E_NOT_FOUND', `nobody holds the name ${ref} (or no peer that stores it answered)`)
     return this.info(rec)
@@ -324,6 +326,7 @@ export class PeopleService implements People, Startable {
   private async remember (rec: PersonRecord): Promise<PersonRecord> {
     const k = this.known.get(rec.person)
     if (k != null && k.rec.seq > rec.seq) { k.at = Date.now(); return k.rec }
+    try { this.init.newest.admit(rec) } catch {}
     this.known.set(rec.person, { rec, at: Date.now() })
     if (k?.rec.seq !== rec.seq && rec.person === this.record.person && rec.seq > this.record.seq) {
       if (rec.devices.some(d => d.peer === this.me)) {

@@ -167,11 +167,35 @@ export function fitsKey (key: string, rec: PersonRecord): boolean {
   return false
 }
 
-/** kad-dht validator for the three namespaces: a DHT server stores only records that fit their key. */
-export async function personRecordValidator (key: Uint8Array, value: Uint8Array): Promise<void> {
-  const rec = await verifyRecord(decodeRecord(value))
-  const k = dec.decode(key)
-  if (!fitsKey(k, rec)) throw bad(`does not belong under ${k}`)
+/**
+ * The newest `seq` seen of each person (names.md §4): js-libp2p's kad-dht stores whatever valid record a
+ * PUT brings, even an older one over a newer, so a replayed old record would overwrite the newer one on
+ * every DHT server it reaches. The validator consults this and refuses a record older than one it has
+ * seen. Bounded: past MAX_TRACKED persons, the longest-tracked are forgotten first.
+ */
+export class NewestSeqs {
+  private readonly seqs = new Map<string, number>()
+  static readonly MAX_TRACKED = 50_000
+
+  get (person: string): number | undefined { return this.seqs.get(person) }
+
+  /** Throws if `rec` is older than a record of its person already seen; else notes it. */
+  admit (rec: PersonRecord): void {
+    const newest = this.seqs.get(rec.person)
+    if (newest != null && rec.seq < newest) throw bad(`older (seq ${rec.seq}) than one already seen (seq ${newest}): a replay`)
+    if (newest == null && this.seqs.size >= NewestSeqs.MAX_TRACKED) this.seqs.delete(this.seqs.keys().next().value!)
+    if (newest !== rec.seq) this.seqs.set(rec.person, rec.seq)
+  }
+}
+
+/** kad-dht validator for the three namespaces: a DHT server stores only valid records that fit their key and are not older than one it saw. */
+export function personRecordValidator (newest: NewestSeqs): (key: Uint8Array, value: Uint8Array) => Promise<void> {
+  return async (key, value) => {
+    const rec = await verifyRecord(decodeRecord(value))
+    const k = dec.decode(key)
+    if (!fitsKey(k, rec)) throw bad(`does not belong under ${k}`)
+    newest.admit(rec)
+  }
 }
 
 /** kad-dht selector: the highest seq (the newest signing) wins. */
