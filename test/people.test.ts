@@ -143,6 +143,30 @@ describe('people, names and devices between real daemons', () => {
     assert.deepEqual((await json(c, ['resolve', name])).peers, [a.peerId])
   })
 
+  it('a name still resolves while every computer of its owner is off (others keep the record)', async () => {
+    await a.kill('SIGTERM')
+    try {
+      const r = await json(d, ['resolve', name])
+      assert.equal(r.person, a.peerId)
+    } finally {
+      await a.start()
+      await a.client.connectPeer(b.addr)
+    }
+  })
+
+  it('a computer that was off while it was unlinked learns it when it comes back', async () => {
+    const { code } = await json(a, ['device', 'link'])
+    assert.equal((await json(d, ['device', 'join', code])).person, a.peerId)
+    await d.kill('SIGTERM')
+    try {
+      assert.deepEqual((await json(a, ['device', 'unlink', d.peerId])).devices, [a.peerId])
+    } finally {
+      await d.start()
+      await d.client.connectPeer(b.addr)
+    }
+    await until('d is its own person again after its restart', async () => (await d.client.whoami()).person === d.peerId, 20_000)
+  })
+
   it('contacts: petnames usable as PEER, with presence', async () => {
     const added = await json(c, ['contacts', 'add', name])
     assert.equal(added.petname, 'alice')

@@ -300,7 +300,10 @@ export class PeopleService implements People, Startable {
     // the first peer: time to put our record where others can find it (after a start, or a new name offline)
     if (!this.published && this.worthPublishing(this.record)) {
       this.published = true
-      setTimeout(() => { void this.put(this.record, DEFAULT_TIMEOUT_MS).catch(() => {}) }, 2000).unref()
+      setTimeout(() => {
+        void this.put(this.record, DEFAULT_TIMEOUT_MS).catch(() => {})
+        if (!this.holder) void this.recordOf(this.record.person, AbortSignal.timeout(15_000), 0).catch(() => {})
+      }, 2000).unref()
     }
     void this.contacts.seen(peer, (p) => this.personOfKnown(p)).catch(() => {})
   }
@@ -312,6 +315,8 @@ export class PeopleService implements People, Startable {
 
   /** Keeps contacts present: their records fresh, and a connection to one of their computers. */
   private async upkeep (): Promise<void> {
+    // a linked computer that was off while the holder unlinked it learns so here (remember() reverts it)
+    if (!this.holder) await this.recordOf(this.record.person, AbortSignal.timeout(15_000), 10 * 60_000).catch(() => {})
     const all = await this.contacts.all()
     await Promise.all(all.slice(0, 32).map(async (c) => {
       const signal = AbortSignal.timeout(15_000)
