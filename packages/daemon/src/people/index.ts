@@ -65,6 +65,8 @@ const LINK_CODE_TTL_MS = 600_000
 const MAX_LINK_CODES = 8
 const MAX_FAILED_JOINS = 5
 const DEFAULT_TIMEOUT_MS = 30_000
+/** Records of other people kept in memory (resolved, contacts'); contacts' are fetched again if evicted. */
+const MAX_KNOWN = 10_000
 
 export function topicOf (person: string): string {
   return `/p2pos/person/${person}`
@@ -133,6 +135,8 @@ export class PeopleService implements People, Startable {
     this.offs.push(() => { this.init.node().services.pubsub.removeEventListener('message', onMessage) })
     this.follow(this.record.person)
     for (const c of await this.contacts.all()) this.follow(c.person)
+    // peers the node redialled while starting connected before our listener was there
+    if (this.c.connectionManager.getConnections().length > 0) this.firstPeer()
   }
 
   async stop (): Promise<void> {
@@ -262,12 +266,11 @@ export class PeopleService implements People, Startable {
 
   /** After a change by the holder: into the DHT, to every device directly, and on the person's topic. */
   private async announce (rec: PersonRecord, timeoutMs = DEFAULT_TIMEOUT_MS, alsoTo: string[] = []): Promise<number> {
+    // pushes go on in the background: a computer that is off must not hold the caller for a dial timeout
     const targets = [...new Set([...rec.devices.map(d => d.peer), ...alsoTo])].filter(p => p !== this.me)
-    const pushes = targets.map(async p => { await this.push(p, rec, timeoutMs).catch(() => {}) })
+    for (const p of targets) void this.push(p, rec, timeoutMs).catch(() => {})
     void this.init.node().services.pubsub.publish(topicOf(rec.person), encodeRecord(rec)).catch(() => {})
-    const stored = await this.put(rec, timeoutMs)
-    await Promise.all(pushes)
-    return stored
+    return await this.put(rec, timeoutMs)
   }
 
   /** Puts the record under all its keys; returns how many DHT peers stored it under its person key. */
@@ -297,15 +300,21 @@ export class PeopleService implements People, Startable {
   }
 
   private onConnect (peer: string): void {
-    // the first peer: time to put our record where others can find it (after a start, or a new name offline)
-    if (!this.published && this.worthPublishing(this.record)) {
-      this.published = true
-      setTimeout(() => {
-        void this.put(this.record, DEFAULT_TIMEOUT_MS).catch(() => {})
-        if (!this.holder) void this.recordOf(this.record.person, AbortSignal.timeout(15_000), 0).catch(() => {})
-      }, 2000).unref()
-    }
+    this.firstPeer()
     void this.contacts.seen(peer, (p) => this.personOfKnown(p)).catch(() => {})
+  }
+
+  /**
+   * The first peer (after a start, or a name claimed offline): time to put our record where others find
+   * it, and, on a linked computer, to fetch the person's newest record (it may have been unlinked).
+   */
+  private firstPeer (): void {
+    if (this.published || !this.worthPublishing(this.record)) return
+    this.published = true
+    setTimeout(() => {
+      void this.put(this.record, DEFAULT_TIMEOUT_MS).catch(() => {})
+      if (!this.holder) void this.recordOf(this.record.person, AbortSignal.timeout(15_000), 0).catch(() => {})
+    }, 2000).unref()
   }
 
   private personOfKnown (peer: string): string | undefined {
@@ -332,7 +341,10 @@ export class PeopleService implements People, Startable {
     const k = this.known.get(rec.person)
     if (k != null && k.rec.seq > rec.seq) { k.at = Date.now(); return k.rec }
     try { this.init.newest.admit(rec) } catch {}
+    this.known.delete(rec.person)
     this.known.set(rec.person, { rec, at: Date.now() })
+    // bounded: the longest-unchanged go first (they are fetched again when needed); ours is re-added by adopt
+    if (this.known.size > MAX_KNOWN) this.known.delete(this.known.keys().next().value!)
     if (k?.rec.seq !== rec.seq && rec.person === this.record.person && rec.seq > this.record.seq) {
       if (rec.devices.some(d => d.peer === this.me)) {
         await this.adopt(rec)
@@ -342,6 +354,16 @@ export class PeopleService implements People, Startable {
         await this.adopt(await this.ownRecord())
       }
     }
+    return rec
+  }
+
+  /**
+   * A record a peer pushed: taken only for people we follow (our own person, contacts) or already know,
+   * so a peer cannot fill our memory with records of made-up people; answered with the newest we know.
+   */
+  private async pushed (rec: PersonRecord): Promise<PersonRecord> {
+    if (this.known.has(rec.person) || rec.person === this.record.person) return await this.remember(rec)
+    if ((await this.contacts.all()).some(c => c.person === rec.person)) return await this.remember(rec)
     return rec
   }
 
@@ -378,7 +400,7 @@ export class PeopleService implements People, Startable {
 
   /**
    * A DHT lookup of a person record: valid records that fit the key, the highest seq of those that
-   * answer within GRACE_MS after the first, never older than one we already know (a replayed old record
+   * answer within GRACE_MS after the first peer's, never older than one we already know (a replayed old record
    * loses to the newer one we have).
    */
   private async lookup (key: string, signal: AbortSignal): Promise<PersonRecord | undefined> {
@@ -392,7 +414,8 @@ export class PeopleService implements People, Startable {
           const rec = await verifyRecord(decodeRecord(ev.value))
           if (!fitsKey(key, rec) || (best != null && best.seq >= rec.seq)) continue
           best = rec
-          grace ??= setTimeout(() => { done.abort() }, GRACE_MS)
+          // our own DHT store answers first and may hold an old copy: the grace starts with a peer's answer
+          if (ev.from?.toString() !== this.me) grace ??= setTimeout(() => { done.abort() }, GRACE_MS)
         } catch {}
       }
     } catch (err: any) {
@@ -412,7 +435,7 @@ export class PeopleService implements People, Startable {
     try {
       const req = await receiveJson<Request>(stream, signal, MAX_RECORD_BYTES + 1024)
       if (req?.type === 'get') reply = { record: this.record }
-      else if (req?.type === 'record') reply = { record: await this.remember(await verifyRecord(req.record)) }
+      else if (req?.type === 'record') reply = { record: await this.pushed(await verifyRecord(req.record)) }
       else if (req?.type === 'join') reply = { record: await this.admit(peer, req.secret, req.consent) }
       else throw new P2posError('E_PROTOCOL', 'unknown request type')
     } catch (err: any) {
