@@ -62,6 +62,7 @@ export async function recordValidator (key: Uint8Array, value: Uint8Array): Prom
   await verifyRecord(key, value)
 }
 
+/** kad-dht selector for p2pos records and person records alike: the highest `seq` (the newest signing) wins. */
 export function recordSelector (_key: Uint8Array, records: Uint8Array[]): number {
   let best = 0
   let bestSeq = -1

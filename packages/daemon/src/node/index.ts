@@ -27,7 +27,7 @@ import type { ChannelService } from '../channels/index.ts'
 import type { ServicesProtocol } from '../services/protocol.ts'
 import type { ReachService } from '../reach/index.ts'
 import type { PeopleService } from '../people/index.ts'
-import { NewestSeqs, PERSON_NAMESPACES, personRecordSelector, personRecordValidator } from '../people/records.ts'
+import { NewestSeqs, PERSON_NAMESPACES, personRecordValidator } from '../people/records.ts'
 import { pacedRelayDiscovery, relayServer, type RelayServer } from './relay.ts'
 
 /** p2pos's own protocols, as libp2p service factories (the daemon makes them with what they need from it). */
@@ -76,7 +76,7 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
       clientMode: config.dhtMode !== 'server',
       peerInfoMapper: config.allowPrivateAddrs ? passthroughMapper : publicAddressesMapper(networks),
       validators: { p2pos: recordValidator, ...Object.fromEntries(PERSON_NAMESPACES.map(ns => [ns, personRecordValidator(newest)])) },
-      selectors: { p2pos: recordSelector, ...Object.fromEntries(PERSON_NAMESPACES.map(ns => [ns, personRecordSelector])) }
+      selectors: { p2pos: recordSelector, ...Object.fromEntries(PERSON_NAMESPACES.map(ns => [ns, recordSelector])) }
       // not allowQueryWithZeroPeers: with it, kad-dht 16.4 spins the CPU in its self-query loop
       // as soon as a protocol handler is registered on a node with no peers
     }),

@@ -198,17 +198,4 @@ export function personRecordValidator (newest: NewestSeqs): (key: Uint8Array, va
   }
 }
 
-/** kad-dht selector: the highest seq (the newest signing) wins. */
-export function personRecordSelector (_key: Uint8Array, records: Uint8Array[]): number {
-  let best = 0
-  let bestSeq = -1
-  records.forEach((r, i) => {
-    try {
-      const seq = JSON.parse(dec.decode(r)).seq
-      if (Number.isSafeInteger(seq) && seq > bestSeq) { best = i; bestSeq = seq }
-    } catch {}
-  })
-  return best
-}
-
 export const PERSON_NAMESPACES = ['p2pos-person', 'p2pos-name', 'p2pos-device'] as const
