@@ -19,6 +19,8 @@ export const REACH_PROTOCOL = '/p2pos/reach/1.0.0'
 /** Wire protocol listing the services a peer offers to the asker (wire.md §Services listing). */
 /** People: device linking, person records pushed and asked for (wire.md §8). */
 export const PEOPLE_PROTOCOL = '/p2pos/people/1.0.0'
+/** Invitations: a signed invitation delivered to a person, and the invitee's signed answer (wire.md §9). */
+export const INVITE_PROTOCOL = '/p2pos/invite/1.0.0'
 
 export const SERVICES_PROTOCOL = '/p2pos/services/1.0.0'
 
@@ -69,7 +71,14 @@ export const LIMITS = {
   /** Most event sessions one token may hold open. */
   sessionsPerToken: 64,
   /** Most buffered events per session before the session is closed as too slow (E_SLOW_CONSUMER). */
-  sessionEventBacklog: 10_000
+  sessionEventBacklog: 10_000,
+  /** Largest context of an invitation (its JSON text, UTF-8). */
+  invitationContextBytes: 16 * 1024,
+  /** How long an invitation stays valid unless its sender says otherwise, and the longest allowed. */
+  invitationTtlMs: 7 * 24 * 3600_000,
+  invitationTtlMaxMs: 30 * 24 * 3600_000,
+  /** Most invitations one person may have waiting (undecided) at another's computer. */
+  invitationsPendingPerSender: 64
 } as const
 
 /**

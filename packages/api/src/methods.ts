@@ -158,6 +158,34 @@ export const ContactSchema = Type.Object({
   lastSeen: Nullable(Type.String({ description: 'ISO-8601: when one of them was last connected' }))
 })
 
+const InvitationState = OneOf('pending', 'accepted', 'declined')
+
+export const InvitationSchema = Type.Object({
+  id: Type.String({ description: '32 hex digits, chosen by the sender' }),
+  from: Type.String({ description: 'the inviting person (person id)' }),
+  fromName: Nullable(Type.String({ description: 'the inviting person\'s name, when it has claimed one' })),
+  device: Type.String({ description: 'the computer (peer id) of that person that signed and sent it' }),
+  app: Type.String({ description: 'the app the invitation is for' }),
+  context: Type.Unknown({ description: 'the app\'s context: any JSON value the sending app chose' }),
+  created: Str,
+  expires: Type.String({ description: 'ISO-8601: after this the invitation is gone and cannot be accepted' }),
+  state: InvitationState
+})
+
+export const SentInvitationSchema = Type.Object({
+  id: Str,
+  to: Type.String({ description: 'the invited person (person id)' }),
+  app: Str,
+  context: Type.Unknown(),
+  created: Str,
+  expires: Str,
+  state: Type.Union([OneOf('waiting', 'delivered', 'accepted', 'declined', 'expired', 'refused')], {
+    description: 'waiting: none of the person\'s computers reached yet (delivery goes on); refused: a computer of theirs refused it for good (see error)'
+  }),
+  deliveredTo: Nullable(Type.String({ description: 'the computer that took it' })),
+  error: Type.Optional(Str)
+})
+
 export const TokenInfoSchema = Type.Object({ token: Type.String({ description: 'the first 8 characters and …' }), apps: Type.Array(Str), label: Str, created: Str })
 
 // ---- parameters ----
@@ -215,6 +243,22 @@ export const METHODS = {
   'contacts.add': { perm: 'admin', params: Obj({ name: PeerRef(), as: Type.Optional(Name({ description: 'the petname (default: the name\'s label)' })), timeoutMs: timeout(300_000) }), result: ContactSchema },
   'contacts.list': { perm: 'read', params: none, result: Type.Array(ContactSchema) },
   'contacts.remove': { perm: 'admin', params: Obj({ petname: Name() }), result: Type.Object({ removed: Type.Boolean() }) },
+  'invitations.send': {
+    perm: 'app',
+    actingDefault: true,
+    params: Obj({
+      to: PeerRef({ description: 'PERSON: a name, petname, person id or the peer id of one of their computers' }),
+      app: Type.Optional(Name({ description: 'the app the invitation is for; the token must act as it (default: the token\'s only app)' })),
+      context: Type.Unknown({ description: `any JSON value, at most ${LIMITS.invitationContextBytes} bytes as JSON (E_TOO_LARGE)` }),
+      ttlMs: Type.Optional(Int(LIMITS.invitationTtlMaxMs, 60_000, { description: `how long it stays valid (default ${LIMITS.invitationTtlMs})` })),
+      timeoutMs: timeout(300_000)
+    }),
+    result: SentInvitationSchema
+  },
+  'invitations.list': { perm: 'read', params: Obj({ app: Type.Optional(Name()), state: Type.Optional(Type.Union([InvitationState, Type.Literal('all')], { description: 'default: pending' })) }), result: Type.Array(InvitationSchema) },
+  'invitations.sent': { perm: 'read', params: Obj({ app: Type.Optional(Name()) }), result: Type.Array(SentInvitationSchema) },
+  'invitations.accept': { perm: 'owner', params: Obj({ id: Utf8(64) }), result: InvitationSchema },
+  'invitations.decline': { perm: 'owner', params: Obj({ id: Utf8(64) }), result: InvitationSchema },
   'channels.open': { perm: 'app', upgrade: '/channels/open', params: Obj({ peer: PeerRef(), app: Name(), timeoutMs: openTimeout }) },
   'channels.accept': { perm: 'owner', upgrade: '/channels/accept', params: Obj({ channel: Type.String({ maxLength: 64 }) }) },
   'services.connect': {
@@ -264,10 +308,13 @@ export type PingResult = Static<typeof PingResultSchema>
 export type AppState = Static<typeof AppStateSchema>
 export type AppInfo = Static<typeof AppInfoSchema>
 export type ServiceInfo = Static<typeof ServiceInfoSchema>
+export type Invitation = Static<typeof InvitationSchema>
+export type SentInvitation = Static<typeof SentInvitationSchema>
 
 /** Event names pushed on an event session (local-api.md §Events). */
 export type EventName =
   | 'session' | 'app.state' | 'service.incoming' | 'peer.connected' | 'peer.disconnected' | 'channel.incoming' | 'channel.opened'
   | 'channel.closed' | 'reachability.changed' | 'pubsub.message' | 'session.closed'
+  | 'invitation.received' | 'invitation.accepted' | 'invitation.declined' | 'invitation.answered'
 
 export interface ApiEvent { event: EventName, data: Record<string, unknown> }

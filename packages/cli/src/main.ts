@@ -21,7 +21,11 @@ const VERBS: Record<string, () => Promise<{ run: (argv: string[]) => Promise<num
   name: async () => await import('./commands/name.ts'),
   resolve: async () => await import('./commands/resolve.ts'),
   device: async () => await import('./commands/device.ts'),
-  contacts: async () => await import('./commands/contacts.ts')
+  contacts: async () => await import('./commands/contacts.ts'),
+  invitations: async () => await import('./commands/invitations.ts'),
+  accept: async () => await import('./commands/accept.ts'),
+  decline: async () => await import('./commands/decline.ts'),
+  invite: async () => await import('./commands/invite.ts')
 }
 
 const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; default ~/.p2pos)
@@ -44,6 +48,9 @@ const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; de
   resolve NAME [--json]           a name, petname, person or peer id → the person and their computers
   device link|join CODE|list|unlink PEER   one person, several computers
   contacts add NAME [--as PETNAME] | list | remove PETNAME   petnames, usable wherever a PEER goes
+  invitations [--sent] [--all] [--json]   invitations to apps (and groups) waiting for you; --sent: yours
+  accept ID | decline ID          decide an invitation: its app is told, the inviter gets your answer
+  invite PERSON APPID [--context JSON] [--ttl SECONDS]   invite a person to an app (delivered when they are online)
 PEER arguments take a peer id, a name (LABEL.SUFFIX) or a petname.`
 
 async function main (): Promise<number> {

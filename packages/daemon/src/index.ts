@@ -29,6 +29,7 @@ import { DhtService } from './dht/index.ts'
 import { people as peopleProtocol, type PeopleService } from './people/index.ts'
 import { resolvingPeers } from './people/refs.ts'
 import { NewestSeqs } from './people/records.ts'
+import { invitations as invitationsProtocol } from './invitations/index.ts'
 import { AppService } from './apps/index.ts'
 import { ServiceRegistry } from './services/registry.ts'
 import { servicesProtocol } from './services/protocol.ts'
@@ -72,6 +73,14 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
       channels: channels({ sessions, apps, registry, log }),
       services: servicesProtocol({ registry, sessions }),
       people: peopleProtocol({ home, privateKey, datastore, newest, node: () => node, log }),
+      invitations: invitationsProtocol({
+        privateKey,
+        datastore,
+        people: () => node.services.people,
+        events: sessions,
+        wake: async (app) => { await apps.launchFor(app, `app:${app}`, LIMITS.acceptTimeoutMs, () => sessions.forApp(app)) },
+        log
+      }),
       reach: reach({
         networks,
         dialPort: dialPortFor(listen),
@@ -86,6 +95,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   const peers = new PeerService({ node, events: sessions, reconnect: config.reconnectPeers })
   const pubsub = new PubsubService({ pubsub: node.services.pubsub, peerId: node.peerId, sessions })
   const people = node.services.people
+  const invitations = node.services.invitations
   const dht = new DhtService({ dht: node.services.dht, peerRouting: node.peerRouting, peerId: node.peerId, privateKey })
   const { channels: channelService, services: servicesService } = node.services
 
@@ -97,6 +107,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     ...identityRoutes(privateKey),
     ...tokens.routes,
     ...people.routes,
+    ...invitations.routes,
     // every PEER parameter may be a name or a petname: resolved here, once, before these handlers run
     ...resolvingPeers(people, { ...peers.routes, ...dht.routes, ...servicesService.routes, ...channelService.routes })
   }
@@ -104,7 +115,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     tokens,
     sessions,
     routes,
-    authority: { grants: apps.grants, owners: channelService.owners },
+    authority: { grants: apps.grants, owners: { ...channelService.owners, ...invitations.owners } },
     allowOrigins: config.allowOrigins,
     port: config.apiPort,
     socketPath,

@@ -277,6 +277,34 @@ export class P2pos {
   async removeContact (petname: string, options?: CallOptions): Promise<Result<'contacts.remove'>> {
     return await this.call('contacts.remove', { petname }, options)
   }
+
+  /**
+   * Invites a person (a name, petname, person id or one of their peer ids) to `app` with `context` (any
+   * JSON value, ≤ 16 KiB): the daemon signs it and delivers it to whichever of their computers is online,
+   * now or once one is (`delivered` … `state`). The token must act as `app` (default: its only app).
+   */
+  async invite (to: string, context: unknown, options?: CallOptions & { app?: string, ttlMs?: number, timeoutMs?: number }): Promise<Result<'invitations.send'>> {
+    return await this.call('invitations.send', { to, context, app: options?.app, ttlMs: options?.ttlMs, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  /** Invitations received (default: those pending a decision), of the apps this token may act as. */
+  async invitations (options?: CallOptions & { app?: string, state?: 'pending' | 'accepted' | 'declined' | 'all' }): Promise<Result<'invitations.list'>> {
+    return await this.call('invitations.list', { app: options?.app, state: options?.state }, options)
+  }
+
+  /** Invitations sent from this computer, with their delivery and answer. */
+  async sentInvitations (options?: CallOptions & { app?: string }): Promise<Result<'invitations.sent'>> {
+    return await this.call('invitations.sent', { app: options?.app }, options)
+  }
+
+  /** Accepts an invitation: its app is told (and started, launchOnMessage), and the inviter gets a signed answer. */
+  async acceptInvitation (id: string, options?: CallOptions): Promise<Result<'invitations.accept'>> {
+    return await this.call('invitations.accept', { id }, options)
+  }
+
+  async declineInvitation (id: string, options?: CallOptions): Promise<Result<'invitations.decline'>> {
+    return await this.call('invitations.decline', { id }, options)
+  }
 }
 
 export class AppListener {

@@ -531,6 +531,9 @@ export class PeopleService implements People, Startable {
     const rec = await this.request(holder, { type: 'join', secret, consent: consent.sig }, AbortSignal.timeout(timeoutMs))
     if (rec.person !== holder || !rec.devices.some(d => d.peer === this.me)) throw new P2posError('E_PROTOCOL', `${holder} answered with a record that does not list this computer`)
     await this.adopt(await this.remember(rec))
+    // the holder announces it too, but it may go off at once: the new record is put from here as well
+    this.published = true
+    void this.put(rec, DEFAULT_TIMEOUT_MS).catch(() => {})
     this.init.log(`joined person ${holder}`)
     return this.whoami()
   }
