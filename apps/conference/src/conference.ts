@@ -2,9 +2,11 @@
  * The conference app's logic (docs/spec/conference.md): commands from the local UIs, the peer protocol
  * between copies of the app, and catching up.
  *
- * Peer protocol: every message is one JSON MSG on a channel to org.p2pos.conference on the peer,
- * acknowledged by the receiving app (a NACK carries a code such as E_BAD_SIGNATURE):
- *   {t:"invite", ctx: Signed<ConferenceContext>, decisions}  creator → each participant
+ * Invitations are the daemon's (invitations.md): the creator invites each participant with the context
+ * {ctx: Signed<ConferenceContext>, decisions}; the daemon delivers it to whichever computer of theirs is
+ * online, and tells this app when it arrives and when its user accepts or declines (here or with
+ * `p2pos accept`). Peer protocol: every message is one JSON MSG on a channel to org.p2pos.conference on
+ * the peer, acknowledged by the receiving app (a NACK carries a code such as E_BAD_SIGNATURE):
  *   {t:"decision", d: Signed<Decision>}                     participant → every participant
  *   {t:"key", conf, keys, decisions}                        a key holder → an accepted participant
  *   {t:"msg", m: ChatMessage, sig}                          author → every accepted participant
@@ -67,6 +69,8 @@ export class ConferenceApp {
   private readonly channels = new Map<string, Promise<Channel>>()
   private readonly indexes = new Map<string, Index>()
   private readonly gapTimers = new Map<string, NodeJS.Timeout>()
+  /** Conferences whose decision is being signed (a command and `p2pos accept` may race). */
+  private readonly deciding = new Set<string>()
 
   constructor (p2p: P2pos, store: Store, me: string) {
     this.p2p = p2p
@@ -106,10 +110,10 @@ export class ConferenceApp {
     if (typeof title !== 'string' || title.trim() === '' || title.length > MAX_TITLE_CHARS) throw new AppError('E_BAD_REQUEST', `a title of 1..${MAX_TITLE_CHARS} characters is needed`)
     const at = req.at ?? new Date().toISOString()
     if (typeof at !== 'string' || Number.isNaN(Date.parse(at))) throw new AppError('E_BAD_REQUEST', '--at must be an ISO-8601 time')
-    const invite: string[] = Array.isArray(req.invite) ? req.invite : []
-    const bad = invite.find(p => !isParticipantId(p))
-    if (bad !== undefined) throw new AppError('E_INVALID_PEER', `"${String(bad)}" is not a peer id`)
-    if (invite.length === 0) throw new AppError('E_BAD_REQUEST', 'invite at least one peer')
+    const refs: unknown[] = Array.isArray(req.invite) ? req.invite : []
+    if (refs.length === 0) throw new AppError('E_BAD_REQUEST', 'invite at least one peer')
+    if (refs.length > MAX_PARTICIPANTS) throw new AppError('E_BAD_REQUEST', `at most ${MAX_PARTICIPANTS} participants`)
+    const invite = await Promise.all(refs.map(async p => await this.participantOf(p)))
     const participants = [...new Set([this.me, ...invite])]
     if (participants.length > MAX_PARTICIPANTS) throw new AppError('E_BAD_REQUEST', `at most ${MAX_PARTICIPANTS} participants`)
     const ctx: ConferenceContext = {
@@ -126,12 +130,57 @@ export class ConferenceApp {
     const conf: Conference = { ctx, ctxSig: signed.sig, decisions: [], keys: [{ kid: kidOf(key), epoch: 0, key }], messages: [], lamport: 0 }
     conf.decisions.push(await sign(this.p2p, { conf: ctx.id, peer: this.me, decision: 'accepted', at: new Date().toISOString() } satisfies Decision))
     this.store.state.conferences[ctx.id] = conf
-    // the invitation carries the creator's own (signed) acceptance, so every invitee knows it
-    for (const p of participants) if (p !== this.me) this.store.state.outbox.push({ peer: p, payload: { t: 'invite', ctx: signed, decisions: conf.decisions }, tries: 0 })
     await this.store.save()
-    const undelivered = await this.flush(participants.filter(p => p !== this.me))
+    // the invitation carries the creator's own (signed) acceptance, so every invitee knows it; the daemon
+    // keeps what it could not deliver yet and delivers it when the invitee's computer comes online
+    const context = { ctx: signed, decisions: conf.decisions }
+    const undelivered: string[] = []
+    await pool(participants.filter(p => p !== this.me), FLUSH_CONCURRENCY, async (p) => {
+      const sent = await this.p2p.invite(p, context, { app: APP, timeoutMs: DELIVER_TIMEOUT_MS }).catch(() => undefined)
+      if (sent?.state !== 'delivered') undelivered.push(p)
+    })
     this.emit({ type: 'conference', id: ctx.id })
     return { id: ctx.id, undelivered }
+  }
+
+  /** A participant: a peer id as it is, or a name or petname resolved to the person's key (their first computer). */
+  private async participantOf (ref: unknown): Promise<string> {
+    if (isParticipantId(ref)) return ref as string
+    if (typeof ref !== 'string' || ref === '') throw new AppError('E_INVALID_PEER', `"${String(ref)}" is not a peer id`)
+    try {
+      const person = (await this.p2p.resolve(ref)).person
+      if (isParticipantId(person)) return person
+    } catch (err: any) {
+      throw new AppError(err?.code ?? 'E_INVALID_PEER', `"${ref}": ${String(err?.message ?? err)}`)
+    }
+    throw new AppError('E_INVALID_PEER', `"${ref}" is not a peer id`)
+  }
+
+  /**
+   * The daemon's invitations to this app (invitations.md), on start and whenever one arrives or is
+   * decided with `p2pos accept`/`decline`: a new one becomes a pending conference, a decision made outside
+   * the app is carried out here. Idempotent.
+   */
+  async syncInvitations (): Promise<void> {
+    const list = await this.p2p.invitations({ app: APP, state: 'all' })
+    for (const inv of list) {
+      const context = inv.context as { ctx?: Signed<ConferenceContext>, decisions?: unknown } | null
+      const id = context?.ctx?.body?.id
+      try {
+        if (typeof id !== 'string' || this.store.get(id) == null) await this.onInvite(inv.device, context?.ctx as Signed<ConferenceContext>, context?.decisions)
+      } catch (err: any) {
+        // not a conference invitation this computer can take (malformed, forged, not a participant): refused for good
+        if (inv.state === 'pending') await this.p2p.declineInvitation(inv.id).catch(() => {})
+        console.error(`invitation ${inv.id} refused: ${String(err?.message ?? err)}`)
+        continue
+      }
+      const c = this.store.get(context!.ctx!.body.id)
+      if (c == null) continue
+      if (c.invitation == null) { c.invitation = inv.id; await this.store.save() }
+      if (inv.state !== 'pending' && stateOf(c.decisions, this.me) === 'invited' && !this.deciding.has(c.ctx.id)) {
+        await this.decide(c, inv.state as 'accepted' | 'declined').catch(() => {})
+      }
+    }
   }
 
   private invitations (): unknown[] {
@@ -142,11 +191,21 @@ export class ConferenceApp {
 
   private async decide (c: Conference, decision: Decision['decision']): Promise<{ id: string, state: MemberState }> {
     const now = stateOf(c.decisions, this.me)
-    if (decision === 'left' ? now !== 'accepted' : now !== 'invited') {
+    if ((decision === 'left' ? now !== 'accepted' : now !== 'invited') || this.deciding.has(c.ctx.id)) {
       throw new AppError('E_ALREADY_DECIDED', `you are "${now}" in this conference; you cannot ${decision === 'left' ? 'leave' : decision === 'accepted' ? 'accept' : 'decline'} now`)
     }
-    const d = await sign(this.p2p, { conf: c.ctx.id, peer: this.me, decision, at: new Date().toISOString() } satisfies Decision)
-    c.decisions.push(d)
+    this.deciding.add(c.ctx.id)
+    let d: Signed<Decision>
+    try {
+      d = await sign(this.p2p, { conf: c.ctx.id, peer: this.me, decision, at: new Date().toISOString() } satisfies Decision)
+      c.decisions.push(d)
+    } finally {
+      this.deciding.delete(c.ctx.id)
+    }
+    // the daemon's invitation is decided with it (the inviter gets the answer); already decided there is fine
+    if (c.invitation != null && decision !== 'left') {
+      await (decision === 'accepted' ? this.p2p.acceptInvitation(c.invitation) : this.p2p.declineInvitation(c.invitation)).catch(() => {})
+    }
     const others = c.ctx.participants.filter(p => p !== this.me)
     for (const p of others) this.store.state.outbox.push({ peer: p, payload: { t: 'decision', d }, tries: 0 })
     await this.store.save()
@@ -222,7 +281,6 @@ export class ConferenceApp {
 
   async fromPeer (peer: string, msg: any): Promise<unknown> {
     switch (msg?.t) {
-      case 'invite': return await this.onInvite(peer, msg.ctx, msg.decisions)
       case 'decision': return await this.onDecision(msg.d)
       case 'key': return await this.onKey(peer, msg)
       case 'msg': return await this.onMessage(msg.m, msg.sig)

@@ -36,11 +36,15 @@ export async function runConference (p2p: P2pos, dataDir: string, options: { web
   // catch up, and keep delivering what is waiting, whenever peers come and go
   const events = await p2p.events()
   events.on('event', (ev) => {
+    if (ev.event === 'invitation.received' || ev.event === 'invitation.accepted' || ev.event === 'invitation.declined') {
+      if (ev.data.app === APP) void app.syncInvitations().catch(() => {})
+    }
     if (ev.event === 'peer.connected') {
       const peer = String(ev.data.peerId)
       void app.flush([peer]).then(async () => await app.syncEverything(peer)).catch(() => {})
     }
   })
+  void app.syncInvitations().catch((err: Error) => { console.error(`invitations: ${err.message}`) })
   void app.syncEverything().catch(() => {})
   const timer = setInterval(() => { void app.retryLoop().catch(() => {}) }, 5000)
 

@@ -18,6 +18,8 @@ export interface Conference {
   keys: ConferenceKey[]
   messages: ChatMessage[]
   lamport: number
+  /** The OS invitation (invitations.md) that brought it here, decided together with the conference. */
+  invitation?: string
 }
 
 /** Something to deliver to a peer until it acknowledges (invitations, decisions, keys). */

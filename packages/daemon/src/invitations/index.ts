@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto'
 import type { PeerId, PrivateKey, Startable, Stream, Connection } from '@libp2p/interface'
 import type { Datastore } from 'interface-datastore'
-import { INVITE_PROTOCOL, LIMITS, P2posError, isErrorCode, type ErrorCode, type Invitation as InvitationView, type SentInvitation } from '@p2pos/api'
+import { INVITE_PROTOCOL, LIMITS, P2posError, PEER_ID_PATTERN, isErrorCode, type ErrorCode, type Invitation as InvitationView, type SentInvitation } from '@p2pos/api'
 import type { EventBus } from '../core/events.ts'
 import type { OwnerLookup, RouteTable } from '../core/routes.ts'
 import { mayActAs, type Principal } from '../core/tokens.ts'
@@ -104,7 +104,11 @@ export class InvitationsService implements Startable {
     const timeoutMs = options.timeoutMs ?? DELIVERY_TIMEOUT_MS
     const people = this.init.people()
     const self = people.self()
-    const person = await people.resolvePerson(to, { signal: AbortSignal.timeout(timeoutMs) })
+    // a peer id needs no lookup to be invited: if its person record cannot be found now, the computer itself is invited
+    const person = await people.resolvePerson(to, { signal: AbortSignal.timeout(timeoutMs) }).catch((err) => {
+      if (!PEER_ID_PATTERN.test(to)) throw err
+      return { person: to, name: null, names: [], peers: [to] }
+    })
     if (person.person === self.person) throw new P2posError('E_BAD_REQUEST', 'that is you (this computer\'s own person)')
     if (this.store.sent.size >= MAX_SENT) throw new P2posError('E_LIMIT', `${MAX_SENT} sent invitations are kept; wait until some expire`)
     const now = Date.now()
@@ -245,7 +249,8 @@ export class InvitationsService implements Startable {
     const inv = await verifyInvitation(value)
     const people = this.init.people()
     const me = people.self()
-    if (inv.to !== me.person) throw new P2posError('E_NOT_ADDRESSED', `the invitation is addressed to ${inv.to}, not to this computer's person ${me.person}`)
+    // addressed to this computer's person, or to this computer itself (invited by peer id)
+    if (inv.to !== me.person && inv.to !== this.c.peerId.toString()) throw new P2posError('E_NOT_ADDRESSED', `the invitation is addressed to ${inv.to}, not to this computer's person ${me.person}`)
     const had = this.store.received.get(inv.id)
     if (had != null) {
       // the same invitation again (a retry whose reply was lost): taken, nothing changes
