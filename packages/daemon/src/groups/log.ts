@@ -7,7 +7,8 @@
  */
 import { createHash } from 'node:crypto'
 import { PEER_ID_PATTERN, P2posError } from '@p2pos/api'
-import { canonical } from '../people/records.ts'
+import type { PrivateKey } from '@libp2p/interface'
+import { canonical, verifySig } from '../people/records.ts'
 
 export const ENTRY_PREFIX = 'p2pos-group/1\n'
 export const HASH_PREFIX = 'p2pos-group-entry/1\n'
@@ -335,6 +336,8 @@ function pass (id: string, entries: Map<string, Entry>, order: string[], exclude
     const author = s.members.get(e.author)
     if (author == null) { ignore(`${e.author} is not a member here`); continue }
     const admin = author.role === 'admin'
+    // an entry acts only on memberships its author saw: the member's add is among its ancestors
+    const saw = (m: MemberState): boolean => m.since === id || ancestors(entries, h).has(m.since)
     switch (e.op) {
       case 'add': {
         if (s.members.has(e.args.person)) { ignore(`${String(e.args.person)} is already a member`); break }
@@ -358,6 +361,7 @@ function pass (id: string, entries: Map<string, Entry>, order: string[], exclude
       case 'remove': {
         if (!admin) { ignore(`${e.author} is not an admin: only admins remove members`); break }
         if (!s.members.has(e.args.person)) { ignore(`${String(e.args.person)} is not a member`); break }
+        if (!saw(s.members.get(e.args.person)!)) { ignore(`its author had not seen ${String(e.args.person)} join`); break }
         if (e.args.person === e.author) { ignore('a member leaves, it does not remove itself'); break }
         s.members.delete(e.args.person)
         s.lastChange = h
@@ -371,6 +375,7 @@ function pass (id: string, entries: Map<string, Entry>, order: string[], exclude
         if (!admin) { ignore(`${e.author} is not an admin: only admins change roles`); break }
         const m = s.members.get(e.args.person)
         if (m == null) { ignore(`${String(e.args.person)} is not a member`); break }
+        if (!saw(m)) { ignore(`its author had not seen ${String(e.args.person)} join`); break }
         m.role = e.args.role
         break
       }
@@ -408,4 +413,34 @@ export function causallyInvalid (id: string, entries: Map<string, Entry>, hash: 
   const s = evaluate(id, sub)
   if (!s.order.includes(hash)) return 'its parents are missing'
   return s.ignored.get(hash)
+}
+
+const enc = new TextEncoder()
+const sign = async (key: PrivateKey, data: string): Promise<string> => Buffer.from(await key.sign(enc.encode(data))).toString('base64')
+
+export async function signEntry (key: PrivateKey, body: UnsignedEntry): Promise<Entry> {
+  return { ...body, sig: await sign(key, signingInput(body)) }
+}
+
+export async function signXKey (key: PrivateKey, pub: string): Promise<XKey> {
+  return { peer: key.publicKey.toString(), key: pub, sig: await sign(key, xkeyInput(pub)) }
+}
+
+export async function signInvite (key: PrivateKey, body: Omit<Invite, 'sig'>): Promise<Invite> {
+  return { ...body, sig: await sign(key, inviteInput(body)) }
+}
+
+/** The signatures an entry carries (groups.md §3.2): the entry's by its device, and its xkey's and invitation's. Throws E_PROTOCOL. */
+export async function verifyEntrySigs (e: Entry): Promise<void> {
+  const { sig, ...body } = e
+  if (!await verifySig(e.device, signingInput(body), sig)) throw bad(`signature does not match device ${e.device}`)
+  const x = e.args.xkey as XKey | undefined
+  if (x != null && !await verifySig(x.peer, xkeyInput(x.key), x.sig)) throw bad(`xkey not signed by ${x.peer}`)
+  const inv = e.args.invite as Invite | undefined
+  if (inv != null) await verifyInviteSig(inv)
+}
+
+export async function verifyInviteSig (inv: Invite): Promise<void> {
+  const { sig, ...body } = inv
+  if (!await verifySig(inv.device, inviteInput(body), sig)) throw new P2posError('E_PROTOCOL', `invitation: signature does not match device ${inv.device}`)
 }
