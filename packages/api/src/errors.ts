@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   E_CONFLICT: 409,
   E_NO_SERVICE: 404,
   E_NOT_RUNNING: 409,
+  E_NOT_MEMBER: 403,
   E_INTERNAL: 500
 } as const
 

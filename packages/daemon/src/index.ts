@@ -28,6 +28,7 @@ import { PubsubService } from './pubsub/index.ts'
 import { DhtService } from './dht/index.ts'
 import { people as peopleProtocol, type PeopleService } from './people/index.ts'
 import { resolvingPeers } from './people/refs.ts'
+import { groups as groupsProtocol, type GroupsService } from './groups/index.ts'
 import { NewestSeqs } from './people/records.ts'
 import { AppService } from './apps/index.ts'
 import { ServiceRegistry } from './services/registry.ts'
@@ -42,6 +43,7 @@ export interface Daemon {
   config: Config
   node: P2posNode
   people: PeopleService
+  groups: GroupsService
   info: () => NodeInfo
   stop: () => Promise<void>
 }
@@ -62,7 +64,8 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   let api: LocalApi | undefined
   const apiUrl = (): string => `http://127.0.0.1:${api?.port ?? 0}`
   const apps = new AppService({ home, socketPath, apiUrl, tokens, sessions, log })
-  const registry = new ServiceRegistry({ sessions, apps })
+  // a service may be offered to a group (apps.md §Services): membership is asked of groups/ once the node exists
+  const registry = new ServiceRegistry({ sessions, apps, inGroup: (group, peer) => node?.services.groups.hasDevice(group, peer) ?? false })
 
   // the newest record of each person seen, shared by the DHT's validator and people/ (names.md §4)
   const newest = new NewestSeqs()
@@ -72,6 +75,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
       channels: channels({ sessions, apps, registry, log }),
       services: servicesProtocol({ registry, sessions }),
       people: peopleProtocol({ home, privateKey, datastore, newest, node: () => node, log }),
+      groups: groupsProtocol({ privateKey, datastore, sessions, events: sessions, node: () => node, log }),
       reach: reach({
         networks,
         dialPort: dialPortFor(listen),
@@ -86,6 +90,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   const peers = new PeerService({ node, events: sessions, reconnect: config.reconnectPeers })
   const pubsub = new PubsubService({ pubsub: node.services.pubsub, peerId: node.peerId, sessions })
   const people = node.services.people
+  const groups = node.services.groups
   const dht = new DhtService({ dht: node.services.dht, peerRouting: node.peerRouting, peerId: node.peerId, privateKey })
   const { channels: channelService, services: servicesService } = node.services
 
@@ -97,6 +102,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     ...identityRoutes(privateKey),
     ...tokens.routes,
     ...people.routes,
+    ...groups.routes,
     // every PEER parameter may be a name or a petname: resolved here, once, before these handlers run
     ...resolvingPeers(people, { ...peers.routes, ...dht.routes, ...servicesService.routes, ...channelService.routes })
   }
@@ -118,7 +124,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   const lifecycle = new Lifecycle([
     { name: 'datastore', stop: async () => { await datastore.close() } },
     tokens,
-    { name: 'node', start: async () => { await node.start(); await people.afterStart() }, stop: async () => { await node.stop() } },
+    { name: 'node', start: async () => { await node.start(); await people.afterStart(); await groups.afterStart() }, stop: async () => { await node.stop() } },
     peers,
     pubsub,
     sessions,
@@ -145,6 +151,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     config,
     node,
     people,
+    groups,
     info: () => nodeInfo({ node, apiUrl, socketPath }),
     async stop () {
       stopped ??= lifecycle.stop()

@@ -27,6 +27,7 @@ import type { ChannelService } from '../channels/index.ts'
 import type { ServicesProtocol } from '../services/protocol.ts'
 import type { ReachService } from '../reach/index.ts'
 import type { PeopleService } from '../people/index.ts'
+import type { GroupsService } from '../groups/index.ts'
 import { NewestSeqs, PERSON_NAMESPACES, personRecordValidator } from '../people/records.ts'
 import { pacedRelayDiscovery, relayServer, type RelayServer } from './relay.ts'
 
@@ -36,6 +37,7 @@ export interface P2posProtocols {
   services: (components: any) => ServicesProtocol
   reach: (components: any) => ReachService
   people: (components: any) => PeopleService
+  groups: (components: any) => GroupsService
 }
 
 // a type, not an interface: libp2p's ServiceMap needs the implicit index signature
@@ -51,6 +53,7 @@ export type P2posServices = {
   services: ServicesProtocol
   reach: ReachService
   people: PeopleService
+  groups: GroupsService
 }
 
 export type P2posNode = Libp2p<P2posServices>
