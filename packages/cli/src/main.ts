@@ -21,7 +21,8 @@ const VERBS: Record<string, () => Promise<{ run: (argv: string[]) => Promise<num
   name: async () => await import('./commands/name.ts'),
   resolve: async () => await import('./commands/resolve.ts'),
   device: async () => await import('./commands/device.ts'),
-  contacts: async () => await import('./commands/contacts.ts')
+  contacts: async () => await import('./commands/contacts.ts'),
+  group: async () => await import('./commands/group.ts')
 }
 
 const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; default ~/.p2pos)
@@ -44,6 +45,8 @@ const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; de
   resolve NAME [--json]           a name, petname, person or peer id → the person and their computers
   device link|join CODE|list|unlink PEER   one person, several computers
   contacts add NAME [--as PETNAME] | list | remove PETNAME   petnames, usable wherever a PEER goes
+  group create NAME | invite GROUP PERSON [--role R] | join CODE | members GROUP | remove GROUP PERSON | leave GROUP | list
+                                  peer groups: a shared membership log, a group key, no server
 PEER arguments take a peer id, a name (LABEL.SUFFIX) or a petname.`
 
 async function main (): Promise<number> {
