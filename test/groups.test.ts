@@ -11,7 +11,6 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { randomBytes } from 'node:crypto'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -213,8 +212,6 @@ setInterval(() => {}, 1 << 30)
 
   it('a peer written from the spec: forged, unauthorised and malformed entries are refused', async () => {
     spec = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()], services: { identify: identify() } }) as any
-    const key = (spec as any).components?.privateKey ?? undefined
-    assert.ok(key == null || key != null)
     const me = spec!.peerId.toString()
     const ask = async (req: unknown, raw?: Uint8Array): Promise<any> => {
       const s = await spec!.dialProtocol(multiaddr(a.addr), GROUP_PROTOCOL)
@@ -227,9 +224,6 @@ setInterval(() => {}, 1 << 30)
     assert.equal((await ask(null, garbage)).error.code, 'E_PROTOCOL')
     assert.equal((await ask(null, new Uint8Array([0, 0x60, 0, 0]))).error.code, 'E_PROTOCOL')
     assert.equal((await ask({ type: 'sync', group: gid, heads: [] })).error.code, 'E_NOT_MEMBER', 'outsiders do not read the log')
-    // the spec peer's own key (its identity) signs its entries
-    const specKey = await generateKeyPair('Ed25519')
-    assert.ok(specKey != null)
     const heads: string[] = (await ask({ type: 'entries', group: gid, entries: [] })).heads
     assert.ok(heads.length > 0)
     // 1. an entry that claims a as its author and device, signed by another key: a forgery
@@ -247,6 +241,7 @@ setInterval(() => {}, 1 << 30)
     // 3. a member who is no admin (the spec peer, invited and joined by the protocol) adding someone, or making itself admin
     const inv = await json(a, ['group', 'invite', gid, me])
     const invite = JSON.parse(Buffer.from(inv.code.slice('p2pos-group:'.length), 'base64url').toString())
+    // the spec peer signs with its identity key (a person of one computer: person id = peer id)
     const specPriv = (spec as any).components.privateKey
     const x = newXKeyPair()
     const joined = await ask({ type: 'join', invite, xkey: await signXKey(specPriv, x.pub) })
@@ -260,8 +255,7 @@ setInterval(() => {}, 1 << 30)
       const e = await signEntry(specPriv, { v: 1, group: gid, author: me, device: me, parents: now, op, args, at: Date.now() })
       const r = await ask({ type: 'entries', group: gid, entries: [e] })
       assert.equal(r.error?.code, 'E_FORBIDDEN', `${op} by a non-admin`)
-      assert.match(r.error.message, /not an admin/)
-      assert.ok(hashOf(e).length === 64)
+      assert.match(r.error.message, new RegExp(`${hashOf(e)}.*not an admin`))
     }
     // every honest member: the spec peer a plain member, nothing forged took effect
     for (const y of [a, c]) {
@@ -270,6 +264,5 @@ setInterval(() => {}, 1 << 30)
       assert.equal(m.find((x: any) => x.person === me).role, 'member')
       assert.equal(m.find((x: any) => x.person === d.peerId).role, 'member')
     }
-    assert.ok(randomBytes(1).length === 1)
   })
 })

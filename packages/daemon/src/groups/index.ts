@@ -73,6 +73,8 @@ interface Group {
   /** Group keys opened, by key id (the rekey entry's hash). */
   keys: Map<string, Buffer>
   rekeyTimer?: NodeJS.Timeout
+  /** Left or removed: a sync still under way must not bring it back. */
+  dropped?: boolean
 }
 
 type Request =
@@ -248,8 +250,12 @@ export class GroupsService implements Groups, Startable {
         added++
       }
     }
+    if (g.dropped === true) return { added: 0, missing: false, refused }
     if (added > 0) {
-      if (!this.groups.has(gid)) this.groups.set(gid, g)
+      if (!this.groups.has(gid)) {
+        if (!this.joining.has(gid)) return { added: 0, missing: false, refused }
+        this.groups.set(gid, g)
+      }
       const before = g.state
       g.state = evaluate(gid, g.entries)
       await this.settle(g, before)
@@ -318,7 +324,8 @@ export class GroupsService implements Groups, Startable {
 
   private async drop (g: Group, how: string): Promise<void> {
     clearTimeout(g.rekeyTimer)
-    this.groups.delete(g.id)
+    g.dropped = true
+    if (this.groups.get(g.id) === g) this.groups.delete(g.id)
     if (this.started) this.pubsub.unsubscribe(topicOf(g.id))
     for (const h of g.entries.keys()) { try { await this.init.datastore.delete(new Key(`${PREFIX}/e/${g.id}/${h}`)) } catch {} }
     this.subs.delete(g.id)
