@@ -111,6 +111,12 @@ describe('peer groups between real daemons', () => {
     await fails(b, ['group', 'invite', 'friends', c.peerId], /only admins.*\[E_FORBIDDEN\]/)
     await fails(b, ['group', 'remove', 'friends', d.peerId], /only admins.*\[E_FORBIDDEN\]/)
     await fails(b, ['group', 'members', 'nosuchgroup'], /no group "nosuchgroup".*\[E_NOT_FOUND\]/)
+    // bad input: a clear error with a stable code
+    await fails(a, ['group', 'invite', 'friends', 'nobody'], /no contact named "nobody".*\[E_INVALID_PEER\]/)
+    await fails(b, ['group', 'join', 'p2pos-group:bm90IGFuIGludml0YXRpb24'], /not a group invitation.*\[E_BAD_REQUEST\]/)
+    await fails(b, ['group', 'join', 'hello'], /\[E_BAD_REQUEST\]/)
+    await fails(a, ['group', 'create', 'x'.repeat(65)], /too large.*\[E_TOO_LARGE\]/)
+    await fails(a, ['group', 'remove', 'friends', a.peerId], /leave the group.*\[E_BAD_REQUEST\]/)
   })
 
   it('group messages reach the members; after a removal the removed member gets no key and reads nothing', async () => {
