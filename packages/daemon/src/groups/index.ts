@@ -291,8 +291,8 @@ export class GroupsService implements Groups, Startable {
   private scheduleRekey (g: Group): void {
     if (g.rekeyTimer != null) return
     const last = g.state.lastChange != null ? g.entries.get(g.state.lastChange) : undefined
-    // (a short wait lets a burst of joins share one new key)
-    const delay = last?.device === this.me ? 100 : 3000 + Math.floor(Math.random() * 4000)
+    // (a short wait lets a burst of joins share one new key; a remover rekeys in the call itself)
+    const delay = last?.device === this.me ? 1000 : 3000 + Math.floor(Math.random() * 4000)
     g.rekeyTimer = setTimeout(() => {
       g.rekeyTimer = undefined
       if (!g.state.needsRekey || this.mine(g) == null || this.groups.get(g.id) !== g) return
