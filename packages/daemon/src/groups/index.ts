@@ -287,15 +287,26 @@ export class GroupsService implements Groups, Startable {
     if (g.state.needsRekey && this.started) this.scheduleRekey(g)
   }
 
-  /** The author of the change makes the new key at once; every other member after a few seconds, if none came. */
+  /**
+   * Who makes the new key (groups.md §6): the device that made the last membership change, if it is still
+   * a member's; else the member device with the smallest id. It does so after a second (a burst of joins
+   * shares one key); every other member only after 15–25 s without a newer change, in case it is offline.
+   */
+  private designated (g: Group): string | undefined {
+    const devices = [...g.state.members.values()].flatMap(m => [...m.devices.keys()]).sort()
+    const last = g.state.lastChange != null ? g.entries.get(g.state.lastChange) : undefined
+    return last != null && devices.includes(last.device) ? last.device : devices[0]
+  }
+
   private scheduleRekey (g: Group): void {
     if (g.rekeyTimer != null) return
-    const last = g.state.lastChange != null ? g.entries.get(g.state.lastChange) : undefined
-    // (a short wait lets a burst of joins share one new key; a remover rekeys in the call itself)
-    const delay = last?.device === this.me ? 1000 : 3000 + Math.floor(Math.random() * 4000)
+    const change = g.state.lastChange
+    const delay = this.designated(g) === this.me ? 1000 : 15_000 + Math.floor(Math.random() * 10_000)
     g.rekeyTimer = setTimeout(() => {
       g.rekeyTimer = undefined
       if (!g.state.needsRekey || this.mine(g) == null || this.groups.get(g.id) !== g) return
+      // a newer change came meanwhile: its designated device rekeys; we wait again
+      if (g.state.lastChange !== change && this.designated(g) !== this.me) { this.scheduleRekey(g); return }
       void this.rekey(g).catch((err) => { this.init.log(`group ${g.id}: rekey failed: ${String(err?.message ?? err)}`) })
     }, delay)
     g.rekeyTimer.unref()
@@ -611,7 +622,8 @@ export class GroupsService implements Groups, Startable {
           await this.settle(g)
           return { id: g.id, name: g.state.name }
         } catch (err) {
-          last = err
+          // the issuer's answer says most; others we may not even know how to reach
+          if (last == null || !(err instanceof P2posError && err.code === 'E_UNKNOWN_PEER')) last ??= err
           if (err instanceof P2posError && ['E_FORBIDDEN', 'E_CONFLICT'].includes(err.code)) throw err
         }
       }
