@@ -102,6 +102,8 @@ export class GroupsService implements Groups, Startable {
   /** group → app → sessions subscribed to its messages */
   private readonly subs = new Map<string, Map<string, Set<Session>>>()
   private readonly lastSync = new Map<string, number>()
+  /** Pushes to each peer go one after another, so entries arrive parents first (no needless sync). */
+  private readonly pushing = new Map<string, Promise<void>>()
   private readonly names = new Map<string, { name: string | null, at: number }>()
   private timers: NodeJS.Timeout[] = []
   private readonly offs: Array<() => void> = []
@@ -371,7 +373,11 @@ export class GroupsService implements Groups, Startable {
     targets.delete(this.me)
     for (const p of targets) {
       if (this.c.connectionManager.getConnections(parsePeer(p)).length === 0) continue
-      void this.request(p, { type: 'entries', group: g.id, entries }, AbortSignal.timeout(10_000)).catch(() => {})
+      const next = (this.pushing.get(p) ?? Promise.resolve())
+        .then(async () => { await this.request(p, { type: 'entries', group: g.id, entries }, AbortSignal.timeout(10_000)) })
+        .catch(() => {})
+      this.pushing.set(p, next)
+      void next.then(() => { if (this.pushing.get(p) === next) this.pushing.delete(p) })
     }
     if (this.started) void this.pubsub.publish(topicOf(g.id), new TextEncoder().encode(JSON.stringify({ t: 'entries', entries }))).catch(() => {})
   }
