@@ -103,7 +103,7 @@ export function checkInvite (x: unknown): Invite {
   if (i == null || typeof i !== 'object' || Array.isArray(i)) throw new P2posError('E_PROTOCOL', 'invitation: not an object')
   if (!keysAre(i as any, ['v', 'group', 'name', 'role', 'person', 'by', 'device', 'peers', 'expires', 'nonce', 'sig'])) throw new P2posError('E_PROTOCOL', 'invitation: unknown or missing field')
   if (i.v !== 1 || typeof i.group !== 'string' || !HEX64.test(i.group) || typeof i.name !== 'string' || Buffer.byteLength(i.name) > MAX_NAME_BYTES ||
-    !isRole(i.role) || !isPeer(i.person) || !isPeer(i.by) || !isPeer(i.device) || !Array.isArray(i.peers) || i.peers.length > 8 || !i.peers.every(isPeer) ||
+    !isRole(i.role) || !isPeer(i.person) || !isPeer(i.by) || !isPeer(i.device) || !Array.isArray(i.peers) || i.peers.length === 0 || i.peers.length > 8 || !i.peers.every(isPeer) ||
     !Number.isSafeInteger(i.expires) || !isB64(i.nonce, 16, 44) || !isB64(i.sig, 8, 200)) {
     throw new P2posError('E_PROTOCOL', 'invitation: a field is malformed')
   }
