@@ -34,6 +34,7 @@ export const ERROR_CODES = {
   E_EXPIRED: 410,
   E_NOT_ADDRESSED: 403,
   E_ALREADY_DECIDED: 409,
+  E_NOT_MEMBER: 403,
   E_INTERNAL: 500
 } as const
 

@@ -186,6 +186,26 @@ export const SentInvitationSchema = Type.Object({
   error: Type.Optional(Str)
 })
 
+export const GroupRoleSchema = OneOf('admin', 'member')
+
+export const GroupSchema = Type.Object({ id: Type.String({ description: 'the group id: hex SHA-256 of its genesis entry' }), name: Str })
+
+export const GroupInfoSchema = Type.Object({
+  id: Str,
+  name: Str,
+  role: GroupRoleSchema,
+  members: Type.Integer(),
+  epoch: Type.Integer({ description: 'how many times the group key was made (0: none yet)' })
+})
+
+export const GroupMemberSchema = Type.Object({
+  person: Str,
+  name: Nullable(Type.String({ description: 'the person\'s first claimed name, if known' })),
+  peers: Type.Array(Str, { description: 'the member\'s computers registered in the group' }),
+  role: GroupRoleSchema,
+  online: Type.Boolean({ description: 'one of its computers is connected now (always true for this computer\'s own person)' })
+})
+
 export const TokenInfoSchema = Type.Object({ token: Type.String({ description: 'the first 8 characters and …' }), apps: Type.Array(Str), label: Str, created: Str })
 
 // ---- parameters ----
@@ -194,6 +214,7 @@ const timeout = (max: number) => Type.Optional(Int(max, 0, { description: 'milli
 const openTimeout = Type.Optional(Int(600_000, 1, { description: `milliseconds (default ${LIMITS.openTimeoutMs})` }))
 const session = Type.String({ maxLength: 64, description: 'an event session id (local-api.md §Events)' })
 const none = Obj({})
+const GroupRef = () => Utf8(128, { minLength: 1, description: 'a group id, or the name of a group this computer belongs to' })
 const Label = () => Type.String({ pattern: LABEL_PATTERN.source, description: 'a name label: 1-32 of a-z 0-9 and inner hyphens' })
 
 export const METHODS = {
@@ -259,6 +280,24 @@ export const METHODS = {
   'invitations.sent': { perm: 'read', params: Obj({ app: Type.Optional(Name()) }), result: Type.Array(SentInvitationSchema) },
   'invitations.accept': { perm: 'owner', params: Obj({ id: Utf8(64) }), result: InvitationSchema },
   'invitations.decline': { perm: 'owner', params: Obj({ id: Utf8(64) }), result: InvitationSchema },
+  'groups.create': { perm: 'admin', params: Obj({ name: Utf8(64, { minLength: 1 }) }), result: GroupSchema },
+  'groups.list': { perm: 'read', params: none, result: Type.Array(GroupInfoSchema) },
+  'groups.members': { perm: 'read', params: Obj({ group: GroupRef() }), result: Type.Array(GroupMemberSchema) },
+  'groups.invite': {
+    perm: 'admin',
+    params: Obj({ group: GroupRef(), person: PeerRef(), role: Type.Optional(GroupRoleSchema), ttlMs: Type.Optional(Int(30 * 86400_000, 60_000, { description: 'how long the invitation works (default 7 days)' })), timeoutMs: timeout(300_000) }),
+    result: Type.Object({
+      code: Str,
+      link: Str,
+      expires: Str,
+      delivered: Type.Boolean({ description: 'the invitation is in the person\'s inbox already (p2pos invitations); else it waits until one of their computers is online' })
+    })
+  },
+  'groups.join': { perm: 'admin', params: Obj({ code: Utf8(8192), timeoutMs: timeout(300_000) }), result: GroupSchema },
+  'groups.remove': { perm: 'admin', params: Obj({ group: GroupRef(), person: PeerRef(), timeoutMs: timeout(300_000) }), result: Type.Object({ id: Str, removed: Str }) },
+  'groups.leave': { perm: 'admin', params: Obj({ group: GroupRef() }), result: Type.Object({ id: Str }) },
+  'groups.subscribe': { perm: 'app', params: Obj({ session, app: Name(), group: GroupRef() }), result: Type.Object({ group: Str }) },
+  'groups.publish': { perm: 'app', params: Obj({ app: Name(), group: GroupRef(), data: Base64(LIMITS.pubsubBytes) }), result: Type.Object({ epoch: Type.Integer(), recipients: Type.Integer() }) },
   'channels.open': { perm: 'app', upgrade: '/channels/open', params: Obj({ peer: PeerRef(), app: Name(), timeoutMs: openTimeout }) },
   'channels.accept': { perm: 'owner', upgrade: '/channels/accept', params: Obj({ channel: Type.String({ maxLength: 64 }) }) },
   'services.connect': {
@@ -316,5 +355,6 @@ export type EventName =
   | 'session' | 'app.state' | 'service.incoming' | 'peer.connected' | 'peer.disconnected' | 'channel.incoming' | 'channel.opened'
   | 'channel.closed' | 'reachability.changed' | 'pubsub.message' | 'session.closed'
   | 'invitation.received' | 'invitation.accepted' | 'invitation.declined' | 'invitation.answered'
+  | 'group.message' | 'group.changed'
 
 export interface ApiEvent { event: EventName, data: Record<string, unknown> }

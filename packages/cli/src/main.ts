@@ -25,7 +25,8 @@ const VERBS: Record<string, () => Promise<{ run: (argv: string[]) => Promise<num
   invitations: async () => await import('./commands/invitations.ts'),
   accept: async () => await import('./commands/accept.ts'),
   decline: async () => await import('./commands/decline.ts'),
-  invite: async () => await import('./commands/invite.ts')
+  invite: async () => await import('./commands/invite.ts'),
+  group: async () => await import('./commands/group.ts')
 }
 
 const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; default ~/.p2pos)
@@ -51,6 +52,8 @@ const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; de
   invitations [--sent] [--all] [--json]   invitations to apps (and groups) waiting for you; --sent: yours
   accept ID | decline ID          decide an invitation: its app is told, the inviter gets your answer
   invite PERSON APPID [--context JSON] [--ttl SECONDS]   invite a person to an app (delivered when they are online)
+  group create NAME | invite GROUP PERSON [--role R] | join CODE | members GROUP | remove GROUP PERSON | leave GROUP | list
+                                  peer groups: a shared membership log, a group key, no server
 PEER arguments take a peer id, a name (LABEL.SUFFIX) or a petname.`
 
 async function main (): Promise<number> {

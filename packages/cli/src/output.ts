@@ -32,7 +32,8 @@ const EXIT: Partial<Record<ErrorCode, number>> = {
   E_APP_REJECTED: 5,
   E_NO_SERVICE: 5,
   E_BAD_MANIFEST: 6,
-  E_FORBIDDEN: 7
+  E_FORBIDDEN: 7,
+  E_NOT_MEMBER: 7
 }
 
 export function fail (err: unknown, json: boolean): number {

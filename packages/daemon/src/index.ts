@@ -28,6 +28,7 @@ import { PubsubService } from './pubsub/index.ts'
 import { DhtService } from './dht/index.ts'
 import { people as peopleProtocol, type PeopleService } from './people/index.ts'
 import { resolvingPeers } from './people/refs.ts'
+import { GROUP_INVITATION_APP, groups as groupsProtocol, type GroupsService } from './groups/index.ts'
 import { NewestSeqs } from './people/records.ts'
 import { invitations as invitationsProtocol } from './invitations/index.ts'
 import { AppService } from './apps/index.ts'
@@ -43,6 +44,7 @@ export interface Daemon {
   config: Config
   node: P2posNode
   people: PeopleService
+  groups: GroupsService
   info: () => NodeInfo
   stop: () => Promise<void>
 }
@@ -63,7 +65,8 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   let api: LocalApi | undefined
   const apiUrl = (): string => `http://127.0.0.1:${api?.port ?? 0}`
   const apps = new AppService({ home, socketPath, apiUrl, tokens, sessions, log })
-  const registry = new ServiceRegistry({ sessions, apps })
+  // a service may be offered to a group (apps.md §Services): membership is asked of groups/ once the node exists
+  const registry = new ServiceRegistry({ sessions, apps, inGroup: (group, peer) => node?.services.groups.hasDevice(group, peer) ?? false })
 
   // the newest record of each person seen, shared by the DHT's validator and people/ (names.md §4)
   const newest = new NewestSeqs()
@@ -81,6 +84,15 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
         wake: async (app) => { await apps.launchFor(app, `app:${app}`, LIMITS.acceptTimeoutMs, () => sessions.forApp(app)) },
         log
       }),
+      groups: groupsProtocol({
+        privateKey,
+        datastore,
+        sessions,
+        events: sessions,
+        node: () => node,
+        inbox: async (person, context, ttlMs) => await node.services.invitations.send(person, GROUP_INVITATION_APP, context, { ttlMs }),
+        log
+      }),
       reach: reach({
         networks,
         dialPort: dialPortFor(listen),
@@ -96,6 +108,9 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   const pubsub = new PubsubService({ pubsub: node.services.pubsub, peerId: node.peerId, sessions })
   const people = node.services.people
   const invitations = node.services.invitations
+  const groups = node.services.groups
+  // a group invitation accepted in the inbox (`p2pos accept`) joins the group
+  invitations.handle(GROUP_INVITATION_APP, async (inv) => { await groups.acceptInvite(String((inv.context as { code?: unknown } | null)?.code ?? '')) })
   const dht = new DhtService({ dht: node.services.dht, peerRouting: node.peerRouting, peerId: node.peerId, privateKey })
   const { channels: channelService, services: servicesService } = node.services
 
@@ -108,6 +123,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     ...tokens.routes,
     ...people.routes,
     ...invitations.routes,
+    ...groups.routes,
     // every PEER parameter may be a name or a petname: resolved here, once, before these handlers run
     ...resolvingPeers(people, { ...peers.routes, ...dht.routes, ...servicesService.routes, ...channelService.routes })
   }
@@ -129,7 +145,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   const lifecycle = new Lifecycle([
     { name: 'datastore', stop: async () => { await datastore.close() } },
     tokens,
-    { name: 'node', start: async () => { await node.start(); await people.afterStart() }, stop: async () => { await node.stop() } },
+    { name: 'node', start: async () => { await node.start(); await people.afterStart(); await groups.afterStart() }, stop: async () => { await node.stop() } },
     peers,
     pubsub,
     sessions,
@@ -156,6 +172,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     config,
     node,
     people,
+    groups,
     info: () => nodeInfo({ node, apiUrl, socketPath }),
     async stop () {
       stopped ??= lifecycle.stop()

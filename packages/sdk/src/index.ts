@@ -305,6 +305,38 @@ export class P2pos {
   async declineInvitation (id: string, options?: CallOptions): Promise<Result<'invitations.decline'>> {
     return await this.call('invitations.decline', { id }, options)
   }
+
+  // ---- groups (groups.md): GROUP is a group id or the name of a group this computer is in ----
+
+  async createGroup (name: string, options?: CallOptions): Promise<Result<'groups.create'>> { return await this.call('groups.create', { name }, options) }
+  async groups (options?: CallOptions): Promise<Result<'groups.list'>> { return await this.call('groups.list', {}, options) }
+  async groupMembers (group: string, options?: CallOptions): Promise<Result<'groups.members'>> { return await this.call('groups.members', { group }, options) }
+
+  /** An invitation bound to `person` (a name, petname, person or peer id): `{code, link, expires}`; admins only. */
+  async inviteToGroup (group: string, person: string, options?: CallOptions & { role?: 'admin' | 'member', ttlMs?: number, timeoutMs?: number }): Promise<Result<'groups.invite'>> {
+    return await this.call('groups.invite', { group, person, role: options?.role, ttlMs: options?.ttlMs, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  /** Joins with an invitation code or link made for this computer's person. */
+  async joinGroup (code: string, options?: CallOptions & { timeoutMs?: number }): Promise<Result<'groups.join'>> {
+    return await this.call('groups.join', { code, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  async removeFromGroup (group: string, person: string, options?: CallOptions & { timeoutMs?: number }): Promise<Result<'groups.remove'>> {
+    return await this.call('groups.remove', { group, person, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  async leaveGroup (group: string, options?: CallOptions): Promise<Result<'groups.leave'>> { return await this.call('groups.leave', { group }, options) }
+
+  /** Sends `data` to the group's members, sealed with the group key, for `app`. */
+  async publishToGroup (app: string, group: string, data: Uint8Array | string, options?: CallOptions): Promise<Result<'groups.publish'>> {
+    return await this.call('groups.publish', { app, group, data: Buffer.from(data).toString('base64') }, options)
+  }
+
+  /** Group messages for `app` arrive on `session` as `group.message` events. */
+  async subscribeGroup (session: EventSession, app: string, group: string, options?: CallOptions): Promise<Result<'groups.subscribe'>> {
+    return await this.call('groups.subscribe', { session: session.id, app, group }, options)
+  }
 }
 
 export class AppListener {

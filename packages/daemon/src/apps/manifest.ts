@@ -17,7 +17,10 @@ export interface Manifest {
     start: string[]
     /** Services this app may call (on this node or on peers); "*" for any. */
     call: string[]
-    /** Its own services that remote peers may call: name → "*" (every peer) or a list of peer ids. */
+    /**
+     * Its own services that remote peers may call: name → "*" (every peer) or a list of peer ids and
+     * `group:<group id>` (every computer of a member of that group, groups.md §8).
+     */
     remote: Record<string, '*' | string[]>
   }
   autostart: boolean
@@ -85,7 +88,7 @@ export function validateManifest (raw: any, where = MANIFEST_FILE): Manifest {
       else {
         for (const [name, who] of Object.entries(r)) {
           if (!services.some(s => s.name === name)) bad(`permissions.remote.${name}`, 'is not one of this app\'s services')
-          else if (who !== '*' && !(Array.isArray(who) && who.every(x => typeof x === 'string' && PEER_ID_PATTERN.test(x)))) bad(`permissions.remote.${name}`, 'must be "*" or an array of peer ids')
+          else if (who !== '*' && !(Array.isArray(who) && who.every(x => typeof x === 'string' && (PEER_ID_PATTERN.test(x) || GROUP_SCOPE.test(x))))) bad(`permissions.remote.${name}`, 'must be "*" or an array of peer ids and "group:<group id>"')
           else permissions.remote[name] = who as '*' | string[]
         }
       }
@@ -109,8 +112,11 @@ export function validateManifest (raw: any, where = MANIFEST_FILE): Manifest {
   }
 }
 
-/** May a remote `peer` call `service` of the app with this manifest? */
-export function offeredTo (m: Manifest, service: string, peer: string): boolean {
+/** A group as a permission: `group:` and the group id (64 hex digits). */
+export const GROUP_SCOPE = /^group:[0-9a-f]{64}$/
+
+/** May a remote `peer` call `service` of the app with this manifest? `inGroup` answers for `group:<id>` entries. */
+export function offeredTo (m: Manifest, service: string, peer: string, inGroup: (group: string, peer: string) => boolean = () => false): boolean {
   const who = m.permissions.remote[service]
-  return who === '*' || (Array.isArray(who) && who.includes(peer))
+  return who === '*' || (Array.isArray(who) && (who.includes(peer) || who.some(x => GROUP_SCOPE.test(x) && inGroup(x.slice(6), peer))))
 }

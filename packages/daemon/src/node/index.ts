@@ -28,6 +28,7 @@ import type { ServicesProtocol } from '../services/protocol.ts'
 import type { ReachService } from '../reach/index.ts'
 import type { PeopleService } from '../people/index.ts'
 import type { InvitationsService } from '../invitations/index.ts'
+import type { GroupsService } from '../groups/index.ts'
 import { NewestSeqs, PERSON_NAMESPACES, personRecordValidator } from '../people/records.ts'
 import { pacedRelayDiscovery, relayServer, type RelayServer } from './relay.ts'
 
@@ -38,6 +39,7 @@ export interface P2posProtocols {
   reach: (components: any) => ReachService
   people: (components: any) => PeopleService
   invitations: (components: any) => InvitationsService
+  groups: (components: any) => GroupsService
 }
 
 // a type, not an interface: libp2p's ServiceMap needs the implicit index signature
@@ -54,6 +56,7 @@ export type P2posServices = {
   reach: ReachService
   people: PeopleService
   invitations: InvitationsService
+  groups: GroupsService
 }
 
 export type P2posNode = Libp2p<P2posServices>

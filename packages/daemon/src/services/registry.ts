@@ -10,16 +10,23 @@ import { offeredTo, type AppService } from '../apps/index.ts'
 
 interface Provider { session: Session, app: string, description: string }
 
-export interface RegistryComponents { sessions: Sessions, apps: AppService }
+export interface RegistryComponents {
+  sessions: Sessions
+  apps: AppService
+  /** Whether `peer` is a computer of a member of `group` (groups.md §8): for services offered to a group. */
+  inGroup?: (group: string, peer: string) => boolean
+}
 
 export class ServiceRegistry {
   private readonly sessions: Sessions
   private readonly apps: AppService
   private readonly providers = new Map<string, Provider>()
+  private readonly inGroup: (group: string, peer: string) => boolean
 
   constructor (c: RegistryComponents) {
     this.sessions = c.sessions
     this.apps = c.apps
+    this.inGroup = c.inGroup ?? (() => false)
   }
 
   /** The installed app that declares `service`, if any. */
@@ -60,7 +67,7 @@ export class ServiceRegistry {
     const declared = this.declaredBy(service)
     if (declared == null) return false
     const m = this.apps.manifest(declared.app)
-    return m != null && offeredTo(m, service, peer)
+    return m != null && offeredTo(m, service, peer, this.inGroup)
   }
 
   list (): ServiceInfo[] {

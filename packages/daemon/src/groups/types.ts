@@ -1,0 +1,20 @@
+/**
+ * Groups (groups.md): what the rest of the daemon may ask about peer groups — membership as a
+ * permission (a service offered to a group, storage and compute shared within one), and accepting an
+ * invitation delivered by another capability (an OS-wide invitations inbox).
+ */
+export interface GroupMember { person: string, role: 'admin' | 'member', peers: string[] }
+
+export interface Groups {
+  /** Whether `peer` is a registered device of a current member of `group` (false for unknown groups). */
+  hasDevice: (group: string, peer: string) => boolean
+  /** The current members of a group this computer belongs to; E_NOT_FOUND otherwise. */
+  membersOf: (group: string) => GroupMember[]
+  /**
+   * Joins the group an invitation code (`p2pos-group:…` or `p2pos://group/…`) admits this computer's
+   * person to: contacts one of the members it names, which appends the membership. Errors: E_FORBIDDEN
+   * (for another person, expired, used, issuer not an admin), E_CONFLICT (already a member),
+   * E_BAD_REQUEST (not an invitation), E_PEER_UNREACHABLE / E_TIMEOUT (no member answered).
+   */
+  acceptInvite: (code: string, options?: { timeoutMs?: number }) => Promise<{ id: string, name: string }>
+}
