@@ -65,6 +65,8 @@ interface StepResult {
   stopMs: number
   load: number[]
   stopped?: string
+  /** resolvers that were connected to the owner, disconnected before they resolved */
+  disconnected: number
 }
 
 const mb = (bytes: number): number => bytes / 1024 / 1024
@@ -176,6 +178,7 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
     const queries = new Map<number, Query[]>()
     if (inprocess) for (const [i, d] of net.nodes.entries()) { const qs: Query[] = []; queries.set(i, qs); observe(d as InProcessDaemon, qs) }
     const used = new Set<number>()
+    let disconnected = 0
     const samples: Sample[] = []
     const R = envInt('BENCH_RESOLVERS', 5)
     const edges = net.edges({ degree })
@@ -205,7 +208,12 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
         for (let tries = 0; chosen.length < 2 && tries < 200; tries++) {
           const i = Math.floor(random() * n)
           if (i === owner || chosen.includes(i) || (tries < 100 && used.has(i))) continue
-          if ((await connsOf(net.nodes[i])).has(ids[owner])) continue
+          if ((await connsOf(net.nodes[i])).has(ids[owner])) {
+            // small networks: every daemon is connected to every other; close that connection first
+            if (tries < 150) continue
+            await within(timeoutMs, 'disconnect', net.nodes[i].client.disconnectPeer(ids[owner])).catch(() => {})
+            disconnected++
+          }
           chosen.push(i)
         }
         if (chosen.length < 2) { progress(`${n}: no two daemons left that are not connected to owner ${owner}`); break }
@@ -268,6 +276,7 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
       measureMs,
       stopMs,
       load: loadavg(),
+      disconnected,
       stopped
     }
     console.log(JSON.stringify({ result }))
@@ -313,7 +322,7 @@ function q (xs: number[], p: number): number {
 }
 const mean = (xs: number[]): number => xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length
 
-export const HEADER = '| N | mode | resolved | p50 (ms) | p99 (ms) | max (ms) | dht.get baseline p50 / p99 (ms) | resolve ÷ dht.get (p50) | ping p50 (ms) | hop of 1st answer, mean (max) | peers asked, mean | 1st answer / query end p50 (ms) | RT size mean | RSS / daemon (MB) | heap / daemon (MB) | idle CPU (%) | start / connect (s) |'
+export const HEADER = '| N | mode | resolved (disconnected first) | p50 (ms) | p99 (ms) | max (ms) | dht.get baseline p50 / p99 (ms) | resolve ÷ dht.get (p50) | ping p50 (ms) | hop of 1st answer, mean (max) | peers asked, mean | 1st answer / query end p50 (ms) | RT size mean | RSS / daemon (MB) | heap / daemon (MB) | idle CPU (%) | start / connect (s) |'
 
 function row (r: StepResult): string {
   const of = (k: Sample['kind']): Sample[] => r.samples.filter(s => s.kind === k)
@@ -326,7 +335,7 @@ function row (r: StepResult): string {
   const hops = rq.map(x => x.firstRecordHop).filter((x): x is number => x != null)
   const firsts = rq.map(x => x.firstRecordMs).filter((x): x is number => x != null)
   const ends = rq.map(x => x.endMs).filter((x): x is number => x != null)
-  return `| ${r.n} | ${r.mode} | ${ok.length}/${res.length} | ${f0(q(ok, 0.5))} | ${f0(q(ok, 0.99))} | ${f0(Math.max(...ok))} | ${f0(q(base, 0.5))} / ${f0(q(base, 0.99))} (${base.length}/${of('dhtget').length}) | ${(q(ok, 0.5) / q(base, 0.5)).toFixed(2)} | ${f0(q(pings, 0.5))} | ${hops.length > 0 ? `${f1(mean(hops))} (${Math.max(...hops)})` : '–'} | ${qs.length > 0 ? f1(mean(rq.map(x => x.asked + x.errors))) : '–'} | ${firsts.length > 0 ? `${f0(q(firsts, 0.5))} / ${f0(q(ends, 0.5))}` : '–'} | ${r.rt != null ? `${f1(r.rt.mean)} (${r.rt.min}–${r.rt.max})` : '–'} | ${f1(r.rssMB / r.n)} | ${r.heapMB != null ? f1(r.heapMB / r.n) : '–'} | ${r.idleCpuPct >= 0 ? f0(r.idleCpuPct) : '–'} | ${f1(r.startMs / 1000)} / ${f1(r.connectMs / 1000)} |`
+  return `| ${r.n} | ${r.mode} | ${ok.length}/${res.length} (${r.disconnected}) | ${f0(q(ok, 0.5))} | ${f0(q(ok, 0.99))} | ${ok.length > 0 ? f0(Math.max(...ok)) : '–'} | ${f0(q(base, 0.5))} / ${f0(q(base, 0.99))} (${base.length}/${of('dhtget').length}) | ${(q(ok, 0.5) / q(base, 0.5)).toFixed(2)} | ${f0(q(pings, 0.5))} | ${hops.length > 0 ? `${f1(mean(hops))} (${Math.max(...hops)})` : '–'} | ${qs.length > 0 ? f1(mean(rq.map(x => x.asked + x.errors))) : '–'} | ${firsts.length > 0 ? `${f0(q(firsts, 0.5))} / ${f0(q(ends, 0.5))}` : '–'} | ${r.rt != null ? `${f1(r.rt.mean)} (${r.rt.min}–${r.rt.max})` : '–'} | ${f1(r.rssMB / r.n)} | ${r.heapMB != null ? f1(r.heapMB / r.n) : '–'} | ${r.idleCpuPct >= 0 ? f0(r.idleCpuPct) : '–'} | ${f1(r.startMs / 1000)} / ${f1(r.connectMs / 1000)} |`
 }
 
 async function main (): Promise<void> {
