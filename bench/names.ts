@@ -53,8 +53,11 @@ interface StepResult {
   retries: number
   rt?: { mean: number, min: number, max: number }
   conns: { mean: number, min: number, max: number }
-  claims: Array<{ ms: number, stored: number }>
-  puts: Array<{ ms: number, stored: number }>
+  /** stored -1: failed */
+  claims: Array<{ ms: number, stored: number, error?: string }>
+  puts: Array<{ ms: number, stored: number, error?: string }>
+  /** the process's CPU (% of one core) in each 5 s window after connectAll, settle and idle measurement */
+  cpuAfterConnect: number[]
   samples: Sample[]
   heapMB?: number
   rssMB: number
@@ -134,7 +137,17 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
     const connect = await net.connectAll({ degree, concurrency: 16 })
     const connectMs = performance.now() - t
     progress(`${n}: connected in ${(connectMs / 1000).toFixed(1)} s (${connect.dials} dials, ${connect.retries} retried)`)
-    await sleep(envInt('BENCH_SETTLE_S', 10, 0) * 1000)
+    // the CPU the network takes while nothing is asked of it, in 5 s windows: convergence or upkeep?
+    const cpuAfterConnect: number[] = []
+    const settleEnd = performance.now() + envInt('BENCH_SETTLE_S', 10, 0) * 1000
+    while (performance.now() < settleEnd) {
+      const c0 = process.cpuUsage()
+      const w0 = performance.now()
+      await sleep(Math.min(5000, Math.max(0, settleEnd - w0)))
+      const c = process.cpuUsage(c0)
+      if (performance.now() - w0 > 1000) cpuAfterConnect.push((c.user + c.system) / 1000 / (performance.now() - w0) * 100)
+    }
+    if (inprocess) progress(`${n}: CPU after connect, 5 s windows: ${cpuAfterConnect.map(x => x.toFixed(0)).join(' ')} %`)
 
     // idle cost, before the measurement
     const loop = monitorEventLoopDelay({ resolution: 10 })
@@ -165,14 +178,24 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
     for (const [j, i] of owners.entries()) {
       const c = net.nodes[i].client
       let c0 = performance.now()
-      const r = await c.claimName(`bench${j}`, { timeoutMs })
-      claims.push({ ms: performance.now() - c0, stored: r.stored })
-      names.push(r.name)
+      try {
+        const r = await c.claimName(`bench${j}`, { timeoutMs })
+        claims.push({ ms: performance.now() - c0, stored: r.stored })
+        names.push(r.name)
+      } catch (err: any) {
+        claims.push({ ms: performance.now() - c0, stored: -1, error: String(err?.message ?? err).slice(0, 200) })
+        names.push('')
+      }
       c0 = performance.now()
-      const p = await c.dhtPut('bench', `plain record of owner ${j}`, { timeoutMs })
-      puts.push({ ms: performance.now() - c0, stored: p.stored })
+      try {
+        const p = await c.dhtPut('bench', `plain record of owner ${j}`, { timeoutMs })
+        puts.push({ ms: performance.now() - c0, stored: p.stored })
+      } catch (err: any) {
+        puts.push({ ms: performance.now() - c0, stored: -1, error: String(err?.message ?? err).slice(0, 200) })
+      }
+      progress(`${n}: owner ${j + 1}/${K}: claim ${Math.round(claims[j].ms)} ms (stored on ${claims[j].stored}${claims[j].error != null ? `: ${claims[j].error}` : ''}), put ${Math.round(puts[j].ms)} ms (stored on ${puts[j].stored})`)
     }
-    progress(`${n}: ${K} names claimed (stored on ${claims.map(c => c.stored).join(',')} peers), median claim ${Math.round(claims.map(c => c.ms).sort((a, b) => a - b)[K >> 1])} ms`)
+    if (claims.every(c => c.error != null)) throw new Error(`no name could be claimed: ${claims[0].error}`)
 
     // resolutions, each from a daemon not connected to the owner; the baseline from another such daemon
     const queries = new Map<number, Query[]>()
@@ -202,6 +225,7 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
     let stopped: string | undefined
     try {
     for (const [j, owner] of owners.entries()) {
+      if (names[j] === '') continue
       for (let r = 0; r < R; r++) {
         if (Date.now() > stepDeadline) throw new Error('resolutions: step time limit reached')
         const chosen: number[] = []
@@ -267,6 +291,7 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
       conns: { mean: conns.reduce((x, y) => x + y, 0) / n, min: Math.min(...conns), max: Math.max(...conns) },
       claims,
       puts,
+      cpuAfterConnect,
       samples,
       heapMB: inprocess ? mb(mem.heapUsed - base.heapUsed) : undefined,
       rssMB,
