@@ -41,7 +41,7 @@ import { envInt } from './common.ts'
 const STEP = process.argv.find(a => a.startsWith('--step='))?.slice('--step='.length)
 const MODE = (process.argv.find(a => a.startsWith('--mode='))?.slice('--mode='.length) ?? 'inprocess') as 'inprocess' | 'process'
 
-interface Query { key: string, asked: number, errors: number, firstRecordMs?: number, firstRecordHop?: number, endMs?: number, values: number }
+interface Query { key: string, asked: number, errors: number, errorKinds: Record<string, number>, firstRecordMs?: number, firstRecordHop?: number, endMs?: number, values: number }
 
 interface Sample { kind: 'resolve' | 'dhtget' | 'ping', ok: boolean, ms: number, error?: string, query?: Query }
 
@@ -83,7 +83,7 @@ function observe (d: InProcessDaemon, queries: Query[]): void {
   const dht = d.daemon!.node.services.dht as any
   const orig = dht.get.bind(dht)
   dht.get = async function * (key: Uint8Array, options?: unknown) {
-    const q: Query = { key: new TextDecoder().decode(key), asked: 0, errors: 0, values: 0 }
+    const q: Query = { key: new TextDecoder().decode(key), asked: 0, errors: 0, errorKinds: {}, values: 0 }
     queries.push(q)
     const t0 = performance.now()
     const hop = new Map<string, number>()
@@ -103,6 +103,8 @@ function observe (d: InProcessDaemon, queries: Query[]): void {
           if (ev.record != null && q.firstRecordMs == null) { q.firstRecordMs = performance.now() - t0; q.firstRecordHop = h }
         } else if (ev.name === 'QUERY_ERROR') {
           q.errors++
+          const why = String(ev.error?.name ?? '') + ': ' + String(ev.error?.message ?? ev.error).replace(/12D3Koo\w+/g, '…').replace(/\/ip4\S+/g, 'ADDR').slice(0, 100)
+          q.errorKinds[why] = (q.errorKinds[why] ?? 0) + 1
         } else if (ev.name === 'VALUE') {
           q.values++
         }
@@ -219,6 +221,10 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
       }
       if (qs != null && qs.length > before) s.query = qs[before]
       samples.push(s)
+      if (process.env.BENCH_VERBOSE === '1' && kind !== 'ping') {
+        const x = s.query
+        progress(`  ${kind} by node${who}: ${s.ok ? 'ok' : 'FAILED'} in ${Math.round(s.ms)} ms${x != null ? `; asked ${x.asked}, errors ${x.errors} ${JSON.stringify(x.errorKinds)}, 1st record ${x.firstRecordMs != null ? Math.round(x.firstRecordMs) : '–'} ms at hop ${x.firstRecordHop ?? '–'}, query end ${Math.round(x.endMs ?? -1)} ms` : ''}${s.error != null ? `: ${s.error}` : ''}`)
+      }
       return s
     }
     const stepDeadline = Date.now() + envInt('BENCH_STEP_S', 900) * 1000 * 0.6
