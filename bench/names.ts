@@ -43,7 +43,7 @@ const MODE = (process.argv.find(a => a.startsWith('--mode='))?.slice('--mode='.l
 
 interface Query { key: string, asked: number, errors: number, errorKinds: Record<string, number>, firstRecordMs?: number, firstRecordHop?: number, endMs?: number, values: number }
 
-interface Sample { kind: 'resolve' | 'dhtget' | 'ping', ok: boolean, ms: number, error?: string, query?: Query }
+interface Sample { kind: 'resolve' | 'dhtget' | 'ping', ok: boolean, ms: number, error?: string, query?: Query, conns?: number, connsAfter?: number }
 
 interface StepResult {
   n: number
@@ -211,6 +211,7 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
     const timed = async (kind: Sample['kind'], who: number, fn: () => Promise<unknown>): Promise<Sample> => {
       const qs = queries.get(who)
       const before = qs?.length ?? 0
+      const conns0 = await connsOf(net.nodes[who]).then(c => c.size, () => -1)
       const c0 = performance.now()
       let s: Sample
       try {
@@ -220,10 +221,12 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
         s = { kind, ok: false, ms: performance.now() - c0, error: String(err?.message ?? err).slice(0, 200) }
       }
       if (qs != null && qs.length > before) s.query = qs[before]
+      s.conns = conns0
+      if (!s.ok) s.connsAfter = await connsOf(net.nodes[who]).then(c => c.size, () => -1)
       samples.push(s)
       if (process.env.BENCH_VERBOSE === '1' && kind !== 'ping') {
         const x = s.query
-        progress(`  ${kind} by node${who}: ${s.ok ? 'ok' : 'FAILED'} in ${Math.round(s.ms)} ms${x != null ? `; asked ${x.asked}, errors ${x.errors} ${JSON.stringify(x.errorKinds)}, 1st record ${x.firstRecordMs != null ? Math.round(x.firstRecordMs) : '–'} ms at hop ${x.firstRecordHop ?? '–'}, query end ${Math.round(x.endMs ?? -1)} ms` : ''}${s.error != null ? `: ${s.error}` : ''}`)
+        progress(`  ${kind} by node${who} (${s.conns} connections${s.connsAfter != null ? `, ${s.connsAfter} after` : ''}): ${s.ok ? 'ok' : 'FAILED'} in ${Math.round(s.ms)} ms${x != null ? `; asked ${x.asked}, errors ${x.errors} ${JSON.stringify(x.errorKinds)}, 1st record ${x.firstRecordMs != null ? Math.round(x.firstRecordMs) : '–'} ms at hop ${x.firstRecordHop ?? '–'}, query end ${Math.round(x.endMs ?? -1)} ms` : ''}${s.error != null ? `: ${s.error}` : ''}`)
       }
       return s
     }
