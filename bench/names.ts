@@ -286,6 +286,7 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
       }
     }
     const conns = await Promise.all(net.nodes.map(async d => (await connsOf(d)).size))
+    const fds = readdirSync('/proc/self/fd').length - baseFds
 
     t = performance.now()
     await net.stop()
@@ -304,7 +305,7 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
       samples,
       heapMB: inprocess ? mb(mem.heapUsed - base.heapUsed) : undefined,
       rssMB,
-      fds: inprocess ? readdirSync('/proc/self/fd').length - baseFds : undefined,
+      fds: inprocess ? fds : undefined,
       idleCpuPct,
       loopDelayP99Ms: loop.percentile(99) / 1e6,
       measureMs,
