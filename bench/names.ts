@@ -26,7 +26,7 @@
  *
  * Environment (defaults): BENCH_SIZES=10,50,100,200,400,1000 BENCH_PROCESS_N=10 (0: none)
  * BENCH_DEGREE=3 BENCH_SETTLE_S=10 BENCH_NAMES=10 BENCH_RESOLVERS=5 BENCH_TIMEOUT_S=30 (per call)
- * BENCH_STEP_S=900 BENCH_START_CONCURRENCY=8 BENCH_HEAP_MB=16384 BENCH_CONFIG='{"…": …}' (daemon
+ * BENCH_STEP_S=900 BENCH_START_CONCURRENCY=8 BENCH_CONNECT_CONCURRENCY=16 (connectAll's dials in flight) BENCH_VERBOSE=1 (every call) BENCH_HEAP_MB=16384 BENCH_CONFIG='{"…": …}' (daemon
  * config overrides for every daemon)
  */
 import { spawn } from 'node:child_process'
@@ -136,7 +136,17 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
   try {
     const degree = envInt('BENCH_DEGREE', 3)
     t = performance.now()
-    const connect = await net.connectAll({ degree, concurrency: 16 })
+    const connectLoop = monitorEventLoopDelay({ resolution: 10 })
+    connectLoop.enable()
+    const connectCpu0 = process.cpuUsage()
+    let connect
+    try {
+      connect = await net.connectAll({ degree, concurrency: envInt('BENCH_CONNECT_CONCURRENCY', 16) })
+    } finally {
+      const c = process.cpuUsage(connectCpu0)
+      connectLoop.disable()
+      progress(`${n}: while connecting: ${((c.user + c.system) / 1000 / (performance.now() - t) * 100).toFixed(0)} % of a core, event loop delay p50 ${(connectLoop.percentile(50) / 1e6).toFixed(0)} ms, p99 ${(connectLoop.percentile(99) / 1e6).toFixed(0)} ms, max ${(connectLoop.max / 1e6).toFixed(0)} ms`)
+    }
     const connectMs = performance.now() - t
     progress(`${n}: connected in ${(connectMs / 1000).toFixed(1)} s (${connect.dials} dials, ${connect.retries} retried)`)
     // the CPU the network takes while nothing is asked of it, in 5 s windows: convergence or upkeep?
