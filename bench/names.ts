@@ -26,7 +26,9 @@
  *
  * Environment (defaults): BENCH_SIZES=10,50,100,200,400,1000 BENCH_PROCESS_N=10 (0: none)
  * BENCH_DEGREE=3 BENCH_SETTLE_S=10 BENCH_NAMES=10 BENCH_RESOLVERS=5 BENCH_TIMEOUT_S=30 (per call)
- * BENCH_STEP_S=900 BENCH_START_CONCURRENCY=8 BENCH_CONNECT_CONCURRENCY=16 (connectAll's dials in flight) BENCH_VERBOSE=1 (every call) BENCH_HEAP_MB=16384 BENCH_CONFIG='{"…": …}' (daemon
+ * BENCH_STEP_S=900 BENCH_START_CONCURRENCY=8 BENCH_CONNECT_CONCURRENCY=16 (connectAll's dials in flight) BENCH_VERBOSE=1 (every call)
+ * BENCH_PING_ABORT=0 (in-process: libp2p's connection monitor no longer aborts a connection whose ping
+ * failed — an experiment, see README.md) BENCH_HEAP_MB=16384 BENCH_CONFIG='{"…": …}' (daemon
  * config overrides for every daemon)
  */
 import { spawn } from 'node:child_process'
@@ -58,6 +60,9 @@ interface StepResult {
   puts: Array<{ ms: number, stored: number, error?: string }>
   /** the process's CPU (% of one core) in each 5 s window after connectAll, settle and idle measurement */
   cpuAfterConnect: number[]
+  /** connections closed (all daemons) in the same windows, and during the resolutions */
+  closedAfterConnect: number[]
+  closedDuring: number
   samples: Sample[]
   heapMB?: number
   rssMB: number
@@ -149,17 +154,28 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
     }
     const connectMs = performance.now() - t
     progress(`${n}: connected in ${(connectMs / 1000).toFixed(1)} s (${connect.dials} dials, ${connect.retries} retried)`)
+    // connections closed, all daemons together (in-process): libp2p's connection monitor aborts a
+    // connection whose ping fails, and every daemon pings all its connections at the same moment
+    let closed = 0
+    if (inprocess) {
+      for (const d of net.nodes) {
+        const node = (d as InProcessDaemon).daemon!.node as any
+        node.addEventListener('connection:close', () => { closed++ })
+        if (process.env.BENCH_PING_ABORT === '0') node.components.connectionMonitor.abortConnectionOnPingFailure = false
+      }
+    }
     // the CPU the network takes while nothing is asked of it, in 5 s windows: convergence or upkeep?
     const cpuAfterConnect: number[] = []
+    const closedAfterConnect: number[] = []
     const settleEnd = performance.now() + envInt('BENCH_SETTLE_S', 10, 0) * 1000
     while (performance.now() < settleEnd) {
       const c0 = process.cpuUsage()
       const w0 = performance.now()
       await sleep(Math.min(5000, Math.max(0, settleEnd - w0)))
       const c = process.cpuUsage(c0)
-      if (performance.now() - w0 > 1000) cpuAfterConnect.push((c.user + c.system) / 1000 / (performance.now() - w0) * 100)
+      if (performance.now() - w0 > 1000) { cpuAfterConnect.push((c.user + c.system) / 1000 / (performance.now() - w0) * 100); closedAfterConnect.push(closed); closed = 0 }
     }
-    if (inprocess) progress(`${n}: CPU after connect, 5 s windows: ${cpuAfterConnect.map(x => x.toFixed(0)).join(' ')} %`)
+    if (inprocess) progress(`${n}: after connect, 5 s windows: CPU ${cpuAfterConnect.map(x => x.toFixed(0)).join(' ')} %; connections closed ${closedAfterConnect.join(' ')}`)
 
     // idle cost, before the measurement
     const loop = monitorEventLoopDelay({ resolution: 10 })
@@ -214,6 +230,7 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
     if (inprocess) for (const [i, d] of net.nodes.entries()) { const qs: Query[] = []; queries.set(i, qs); observe(d as InProcessDaemon, qs) }
     const used = new Set<number>()
     let disconnected = 0
+    let closedDuring = 0
     const samples: Sample[] = []
     const R = envInt('BENCH_RESOLVERS', 5)
     const edges = net.edges({ degree })
@@ -275,7 +292,9 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
         if (nb.length > 0) await timed('ping', a, async () => await net.nodes[a].client.ping(ids[pick(nb)], { timeoutMs }))
       }
       const last = samples.filter(s => s.kind === 'resolve').slice(-R)
-      progress(`${n}: name ${j + 1}/${K}: resolve ${last.map(s => s.ok ? Math.round(s.ms) : 'FAIL').join(' ')} ms`)
+      progress(`${n}: name ${j + 1}/${K}: resolve ${last.map(s => s.ok ? Math.round(s.ms) : 'FAIL').join(' ')} ms${inprocess ? `; connections closed meanwhile: ${closed}` : ''}`)
+      closedDuring += closed
+      closed = 0
     }
     } catch (err: any) {
       stopped = String(err?.message ?? err)
@@ -312,6 +331,8 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
       claims,
       puts,
       cpuAfterConnect,
+      closedAfterConnect,
+      closedDuring,
       samples,
       heapMB: inprocess ? mb(mem.heapUsed - base.heapUsed) : undefined,
       rssMB,
