@@ -409,12 +409,18 @@ export class PeopleService implements People, Startable {
     let grace: NodeJS.Timeout | undefined
     try {
       for await (const ev of this.init.node().services.dht.get(new TextEncoder().encode(key), { signal: AbortSignal.any([signal, done.signal]) })) {
-        if (ev.name !== 'VALUE') continue
+        // kad-dht's get() holds every VALUE back until its whole query has ended (it picks the best one
+        // first): a peer's answer is taken from its PEER_RESPONSE, as soon as it arrives; VALUE still
+        // brings our own store's copy (and the peers' again) when the query ends before the grace does
+        let value: Uint8Array
+        if (ev.name === 'PEER_RESPONSE' && ev.record?.value != null) value = ev.record.value
+        else if (ev.name === 'VALUE') value = ev.value
+        else continue
         try {
-          const rec = await verifyRecord(decodeRecord(ev.value))
+          const rec = await verifyRecord(decodeRecord(value))
           if (!fitsKey(key, rec) || (best != null && best.seq >= rec.seq)) continue
           best = rec
-          // our own DHT store answers first and may hold an old copy: the grace starts with a peer's answer
+          // our own DHT store may hold an old copy: the grace starts with a peer's answer
           if (ev.from?.toString() !== this.me) grace ??= setTimeout(() => { done.abort() }, GRACE_MS)
         } catch {}
       }
