@@ -49,7 +49,8 @@ export class P2pos {
 
   /**
    * One HTTP request. A kept-alive socket that the daemon closed as idle just as we reused it fails with
-   * ECONNRESET before the daemon saw anything: that request is sent once more on a fresh socket.
+   * ECONNRESET (or EPIPE, when the close lands while we write) before the daemon saw anything: that request
+   * is sent once more on a fresh socket.
    */
   private async callOnce<T> (method: MethodName, params: object, options: CallOptions, mayRetry: boolean): Promise<T> {
     const body = JSON.stringify(params)
@@ -58,7 +59,7 @@ export class P2pos {
       const onAbort = (): void => { req.destroy(); reject(new P2posError('E_ABORTED', `${method} aborted`)) }
       options.signal?.addEventListener('abort', onAbort, { once: true })
       req.on('error', (err: any) => {
-        if (mayRetry && req.reusedSocket && err.code === 'ECONNRESET' && options.signal?.aborted !== true) {
+        if (mayRetry && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE') && options.signal?.aborted !== true) {
           this.callOnce<T>(method, params, options, false).then(resolve, reject)
           return
         }
