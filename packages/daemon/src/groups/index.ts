@@ -684,7 +684,9 @@ export class GroupsService implements Groups, Startable {
   private async remove (gref: string, personRef: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Result<'groups.remove'>> {
     const g = this.ref(gref)
     if (this.mine(g)?.role !== 'admin') throw perr('E_FORBIDDEN', `only admins of ${g.state.name} remove members`)
-    const who = await this.people.resolvePerson(personRef, { signal: AbortSignal.timeout(timeoutMs) })
+    // a member named by its person id or a registered device needs no lookup
+    const local = [...g.state.members.values()].find(m => m.person === personRef || m.devices.has(personRef))
+    const who = local != null ? { person: local.person, name: null } : await this.people.resolvePerson(personRef, { signal: AbortSignal.timeout(timeoutMs) })
     if (who.person === this.person) throw perr('E_BAD_REQUEST', 'to remove yourself, leave the group')
     if (!g.state.members.has(who.person)) throw perr('E_NOT_FOUND', `${who.name ?? who.person} is not a member of ${g.state.name}`)
     await this.append(g, 'remove', { person: who.person })
