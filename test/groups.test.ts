@@ -96,7 +96,11 @@ describe('peer groups between real daemons', () => {
     const invD = await json(a, ['group', 'invite', 'friends', d.peerId])
     await json(d, ['group', 'join', invD.code])
     for (const x of [a, b, c, d]) {
-      const m = await until(`${x.peerId} sees four members`, async () => { const m = await json(x, ['group', 'members', 'friends']); return m.length === 4 ? m : undefined }, 20_000)
+      // a new member connects to the others it did not know (the testnet is a star around a)
+      const m = await until(`${x.peerId} sees four members online`, async () => {
+        const m = await json(x, ['group', 'members', 'friends'])
+        return m.length === 4 && m.every((e: any) => e.online) ? m : undefined
+      }, 30_000)
       assert.deepEqual(people(m), [a.peerId, b.peerId, c.peerId, d.peerId].sort())
       for (const e of m) {
         assert.deepEqual(Object.keys(e).sort(), ['name', 'online', 'peers', 'person', 'role'])

@@ -457,6 +457,19 @@ export class GroupsService implements Groups, Startable {
     }
   }
 
+  /** Connects to up to `max` member devices we are not connected to (found through the peer store or the DHT). */
+  private async discover (g: Group, max: number): Promise<void> {
+    const devices = [...g.state.members.values()].flatMap(m => [...m.devices.keys()]).filter(d => d !== this.me)
+    const others = devices.filter(d => this.c.connectionManager.getConnections(parsePeer(d)).length === 0).sort(() => Math.random() - 0.5).slice(0, max)
+    await Promise.all(others.map(async (d) => {
+      const signal = AbortSignal.timeout(10_000)
+      try {
+        await ensureKnown(this.finder, parsePeer(d), signal)
+        await this.c.connectionManager.openConnection(parsePeer(d), { signal, priority: USER_DIAL_PRIORITY })
+      } catch {}
+    }))
+  }
+
   /** Every UPKEEP_MS: dial a few member devices not connected (found through the DHT), sync with one connected. */
   private async upkeep (): Promise<void> {
     for (const g of [...this.groups.values()].slice(0, 32)) {
@@ -626,6 +639,8 @@ export class GroupsService implements Groups, Startable {
           if (g == null || this.mine(g) == null) throw perr('E_PROTOCOL', `${p} answered without adding this computer`)
           this.joining.delete(inv.group)
           await this.settle(g)
+          // a new member meets the others (up to 8 at once; the upkeep finds the rest)
+          void this.discover(g, 8).catch(() => {})
           return { id: g.id, name: g.state.name }
         } catch (err) {
           // the issuer's answer says most; others we may not even know how to reach
