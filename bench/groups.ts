@@ -49,9 +49,19 @@ async function one (n: number): Promise<Record<string, unknown>> {
     progress(`${n}: started and connected in ${((performance.now() - t) / 1000).toFixed(1)} s`)
     t = performance.now()
     const { id } = await routes(admin)['groups.create']({ name: 'bench' }, ctx)
+    let retries = 0
     await pool(rest, envInt('BENCH_JOIN_CONCURRENCY', 8), async (d) => {
-      const { code } = await routes(admin)['groups.invite']({ group: id, person: d.peerId }, ctx)
-      await routes(d)['groups.join']({ code, timeoutMs: 120_000 }, ctx)
+      // under load an invitation or a join may time out: up to 3 tries, counted
+      for (let i = 0; ; i++) {
+        try {
+          const { code } = await routes(admin)['groups.invite']({ group: id, person: d.peerId }, ctx)
+          await routes(d)['groups.join']({ code, timeoutMs: 120_000 }, ctx)
+          return
+        } catch (err: any) {
+          if (i >= 2 || err?.code === 'E_CONFLICT') { if (err?.code === 'E_CONFLICT') return; throw err }
+          retries++
+        }
+      }
     })
     const epochOf = async (d: InProcessDaemon): Promise<number> => (await routes(d)['groups.list']({}, ctx)).find((g: any) => g.id === id)?.epoch ?? -1
     await waitAll('everyone sees every member', nodes, async d => d.daemon!.groups.membersOf(id).length === n)
@@ -80,6 +90,7 @@ async function one (n: number): Promise<Record<string, unknown>> {
     const sealMs = performance.now() - t
     const result = {
       members: n,
+      joinRetries: retries,
       buildS: +(buildMs / 1000).toFixed(1),
       removeCallMs: Math.round(removeCallMs),
       removalAtAllMs: Math.round(changeMs),

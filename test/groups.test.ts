@@ -101,7 +101,11 @@ describe('peer groups between real daemons', () => {
     assert.equal((await json(d, ['accept', inbox.id])).state, 'accepted')
     assert.ok((await json(d, ['group', 'list'])).some((g: any) => g.id === gid), 'accepting the invitation joined the group')
     for (const x of [a, b, c, d]) {
-      const m = await until(`${x.peerId} sees four members`, async () => { const m = await json(x, ['group', 'members', 'friends']); return m.length === 4 ? m : undefined }, 20_000)
+      // a new member connects to the others it did not know (the testnet is a star around a)
+      const m = await until(`${x.peerId} sees four members online`, async () => {
+        const m = await json(x, ['group', 'members', 'friends'])
+        return m.length === 4 && m.every((e: any) => e.online) ? m : undefined
+      }, 30_000)
       assert.deepEqual(people(m), [a.peerId, b.peerId, c.peerId, d.peerId].sort())
       for (const e of m) {
         assert.deepEqual(Object.keys(e).sort(), ['name', 'online', 'peers', 'person', 'role'])

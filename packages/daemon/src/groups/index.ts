@@ -468,6 +468,19 @@ export class GroupsService implements Groups, Startable {
     }
   }
 
+  /** Connects to up to `max` member devices we are not connected to (found through the peer store or the DHT). */
+  private async discover (g: Group, max: number): Promise<void> {
+    const devices = [...g.state.members.values()].flatMap(m => [...m.devices.keys()]).filter(d => d !== this.me)
+    const others = devices.filter(d => this.c.connectionManager.getConnections(parsePeer(d)).length === 0).sort(() => Math.random() - 0.5).slice(0, max)
+    await Promise.all(others.map(async (d) => {
+      const signal = AbortSignal.timeout(10_000)
+      try {
+        await ensureKnown(this.finder, parsePeer(d), signal)
+        await this.c.connectionManager.openConnection(parsePeer(d), { signal, priority: USER_DIAL_PRIORITY })
+      } catch {}
+    }))
+  }
+
   /** Every UPKEEP_MS: dial a few member devices not connected (found through the DHT), sync with one connected. */
   private async upkeep (): Promise<void> {
     for (const g of [...this.groups.values()].slice(0, 32)) {
@@ -643,6 +656,8 @@ export class GroupsService implements Groups, Startable {
           if (g == null || this.mine(g) == null) throw perr('E_PROTOCOL', `${p} answered without adding this computer`)
           this.joining.delete(inv.group)
           await this.settle(g)
+          // a new member meets the others (up to 8 at once; the upkeep finds the rest)
+          void this.discover(g, 8).catch(() => {})
           return { id: g.id, name: g.state.name }
         } catch (err) {
           // the issuer's answer says most; others we may not even know how to reach
@@ -701,7 +716,9 @@ export class GroupsService implements Groups, Startable {
   private async remove (gref: string, personRef: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<Result<'groups.remove'>> {
     const g = this.ref(gref)
     if (this.mine(g)?.role !== 'admin') throw perr('E_FORBIDDEN', `only admins of ${g.state.name} remove members`)
-    const who = await this.people.resolvePerson(personRef, { signal: AbortSignal.timeout(timeoutMs) })
+    // a member named by its person id or a registered device needs no lookup
+    const local = [...g.state.members.values()].find(m => m.person === personRef || m.devices.has(personRef))
+    const who = local != null ? { person: local.person, name: null } : await this.people.resolvePerson(personRef, { signal: AbortSignal.timeout(timeoutMs) })
     if (who.person === this.person) throw perr('E_BAD_REQUEST', 'to remove yourself, leave the group')
     if (!g.state.members.has(who.person)) throw perr('E_NOT_FOUND', `${who.name ?? who.person} is not a member of ${g.state.name}`)
     await this.append(g, 'remove', { person: who.person })
