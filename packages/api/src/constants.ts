@@ -24,7 +24,7 @@ export const INVITE_PROTOCOL = '/p2pos/invite/1.0.0'
 
 export const SERVICES_PROTOCOL = '/p2pos/services/1.0.0'
 
-/** Groups: membership log replication, joining by invitation (wire.md §9, groups.md). */
+/** Groups: membership log replication, joining by invitation (wire.md §10, groups.md). */
 export const GROUP_PROTOCOL = '/p2pos/group/1.0.0'
 
 /** libp2p's Direct Connection Upgrade through Relay, spoken by p2pos's hole punching (wire.md §Hole punching). */

@@ -1,7 +1,7 @@
 /**
  * Groups (groups.md): serverless peer groups. A libp2p service, started with the node:
  * - each group's membership log (log.ts), kept in the datastore under `/p2pos-groups/e/<group>/<hash>`;
- * - `/p2pos/group/1.0.0` (wire.md §9): a log synced by heads, new entries pushed, joining by invitation;
+ * - `/p2pos/group/1.0.0` (wire.md §10): a log synced by heads, new entries pushed, joining by invitation;
  * - the group's gossipsub topic `/p2pos/group/<id>`: new entries, and app messages sealed with the group key;
  * - group keys (keys.ts): a member makes a new one whenever the member devices change, sealed to each;
  * - discovery: member devices are dialled (found through the DHT) so a group stays connected.
