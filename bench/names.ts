@@ -175,7 +175,7 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
       const c = process.cpuUsage(c0)
       if (performance.now() - w0 > 1000) { cpuAfterConnect.push((c.user + c.system) / 1000 / (performance.now() - w0) * 100); closedAfterConnect.push(closed); closed = 0 }
     }
-    if (inprocess) progress(`${n}: after connect, 5 s windows: CPU ${cpuAfterConnect.map(x => x.toFixed(0)).join(' ')} %; connections closed ${closedAfterConnect.join(' ')}`)
+    if (inprocess) progress(`${n}: after connect, 5 s windows: CPU ${cpuAfterConnect.map(x => x.toFixed(0)).join(' ')} %; connections closed ${closedAfterConnect.join(' ')}; open files ${readdirSync('/proc/self/fd').length}`)
 
     // idle cost, before the measurement
     const loop = monitorEventLoopDelay({ resolution: 10 })
@@ -264,6 +264,7 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
       if (names[j] === '') continue
       for (let r = 0; r < R; r++) {
         if (Date.now() > stepDeadline) throw new Error('resolutions: step time limit reached')
+        if (inprocess) progress(`${n}: open files ${readdirSync('/proc/self/fd').length}, connections closed so far ${closedDuring + closed}`)
         const chosen: number[] = []
         for (let tries = 0; chosen.length < 2 && tries < 200; tries++) {
           const i = Math.floor(random() * n)
@@ -292,7 +293,7 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
         if (nb.length > 0) await timed('ping', a, async () => await net.nodes[a].client.ping(ids[pick(nb)], { timeoutMs }))
       }
       const last = samples.filter(s => s.kind === 'resolve').slice(-R)
-      progress(`${n}: name ${j + 1}/${K}: resolve ${last.map(s => s.ok ? Math.round(s.ms) : 'FAIL').join(' ')} ms${inprocess ? `; connections closed meanwhile: ${closed}` : ''}`)
+      progress(`${n}: name ${j + 1}/${K}: resolve ${last.map(s => s.ok ? Math.round(s.ms) : 'FAIL').join(' ')} ms${inprocess ? `; connections closed meanwhile: ${closed}, open files ${readdirSync('/proc/self/fd').length}` : ''}`)
       closedDuring += closed
       closed = 0
     }
