@@ -25,7 +25,7 @@
  * Every loop is bounded in count, every call in time.
  *
  * Environment (defaults): BENCH_SIZES=10,50,100,200,400,1000 BENCH_PROCESS_N=10 (0: none)
- * BENCH_DEGREE=3 BENCH_SETTLE_S=10 BENCH_NAMES=10 BENCH_RESOLVERS=5 BENCH_TIMEOUT_S=30 (per call)
+ * BENCH_DEGREE=3 BENCH_SETTLE_S=30 (convergence after connecting takes 10–20 s) BENCH_NAMES=10 BENCH_RESOLVERS=5 BENCH_TIMEOUT_S=30 (per call)
  * BENCH_STEP_S=900 BENCH_START_CONCURRENCY=8 BENCH_CONNECT_CONCURRENCY=16 (connectAll's dials in flight) BENCH_VERBOSE=1 (every call)
  * BENCH_PING_ABORT=0 (in-process: libp2p's connection monitor no longer aborts a connection whose ping
  * failed — an experiment, see README.md) BENCH_HEAP_MB=16384 BENCH_CONFIG='{"…": …}' (daemon
@@ -167,7 +167,7 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
     // the CPU the network takes while nothing is asked of it, in 5 s windows: convergence or upkeep?
     const cpuAfterConnect: number[] = []
     const closedAfterConnect: number[] = []
-    const settleEnd = performance.now() + envInt('BENCH_SETTLE_S', 10, 0) * 1000
+    const settleEnd = performance.now() + envInt('BENCH_SETTLE_S', 30, 0) * 1000
     while (performance.now() < settleEnd) {
       const c0 = process.cpuUsage()
       const w0 = performance.now()
@@ -175,7 +175,7 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
       const c = process.cpuUsage(c0)
       if (performance.now() - w0 > 1000) { cpuAfterConnect.push((c.user + c.system) / 1000 / (performance.now() - w0) * 100); closedAfterConnect.push(closed); closed = 0 }
     }
-    if (inprocess) progress(`${n}: after connect, 5 s windows: CPU ${cpuAfterConnect.map(x => x.toFixed(0)).join(' ')} %; connections closed ${closedAfterConnect.join(' ')}`)
+    if (inprocess) progress(`${n}: after connect, 5 s windows: CPU ${cpuAfterConnect.map(x => x.toFixed(0)).join(' ')} %; connections closed ${closedAfterConnect.join(' ')}; open files ${readdirSync('/proc/self/fd').length}`)
 
     // idle cost, before the measurement
     const loop = monitorEventLoopDelay({ resolution: 10 })
@@ -264,6 +264,7 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
       if (names[j] === '') continue
       for (let r = 0; r < R; r++) {
         if (Date.now() > stepDeadline) throw new Error('resolutions: step time limit reached')
+        if (inprocess) progress(`${n}: open files ${readdirSync('/proc/self/fd').length}, connections closed so far ${closedDuring + closed}`)
         const chosen: number[] = []
         for (let tries = 0; chosen.length < 2 && tries < 200; tries++) {
           const i = Math.floor(random() * n)
@@ -292,7 +293,7 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
         if (nb.length > 0) await timed('ping', a, async () => await net.nodes[a].client.ping(ids[pick(nb)], { timeoutMs }))
       }
       const last = samples.filter(s => s.kind === 'resolve').slice(-R)
-      progress(`${n}: name ${j + 1}/${K}: resolve ${last.map(s => s.ok ? Math.round(s.ms) : 'FAIL').join(' ')} ms${inprocess ? `; connections closed meanwhile: ${closed}` : ''}`)
+      progress(`${n}: name ${j + 1}/${K}: resolve ${last.map(s => s.ok ? Math.round(s.ms) : 'FAIL').join(' ')} ms${inprocess ? `; connections closed meanwhile: ${closed}, open files ${readdirSync('/proc/self/fd').length}` : ''}`)
       closedDuring += closed
       closed = 0
     }
@@ -408,7 +409,7 @@ async function main (): Promise<void> {
   const sizes = (process.env.BENCH_SIZES ?? '10,50,100,200,400,1000').split(',').map(s => Number(s.trim())).filter(x => Number.isInteger(x) && x >= 4).slice(0, 20)
   const processN = envInt('BENCH_PROCESS_N', 10, 0)
   const boundMs = envInt('BENCH_STEP_S', 900) * 1000
-  console.log(`names: ${new Date().toISOString()}; ${availableParallelism()} cores, ${f0(totalmem() / 2 ** 30)} GiB, node ${process.version}; degree ${envInt('BENCH_DEGREE', 3)}, ${envInt('BENCH_NAMES', 10)} names × ${envInt('BENCH_RESOLVERS', 5)} resolvers, settle ${envInt('BENCH_SETTLE_S', 10, 0)} s${process.env.BENCH_CONFIG != null ? `, config ${process.env.BENCH_CONFIG}` : ''}`)
+  console.log(`names: ${new Date().toISOString()}; ${availableParallelism()} cores, ${f0(totalmem() / 2 ** 30)} GiB, node ${process.version}; degree ${envInt('BENCH_DEGREE', 3)}, ${envInt('BENCH_NAMES', 10)} names × ${envInt('BENCH_RESOLVERS', 5)} resolvers, settle ${envInt('BENCH_SETTLE_S', 30, 0)} s${process.env.BENCH_CONFIG != null ? `, config ${process.env.BENCH_CONFIG}` : ''}`)
   const rows: string[] = []
   const steps: Array<[number, 'inprocess' | 'process']> = sizes.map(n => [n, 'inprocess'])
   if (processN > 0) steps.push([processN, 'process'])
