@@ -472,7 +472,12 @@ export class GroupsService implements Groups, Startable {
   private async discover (g: Group, max: number): Promise<void> {
     const devices = [...g.state.members.values()].flatMap(m => [...m.devices.keys()]).filter(d => d !== this.me)
     const others = devices.filter(d => this.c.connectionManager.getConnections(parsePeer(d)).length === 0).sort(() => Math.random() - 0.5).slice(0, max)
-    await Promise.all(others.map(async (d) => {
+    await this.dialAll(others)
+  }
+
+  /** Dials each device (found through the peer store or the DHT), 10 s each, at once; failures are left to the next round. */
+  private async dialAll (devices: string[]): Promise<void> {
+    await Promise.all(devices.map(async (d) => {
       const signal = AbortSignal.timeout(10_000)
       try {
         await ensureKnown(this.finder, parsePeer(d), signal)
@@ -486,14 +491,7 @@ export class GroupsService implements Groups, Startable {
     for (const g of [...this.groups.values()].slice(0, 32)) {
       const devices = [...g.state.members.values()].flatMap(m => [...m.devices.keys()]).filter(d => d !== this.me)
       const connected = devices.filter(d => this.c.connectionManager.getConnections(parsePeer(d)).length > 0)
-      const others = devices.filter(d => !connected.includes(d)).sort(() => Math.random() - 0.5).slice(0, connected.length === 0 ? 3 : 1)
-      await Promise.all(others.map(async (d) => {
-        const signal = AbortSignal.timeout(10_000)
-        try {
-          await ensureKnown(this.finder, parsePeer(d), signal)
-          await this.c.connectionManager.openConnection(parsePeer(d), { signal, priority: USER_DIAL_PRIORITY })
-        } catch {}
-      }))
+      await this.dialAll(devices.filter(d => !connected.includes(d)).sort(() => Math.random() - 0.5).slice(0, connected.length === 0 ? 3 : 1))
       const one = connected[Math.floor(Math.random() * connected.length)]
       if (one != null) await this.syncWith(g.id, one, AbortSignal.timeout(15_000)).catch(() => {})
       if (g.state.needsRekey && this.mine(g) != null) this.scheduleRekey(g)
