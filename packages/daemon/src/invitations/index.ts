@@ -51,6 +51,16 @@ const MAX_SENT = 10_000
 /** Refusals after which a sender stops trying: the receiver will never take it. */
 const FINAL: ErrorCode[] = ['E_BAD_SIGNATURE', 'E_NOT_ADDRESSED', 'E_EXPIRED', 'E_PROTOCOL', 'E_TOO_LARGE', 'E_CONFLICT', 'E_BAD_REQUEST']
 
+/** Whether a peer refused for good: one of `codes`, said by the peer itself (not a dial or a timeout of ours). */
+function refusedForGood (err: unknown, codes: ErrorCode[]): boolean {
+  return err instanceof P2posError && (err as { remote?: boolean }).remote === true && codes.includes(err.code)
+}
+
+/** When to try again after `tries` failures: 5 s doubling up to 5 minutes. */
+function nextTry (tries: number): number {
+  return Date.now() + Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(tries, 10))
+}
+
 export function invitations (init: InvitationsInit): (components: InvitationsComponents) => InvitationsService {
   return (components) => new InvitationsService(components, init)
 }
@@ -147,14 +157,13 @@ export class InvitationsService implements Startable {
       s.deliveredTo = peer
       this.init.log(`invitation ${s.inv.id} (${s.inv.app}) delivered to ${peer}`)
     } catch (err: any) {
-      const code = err instanceof P2posError ? err.code : undefined
-      if (code != null && FINAL.includes(code) && err.remote === true) {
+      if (refusedForGood(err, FINAL)) {
         s.state = 'refused'
-        s.error = `${code}: ${String(err.message)}`
+        s.error = `${String(err.code)}: ${String(err.message)}`
       } else {
         s.tries++
         s.error = String(err?.message ?? err)
-        s.next = Date.now() + Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(s.tries, 10))
+        s.next = nextTry(s.tries)
       }
     } finally {
       this.inFlight.delete(key)
@@ -172,12 +181,12 @@ export class InvitationsService implements Startable {
       await this.store.delete('answer', id)
       return
     } catch (err: any) {
-      if (err instanceof P2posError && (err as { remote?: boolean }).remote === true && FINAL.concat(['E_NOT_FOUND']).includes(err.code)) {
+      if (refusedForGood(err, [...FINAL, 'E_NOT_FOUND'])) {
         await this.store.delete('answer', id)
         return
       }
       a.tries++
-      a.next = Date.now() + Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(a.tries, 10))
+      a.next = nextTry(a.tries)
     } finally {
       this.inFlight.delete(key)
     }
