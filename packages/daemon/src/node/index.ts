@@ -68,7 +68,17 @@ function fastMsgId (msg: { from?: Uint8Array, seqno?: Uint8Array }): string {
 
 export async function createNode (config: Config, privateKey: PrivateKey, datastore: Datastore, networks: Networks, protocols: P2posProtocols, newest = new NewestSeqs()): Promise<P2posNode> {
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
-  if (config.mdns) peerDiscovery.push(mdns())
+  // a peer that mDNS found is handed to reach, which dials it at once (reach/index.ts: onLanPeer); peers
+  // other discoveries bring (the DHT's, whose addresses on a LAN or a testnet are private too) are not
+  let reachService: ReachService | undefined
+  if (config.mdns) {
+    const lan = mdns()
+    peerDiscovery.push((components) => {
+      const discovery = lan(components)
+      discovery.addEventListener('peer', (e) => { reachService?.onLanPeer(e.detail) })
+      return discovery
+    })
+  }
   if (config.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: config.bootstrap }))
 
   const services: Record<string, (components: any) => unknown> = {
@@ -100,7 +110,8 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
       // policy uses, author and seqno, and it enters the cache only once a copy passed the check
       fastMsgIdFn: fastMsgId
     }),
-    ...protocols
+    ...protocols,
+    reach: (components: any) => (reachService = protocols.reach(components))
   }
   if (config.relayService !== 'off') {
     // few reservations, but no per-circuit limit: stock relays cut a relayed connection after 2 minutes

@@ -80,6 +80,7 @@ export class ReachService implements Startable {
   private readonly punches: Array<{ peer: string, ok: boolean, started: boolean, addrs: string[], error?: string, ms: number, at: number }> = []
   private readonly puncher: HolePuncher
   private relayWatch?: ReturnType<typeof setInterval>
+  private running = false
 
   private readonly listeners: Array<() => void> = []
 
@@ -119,6 +120,7 @@ export class ReachService implements Startable {
 
   async start (): Promise<void> {
     const { connectionManager } = this.c
+    this.running = true
     await serveDialback(this.c)
     await this.puncher.start()
     this.on('peer:identify', (e) => { this.onIdentify(e.detail) })
@@ -128,13 +130,13 @@ export class ReachService implements Startable {
       if (connectionManager.getConnections(e.detail.remotePeer).length === 0) this.relayedSince.delete(e.detail.remotePeer.toString())
     })
     this.on('self:peer:update', () => { this.decide() })
-    this.on('peer:discovery', (e) => { this.onDiscovery(e.detail) })
     this.relayWatch = setInterval(() => { void this.keepARelay() }, RELAY_WATCH_MS)
     this.relayWatch.unref()
     this.decide()
   }
 
   async stop (): Promise<void> {
+    this.running = false
     clearInterval(this.relayWatch)
     for (const off of this.listeners.splice(0)) off()
     await this.c.registrar.unhandle(REACH_PROTOCOL)
@@ -170,9 +172,13 @@ export class ReachService implements Startable {
   /**
    * A peer found on the local network (mDNS) is dialled at once. mDNS answers only queries, so without
    * this the peer that started first would learn of the other only at its next query (10 s later).
-   * Peers with public addresses (from the DHT) are left to the connection manager.
+   * The node hands over mDNS's finds only (node/index.ts): peers the DHT names are left to the
+   * connection manager and the DHT — on a LAN or a testnet their addresses are private too, and dialling
+   * each of them took a testnet of 100 in-process daemons 268 dials a minute after it had converged.
+   * A peer with a public address is left to the connection manager too.
    */
-  private onDiscovery ({ id, multiaddrs: addrs }: PeerInfo): void {
+  onLanPeer ({ id, multiaddrs: addrs }: PeerInfo): void {
+    if (!this.running) return
     const { connectionManager } = this.c
     if (addrs.length === 0 || addrs.some(a => this.init.networks.isPublicAddr(a))) return
     if (connectionManager.getConnections(id).length > 0 || connectionManager.getConnections().length >= MAX_LAN_DIALS_AT) return
