@@ -230,27 +230,35 @@ export class Testnet {
 
   /** The pairs [dialer, dialed] connectAll() dials, by index. */
   edges (options: ConnectOptions = {}): Array<[number, number]> {
-    const n = this.nodes.length
-    const edges: Array<[number, number]> = []
-    if (options.degree == null && n <= STAR_MAX) {
-      for (let i = 1; i < n; i++) edges.push([i, 0])
-      return edges
-    }
-    const degree = Math.max(1, options.degree ?? 3)
-    const random = mulberry32(options.seed ?? 1)
-    for (let i = 1; i < n; i++) {
-      const picked = new Set<number>()
-      const want = Math.min(i, degree)
-      while (picked.size < want) picked.add(Math.floor(random() * i))
-      for (const j of picked) edges.push([i, j])
-    }
-    return edges
+    return graphEdges(this.nodes.length, options)
   }
 
   async stop (): Promise<void> {
     await Promise.all(this.nodes.map(async n => n.kill('SIGTERM')))
     await rm(this.root, { recursive: true, force: true })
   }
+}
+
+/**
+ * The pairs [dialer, dialed] that connectAll() dials among `n` daemons, by index: a star on the first
+ * up to STAR_MAX daemons without `degree`, else each daemon to `degree` random earlier ones (seeded).
+ * Exported for harnesses that spread daemons over several processes (bench/hosts.ts).
+ */
+export function graphEdges (n: number, options: ConnectOptions = {}): Array<[number, number]> {
+  const edges: Array<[number, number]> = []
+  if (options.degree == null && n <= STAR_MAX) {
+    for (let i = 1; i < n; i++) edges.push([i, 0])
+    return edges
+  }
+  const degree = Math.max(1, options.degree ?? 3)
+  const random = mulberry32(options.seed ?? 1)
+  for (let i = 1; i < n; i++) {
+    const picked = new Set<number>()
+    const want = Math.min(i, degree)
+    while (picked.size < want) picked.add(Math.floor(random() * i))
+    for (const j of picked) edges.push([i, j])
+  }
+  return edges
 }
 
 /** A small seeded PRNG (mulberry32): the same seed gives the same graph. */
@@ -282,6 +290,14 @@ export interface TestnetOptions {
   mode?: 'process' | 'inprocess'
   /** In-process mode: daemons starting at once (default 8). Processes all start at once. */
   concurrency?: number
+  /**
+   * In-process mode, false: libp2p's connection monitor of every daemon keeps a connection whose ping
+   * failed instead of aborting it (default true, as for real daemons). For benchmarks of hundreds of
+   * daemons in one process: every daemon pings all its connections at the same moment each minute, the
+   * shared event loop answers late, and the aborts and re-dials that follow keep the network busy
+   * (README.md, "What in-process daemons cost").
+   */
+  pingAbort?: boolean
 }
 
 /**
@@ -299,7 +315,10 @@ export async function startTestnet (n: number, config: Record<string, unknown> =
   }
   const net = new Testnet(root, nodes)
   try {
-    await pool(nodes, inprocess ? (options.concurrency ?? 8) : n, async d => await d.start())
+    await pool(nodes, inprocess ? (options.concurrency ?? 8) : n, async d => {
+      await d.start()
+      if (inprocess && options.pingAbort === false) ((d as InProcessDaemon).daemon!.node as any).components.connectionMonitor.abortConnectionOnPingFailure = false
+    })
   } catch (err) {
     await net.stop()
     throw err
