@@ -13,6 +13,8 @@
  *
  * Every wait is bounded (BENCH_STEP_S). Figures are printed as measured, one JSON line per N at the end.
  * Environment (defaults): BENCH_GROUP_SIZES=50,100,200 BENCH_JOIN_CONCURRENCY=8 BENCH_STEP_S=900
+ * BENCH_PING_ABORT=0 (default: libp2p's connection monitor keeps a connection whose ping failed — the
+ * testnet's pingAbort: false, since every in-process daemon pings at the same moment; 1: as real daemons)
  */
 import { performance } from 'node:perf_hooks'
 import { startTestnet, pool, CONNECT_ATTEMPTS, type InProcessDaemon } from '@p2pos/testnet'
@@ -42,7 +44,7 @@ async function waitAll (what: string, nodes: InProcessDaemon[], ok: (d: InProces
 
 async function one (n: number): Promise<Record<string, unknown>> {
   let t = performance.now()
-  const net = await startTestnet(n, {}, { mode: 'inprocess', concurrency: 8 })
+  const net = await startTestnet(n, {}, { mode: 'inprocess', concurrency: 8, pingAbort: process.env.BENCH_PING_ABORT === '1' })
   const nodes = net.nodes as InProcessDaemon[]
   try {
     const [admin, ...rest] = nodes
@@ -65,19 +67,22 @@ async function one (n: number): Promise<Record<string, unknown>> {
     t = performance.now()
     const { id } = await routes(admin)['groups.create']({ name: 'bench' }, ctx)
     let retries = 0
+    let joined = 0
+    const joinProgress = setInterval(() => { progress(`${n}: ${joined} of ${n - 1} joined after ${((performance.now() - t) / 1000).toFixed(0)} s (${retries} retried)`) }, 30_000)
     await pool(rest, envInt('BENCH_JOIN_CONCURRENCY', 8), async (d) => {
       // under load an invitation or a join may time out: up to 3 tries, counted
       for (let i = 0; ; i++) {
         try {
           const { code } = await routes(admin)['groups.invite']({ group: id, person: d.peerId }, ctx)
           await routes(d)['groups.join']({ code, timeoutMs: 120_000 }, ctx)
+          joined++
           return
         } catch (err: any) {
-          if (i >= 2 || err?.code === 'E_CONFLICT') { if (err?.code === 'E_CONFLICT') return; throw err }
+          if (i >= 2 || err?.code === 'E_CONFLICT') { if (err?.code === 'E_CONFLICT') { joined++; return } throw err }
           retries++
         }
       }
-    })
+    }).finally(() => { clearInterval(joinProgress) })
     const epochOf = async (d: InProcessDaemon): Promise<number> => (await routes(d)['groups.list']({}, ctx)).find((g: any) => g.id === id)?.epoch ?? -1
     await waitAll('everyone sees every member', nodes, async d => d.daemon!.groups.membersOf(id).length === n)
     await sleep(8000) // the rekeys of the joins settle
