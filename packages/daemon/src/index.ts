@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { unlink } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { createSocket } from 'node:dgram'
-import { LevelDatastore } from 'datastore-level'
+import { DaemonDatastore } from './node/datastore.ts'
 import { API_VERSION, LIMITS, SOFTWARE_VERSION, type NodeInfo } from '@p2pos/api'
 import { loadConfig, defaultHome, type Config } from './config.ts'
 import { ensureHome, writeSecretFile } from './core/files.ts'
@@ -56,7 +56,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   const socketPath = join(home, 'api.sock')
   const networks = new Networks(config.publicNetworks)
   const listen = await portsOrAny(config.listen)
-  const datastore = new LevelDatastore(join(home, 'datastore'))
+  const datastore = new DaemonDatastore(join(home, 'datastore'))
   await datastore.open()
 
   // the core: tokens, event sessions (the event bus) and the apps, which need no network
