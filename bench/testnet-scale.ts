@@ -16,6 +16,8 @@
  *
  * Environment (defaults): BENCH_SIZES=10,50,100,200,400 BENCH_DEGREE=3 BENCH_START_CONCURRENCY=8
  * BENCH_SETTLE_S=5 BENCH_PAIRS=5 BENCH_STEP_S=600 BENCH_HEAP_MB=16384 (the child's --max-old-space-size)
+ * BENCH_PING_ABORT=1 (libp2p's connection monitor aborts a connection whose ping failed, as in real
+ * daemons; by default it does not: the testnet's pingAbort: false, packages/testnet/README.md says why)
  */
 import { spawn } from 'node:child_process'
 import { readdirSync } from 'node:fs'
@@ -64,7 +66,7 @@ async function step (n: number): Promise<void> {
   const baseFds = fdCount()
 
   let t = performance.now()
-  const net = await startTestnet(n, {}, { mode: 'inprocess', concurrency: envInt('BENCH_START_CONCURRENCY', 8) })
+  const net = await startTestnet(n, {}, { mode: 'inprocess', concurrency: envInt('BENCH_START_CONCURRENCY', 8), pingAbort: process.env.BENCH_PING_ABORT === '1' })
   const startMs = performance.now() - t
   progress(`${n}: started in ${(startMs / 1000).toFixed(1)} s`)
   try {
