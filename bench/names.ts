@@ -384,6 +384,7 @@ async function main (): Promise<void> {
     const { result: r, error } = await runStep(n, mode, boundMs)
     if (r != null) {
       rows.push(row(r))
+      console.log(rows[rows.length - 1]) // at once: a later step that is cut short must not lose this one
       console.log(JSON.stringify({ ...r, samples: undefined, failed: r.samples.filter(s => !s.ok).map(s => `${s.kind}: ${s.error ?? ''}`), stepMs: performance.now() - t }))
     }
     if (error != null) {
