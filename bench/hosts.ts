@@ -109,15 +109,15 @@ export async function runOp (d: TestDaemon, op: OpName, a: Record<string, any>, 
 }
 
 /** A dial from daemon `from` to `addr`, retried as Testnet.connectAll does (CONNECT_ATTEMPTS, 1, 2, then 4 s apart). */
-export async function dialWithRetries (d: TestDaemon, addr: string, onRetry: (why: string) => void): Promise<void> {
+export async function dialWithRetries (d: TestDaemon, addr: string, onRetry: (why: string) => void, attempts = CONNECT_ATTEMPTS, maxPauseMs = 4000): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       await d.client.connectPeer(addr)
       return
     } catch (err: any) {
-      if (attempt === CONNECT_ATTEMPTS) throw err
+      if (attempt >= attempts) throw err
       onRetry(String(err?.message ?? err).replace(/12D3Koo\w+/g, '…').replace(/\d+/g, 'N').slice(0, 120))
-      await new Promise(resolve => setTimeout(resolve, Math.min(1000 * 2 ** (attempt - 1), 4000) + Math.random() * 500))
+      await new Promise(resolve => setTimeout(resolve, Math.min(1000 * 2 ** (attempt - 1), maxPauseMs) + Math.random() * 500))
     }
   }
 }
@@ -203,11 +203,12 @@ export class HostedTestnet {
   }
 
   /** Connects the daemons as Testnet.connectAll({ degree }) does; every host dials its own daemons' edges at once, `concurrency` each. */
-  async connectAll (options: ConnectOptions = {}, timeoutMs = 1_800_000): Promise<{ dials: number, retries: number, errors: Record<string, number> }> {
+  /** `attempts` and `maxPauseMs` (default CONNECT_ATTEMPTS and 4 s, as Testnet.connectAll): a refused dial is retried, 1, 2, 4 … s apart up to maxPauseMs. */
+  async connectAll (options: ConnectOptions & { attempts?: number, maxPauseMs?: number } = {}, timeoutMs = 1_800_000): Promise<{ dials: number, retries: number, errors: Record<string, number> }> {
     const edges = this.edges(options)
     const byHost = this.hosts.map(() => [] as Array<[number, string, string]>)
     for (const [a, b] of edges) byHost[this.nodes[a].host].push([this.nodes[a].local, this.nodes[b].addr, `node${a} to node${b}`])
-    const outs = await Promise.all(this.hosts.map(async (x, k) => await x.request('connect', { edges: byHost[k], concurrency: options.concurrency ?? 16 }, timeoutMs)))
+    const outs = await Promise.all(this.hosts.map(async (x, k) => await x.request('connect', { edges: byHost[k], concurrency: options.concurrency ?? 16, attempts: options.attempts, maxPauseMs: options.maxPauseMs }, timeoutMs)))
     const errors: Record<string, number> = {}
     for (const o of outs) for (const [k, v] of Object.entries(o.errors as Record<string, number>)) errors[k] = (errors[k] ?? 0) + v
     return { dials: edges.length, retries: outs.reduce((s, o) => s + (o.retries as number), 0), errors }
@@ -276,7 +277,7 @@ async function host (k: number, count: number): Promise<void> {
         let retries = 0
         await pool(cmd.edges as Array<[number, string, string]>, cmd.concurrency as number, async ([local, addr, what]) => {
           try {
-            await dialWithRetries(nodes[local], addr, (why) => { retries++; errors[why] = (errors[why] ?? 0) + 1 })
+            await dialWithRetries(nodes[local], addr, (why) => { retries++; errors[why] = (errors[why] ?? 0) + 1 }, cmd.attempts ?? CONNECT_ATTEMPTS, cmd.maxPauseMs ?? 4000)
           } catch (err: any) {
             throw new Error(`connecting ${what}: ${err?.message ?? String(err)}`)
           }

@@ -27,7 +27,8 @@
  *
  * Environment (defaults): BENCH_SIZES=10,50,100,200,400,1000 BENCH_PROCESS_N=10 (0: none)
  * BENCH_DEGREE=3 BENCH_SETTLE_S=30 (convergence after connecting takes 10–20 s) BENCH_NAMES=10 BENCH_RESOLVERS=5 BENCH_TIMEOUT_S=30 (per call)
- * BENCH_STEP_S=900 BENCH_START_CONCURRENCY=8 BENCH_CONNECT_CONCURRENCY=16 (connectAll's dials in flight) BENCH_VERBOSE=1 (every call)
+ * BENCH_STEP_S=900 BENCH_START_CONCURRENCY=8 BENCH_CONNECT_CONCURRENCY=16 (connectAll's dials in flight, per host)
+ * BENCH_CONNECT_ATTEMPTS=6 BENCH_CONNECT_PAUSE_S=4 (a refused dial is retried 1, 2, 4 … s apart up to this) BENCH_VERBOSE=1 (every call)
  * BENCH_HOSTS=ceil(N/250) (host processes of the in-process daemons) BENCH_NOFILE (raise each host's
  * limit on open files to this, with prlimit: root) BENCH_PING_ABORT=1 (in-process: libp2p's connection
  * monitor aborts a connection whose ping failed, as in real daemons; by default it does not — the
@@ -91,7 +92,7 @@ function progress (line: string): void {
 interface BenchNet {
   ids: string[]
   edges: (options: { degree: number }) => Array<[number, number]>
-  connectAll: (options: { degree: number, concurrency: number }) => Promise<{ dials: number, retries: number }>
+  connectAll: (options: { degree: number, concurrency: number, attempts?: number, maxPauseMs?: number }) => Promise<{ dials: number, retries: number }>
   op: (i: number, op: OpName, a: Record<string, unknown>, timeoutMs: number) => Promise<OpResult>
   /** in-process only (null: daemon processes) */
   stats: (options?: { gc?: boolean }) => Promise<HostStats[] | null>
@@ -158,7 +159,11 @@ async function step (n: number, mode: 'inprocess' | 'process'): Promise<void> {
     const degree = envInt('BENCH_DEGREE', 3)
     await net.stats() // resets the hosts' CPU and loop counters
     t = performance.now()
-    const connect = await net.connectAll({ degree, concurrency: envInt('BENCH_CONNECT_CONCURRENCY', 16) })
+    const connect = await net.connectAll({ degree, concurrency: envInt('BENCH_CONNECT_CONCURRENCY', 16), attempts: envInt('BENCH_CONNECT_ATTEMPTS', 6), maxPauseMs: envInt('BENCH_CONNECT_PAUSE_S', 4) * 1000 }).catch((err: any) => {
+      const st = String(err?.message ?? err).split('\n')
+      progress(`${n}: connectAll failed after ${((performance.now() - t) / 1000).toFixed(1)} s: ${st.slice(0, 2).join(' ').slice(0, 400)}`)
+      throw new Error(`connectAll: ${st[0].slice(0, 300)}`)
+    })
     const connectMs = performance.now() - t
     const cs = await net.stats()
     const connectCpuPct = cs == null ? undefined : sum(cs.map(h => h.cpuPct))
