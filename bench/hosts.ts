@@ -262,14 +262,14 @@ async function host (k: number, count: number): Promise<void> {
   let t0 = performance.now()
   const loop = monitorEventLoopDelay({ resolution: 10 })
   loop.enable()
-  let stopped = false
-  const stop = async (): Promise<number> => {
-    if (stopped) return 0
-    stopped = true
+  // one stop, however it is asked for (the 'stop' command, or stdin closing while that is under way):
+  // both wait for it, so the host never exits before its daemons' homes are removed
+  let stopping: Promise<number> | undefined
+  const stop = async (): Promise<number> => await (stopping ??= (async () => {
     const t = performance.now()
     await net.stop()
     return performance.now() - t
-  }
+  })())
   serveCommands({ host: k, daemons: nodes.map(d => ({ peerId: d.peerId, addr: d.addr })) }, async (cmd) => {
     switch (cmd.cmd) {
       case 'connect': {
