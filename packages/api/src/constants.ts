@@ -55,6 +55,12 @@ export const CHANNEL_UPGRADE = 'p2pos-channel'
 export const LIMITS = {
   /** Largest JSON request body of a method call. */
   requestBodyBytes: 1024 * 1024,
+  /**
+   * Time for a request's headers, and separately for a call's whole body, to arrive (E_REQUEST_TIMEOUT,
+   * HTTP 408). A local client sends both in well under a millisecond; the limit only stops a client
+   * that would hold a connection by sending nothing.
+   */
+  requestTimeoutMs: 10_000,
   /** Largest payload of one MSG frame (the message itself, without its 5-byte header). */
   messageBytes: 1024 * 1024,
   /** Largest payload of one DATA frame. */
