@@ -148,8 +148,9 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     { name: 'node', start: async () => { await node.start(); await people.afterStart(); await groups.afterStart() }, stop: async () => { await node.stop() } },
     peers,
     pubsub,
-    sessions,
+    // stopped before the API, so an event session's last line (session.closed) still reaches its client
     localApi,
+    sessions,
     apps,
     {
       name: 'api.json',
