@@ -77,6 +77,11 @@ export const LIMITS = {
   acceptTimeoutMs: 10_000,
   /** Default time allowed to reach a peer and its app when opening a channel. */
   openTimeoutMs: 15_000,
+  /**
+   * Most inbound channels (waiting to be accepted or open) one remote peer may hold at this daemon, over
+   * all apps and services; more are refused with E_LIMIT (each holds a socket here and at the app).
+   */
+  channelsPerPeer: 128,
   /** Most event sessions one token may hold open. */
   sessionsPerToken: 64,
   /** Most buffered events per session before the session is closed as too slow (E_SLOW_CONSUMER). */
