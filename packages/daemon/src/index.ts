@@ -145,7 +145,8 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   const lifecycle = new Lifecycle([
     { name: 'datastore', stop: async () => { await datastore.close() } },
     tokens,
-    { name: 'node', start: async () => { await node.start(); await people.afterStart(); await groups.afterStart() }, stop: async () => { await node.stop() } },
+    // node.start() also runs every libp2p service's afterStart (people/ and groups/ subscribe there)
+    { name: 'node', start: async () => { await node.start() }, stop: async () => { await node.stop() } },
     peers,
     pubsub,
     // stopped before the API, so an event session's last line (session.closed) still reaches its client
