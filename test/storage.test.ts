@@ -22,6 +22,7 @@ import { importer } from 'ipfs-unixfs-importer'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
+import { Level } from 'level'
 import { P2posError, type P2pos } from '@p2pos/sdk'
 import { startTestnet, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
 import { until } from '../packages/testnet/src/wait.ts'
@@ -225,6 +226,45 @@ describe('storage between real daemons', () => {
     await rejects(put, 'E_CONFLICT', 'path')
     assert.ok(appended)
     assert.equal((await a.client.ls()).length, before)
+  })
+
+  it('a block corrupted on a holder\'s disk is neither served nor used; the get completes from another holder', async () => {
+    const data = randomBytes(800_000)
+    const f = join(dir, 'rotting.bin')
+    await writeFile(f, data)
+    const p = await json(a, ['put', f, '--replicas', '2'])
+    assert.deepEqual([...p.replicas].sort(), [b.peerId, c.peerId].sort())
+    await a.kill('SIGTERM')
+    await c.kill('SIGTERM')
+    await b.kill('SIGTERM')
+    try {
+      // one full chunk of the file rots on b's disk
+      const db = new Level<string, Uint8Array>(join(b.home, 'blocks'), { valueEncoding: 'view' })
+      await db.open()
+      let rotted = 0
+      for await (const [key, value] of db.iterator()) {
+        if (value.byteLength === 262_144 && rotted === 0) { await db.put(key, randomBytes(value.byteLength)); rotted++ }
+      }
+      await db.close()
+      assert.equal(rotted, 1)
+      await b.start()
+      await b.client.connectPeer(d.addr)
+      // b alone holds it now: the rotten block is not passed on, so d gets nothing rather than wrong bytes
+      const err = await rejects(d.client.get(p.cid, join(dir, 'rotten'), { timeoutMs: 3000 }), 'E_TIMEOUT')
+      assert.match(err.message, /no computer that holds/)
+      await assert.rejects(readFile(join(dir, 'rotten')), { code: 'ENOENT' }, 'nothing half-written is left')
+      await c.start()
+      for (const x of [b, d]) await c.client.connectPeer(x.addr)
+      assert.ok((await catAll(d.client, p.cid, 30_000)).equals(data), 'from c, and from b what is intact')
+      // b found its copy damaged and fetches the block again from c
+      assert.ok((await catAll(b.client, p.cid, 30_000)).equals(data))
+    } finally {
+      if (b.process?.exitCode != null) await b.start()
+      if (c.process?.exitCode != null) await c.start()
+      await a.start()
+      for (const x of [a, b, c]) await reconnect(x)
+    }
+    await json(a, ['rm', p.cid])
   })
 
   it('a peer that serves corrupt blocks over Bitswap cannot poison a get: it completes from an honest holder', async () => {

@@ -65,8 +65,8 @@ export async function matches (cid: CID, bytes: Uint8Array): Promise<boolean> {
 
 /**
  * A blockstore that hashes every block it reads (storage.md §2): bytes that no longer match their CID
- * (disk corruption) are deleted and reported as absent, so they are neither served to a peer nor
- * exported, and the next read fetches the block again from a peer. Writes are not checked here: blocks
+ * (disk corruption) are deleted and reported as absent (`has` checks too), so they are neither served to
+ * a peer nor exported, and the next read fetches the block again from a peer. Writes are not checked here: blocks
  * come from the importer, which hashed them, or from Bitswap, which named them by their hash.
  */
 export class VerifyingBlockstore extends BaseBlockstore {
@@ -78,20 +78,34 @@ export class VerifyingBlockstore extends BaseBlockstore {
     this.child = child
   }
 
-  async has (cid: CID, options?: AbortOptions): Promise<boolean> { return await this.child.has(cid, options) }
+  /** Whether the block is here *and intact*: so a corrupt block is fetched again rather than trusted. */
+  async has (cid: CID, options?: AbortOptions): Promise<boolean> {
+    if (!await this.child.has(cid, options)) return false
+    try {
+      await this.verified(cid, options)
+      return true
+    } catch (err: any) {
+      if (err?.name === 'NotFoundError') return false
+      throw err
+    }
+  }
 
   async put (cid: CID, bytes: Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options?: AbortOptions): Promise<CID> {
     return await this.child.put(cid, bytes instanceof Uint8Array ? bytes : await collect(bytes), options)
   }
 
   async * get (cid: CID, options?: AbortOptions): AsyncGenerator<Uint8Array> {
+    yield await this.verified(cid, options)
+  }
+
+  private async verified (cid: CID, options?: AbortOptions): Promise<Uint8Array> {
     const bytes = await collect(this.child.get(cid, options) as AsyncIterable<Uint8Array>)
     if (!await matches(cid, bytes)) {
       this.corrupt++
       try { await this.child.delete(cid, options) } catch {}
       throw new NotFoundError(`block ${cid.toString()} was corrupt on disk and is deleted`)
     }
-    yield bytes
+    return bytes
   }
 
   async delete (cid: CID, options?: AbortOptions): Promise<void> { await this.child.delete(cid, options) }
