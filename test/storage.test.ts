@@ -23,6 +23,9 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { Level } from 'level'
+import { byteStream } from '@libp2p/utils'
+import { STORAGE_PROTOCOL } from '@p2pos/api'
+import { encodeJson, readJson } from '../packages/daemon/src/wire/framing.ts'
 import { P2posError, type P2pos } from '@p2pos/sdk'
 import { startTestnet, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
 import { until } from '../packages/testnet/src/wait.ts'
@@ -187,6 +190,8 @@ describe('storage between real daemons', () => {
     const r = await d.cli(['cat', p.cid])
     assert.equal(r.code, 0, r.stderr)
     assert.equal(r.stdout, 'roses are red\n'.repeat(1000))
+    // d kept no copy (a cache, swept): fetched again at once, from the same holder, it still comes
+    for (let i = 0; i < 2; i++) assert.equal((await catAll(d.client, p.cid, 4000)).toString(), 'roses are red\n'.repeat(1000))
     // a directory cannot be cat
     await rejects(d.client.cat(tree.cid), 'E_BAD_REQUEST', 'cid')
 
@@ -314,5 +319,56 @@ describe('storage between real daemons', () => {
       await a.start()
       await reconnect(a)
     }
+  })
+  it('a peer speaking the holder protocol from the spec gets stable refusals for bad requests; the holder stores nothing and goes on', async () => {
+    const f = join(dir, 'claimed-small.bin')
+    await writeFile(f, randomBytes(400_000))
+    const own = await json(a, ['put', f])
+    const peer = await createLibp2p({
+      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      services: { identify: identify() }
+    })
+    const ask = async (body: Uint8Array): Promise<any> => {
+      const stream = await peer.dialProtocol(multiaddr(b.addr), STORAGE_PROTOCOL)
+      const bs = byteStream(stream)
+      await bs.write(body)
+      const reply = await readJson<any>(bs, AbortSignal.timeout(60_000), 4096)
+      await stream.close().catch(() => {})
+      return reply
+    }
+    try {
+      const before = await b.client.storageStatus()
+      assert.ok(before.quota > 0)
+      assert.equal((await ask(encodeJson({ type: 'hold', cid: 'nope', size: 1 }))).error.code, 'E_BAD_REQUEST')
+      assert.equal((await ask(encodeJson({ type: 'hold', cid: own.cid, size: -1 }))).error.code, 'E_BAD_REQUEST')
+      assert.equal((await ask(encodeJson({ type: 'hold', cid: own.cid, size: '12' }))).error.code, 'E_BAD_REQUEST')
+      assert.equal((await ask(encodeJson({ type: 'hold', cid: own.cid, size: before.quota + 1 }))).error.code, 'E_NO_SPACE')
+      assert.equal((await ask(encodeJson({ type: 'steal' }))).error.code, 'E_PROTOCOL')
+      const notJson = new Uint8Array([0, 0, 0, 3, 0x7b, 0x7b, 0x7b])
+      assert.equal((await ask(notJson)).error.code, 'E_PROTOCOL')
+      const tooLong = new Uint8Array(4 + 5000)
+      new DataView(tooLong.buffer).setUint32(0, 5000)
+      assert.equal((await ask(tooLong)).error.code, 'E_PROTOCOL')
+      assert.deepEqual(await ask(encodeJson({ type: 'release', cid: own.cid })), { ok: true, released: false })
+      // content that is larger than announced: b fetches it from a, stops past the announced size, keeps nothing
+      await peer.dial(multiaddr(a.addr))
+      const lie = await ask(encodeJson({ type: 'hold', cid: own.cid, size: 1000 }))
+      assert.equal(lie.error.code, 'E_TOO_LARGE')
+      const after = await b.client.storageStatus()
+      assert.equal(after.used, before.used)
+      assert.equal(after.heldForOthers, before.heldForOthers)
+      // an honest ask from the same peer is taken: it becomes the owner of that holding
+      const ok = await ask(encodeJson({ type: 'hold', cid: own.cid, size: own.size }))
+      assert.deepEqual(ok, { ok: true, size: own.size })
+      assert.equal((await b.client.storageStatus()).heldForOthers, before.heldForOthers + 1)
+      assert.deepEqual(await ask(encodeJson({ type: 'release', cid: own.cid })), { ok: true, released: true })
+      assert.equal((await b.client.storageStatus()).used, before.used)
+    } finally {
+      await peer.stop()
+    }
+    await json(a, ['rm', own.cid])
   })
 })

@@ -9,9 +9,8 @@ const USAGE = 'p2pos put PATH [--replicas N] [--timeout MS] [--json]'
  * N other computers confirmed holding it. A progress bar on a terminal.
  */
 export async function run (argv: string[]): Promise<number> {
-  const { values, positionals } = args(argv, { replicas: { type: 'string', short: 'r' }, timeout: { type: 'string' }, to: { type: 'string' } }, USAGE)
+  const { values, positionals } = args(argv, { replicas: { type: 'string', short: 'r' }, timeout: { type: 'string' } }, USAGE)
   if (positionals.length !== 1) throw new UsageError(`wrong arguments\nusage: ${USAGE}`)
-  if (values.to != null) throw new UsageError('--to (selective sharing) is not available yet: everything put is public')
   const replicas = values.replicas != null ? Number(values.replicas) : 0
   if (!Number.isInteger(replicas) || replicas < 0) throw new UsageError(`--replicas must be a whole number\nusage: ${USAGE}`)
   const timeoutMs = values.timeout != null ? Number(values.timeout) : undefined

@@ -112,6 +112,9 @@ export class StorageService implements Startable {
   private reserved = 0
   private timer: NodeJS.Timeout | undefined
   private readonly holding = new Map<string, Promise<number>>()
+  /** `<cid>/<owner>` of holds being fetched, and of those their owner released meanwhile (not recorded when done). */
+  private readonly pending = new Set<string>()
+  private readonly withdrawn = new Set<string>()
 
   constructor (components: StorageComponents, init: StorageInit) {
     this.c = components
@@ -158,7 +161,10 @@ export class StorageService implements Startable {
       datastore: this.init.datastore as any,
       routers: [router],
       blockBrokers: [(components: any) => {
-        const bitswap = createBitswap(components, { runOnLimitedConnections: true })
+        // doNotResendBlockWindow 0: @helia/bitswap 3's client never sends cancels, so a server that keeps
+        // a block it sent as "sent" for 5 s ignores the same peer wanting it again — which a peer does
+        // after a sweep deleted its cached copy, or when a holder retries a fetch (test/storage.test.ts)
+        const bitswap = createBitswap(components, { runOnLimitedConnections: true, doNotResendBlockWindow: 0 })
         return {
           name: 'bitswap',
           start: async () => { await bitswap.start() },
@@ -406,6 +412,8 @@ export class StorageService implements Startable {
           onConfirm(confirmed.length)
           this.init.log(`storage: ${peer} holds ${cidText(root)}`)
         } catch (err) {
+          // a holder that did not refuse may still finish the fetch after we gave up: it is told to let go
+          if ((err as { remote?: boolean })?.remote !== true) void this.request(peer, { type: 'release', cid: cidText(root) }, AbortSignal.timeout(30_000)).catch(() => {})
           refused.push({ peer, code: signal.aborted ? 'E_TIMEOUT' : errorCode(err) })
           this.init.log(`storage: ${peer} did not take ${cidText(root)}: ${String((err as Error)?.message ?? err)}`)
         }
@@ -473,6 +481,17 @@ export class StorageService implements Startable {
     const extra = this.store.isHeld(text) || running != null ? 0 : size
     const free = quota - this.store.used() - this.reserved
     if (extra > free) throw new P2posError('E_NO_SPACE', `this computer has ${Math.max(0, free)} of its ${quota} bytes free; ${size} asked`)
+    const key = `${text}/${owner}`
+    this.pending.add(key)
+    try {
+      return await this.holdNow(cid, text, size, owner, running)
+    } finally {
+      this.pending.delete(key)
+      this.withdrawn.delete(key)
+    }
+  }
+
+  private async holdNow (cid: CID, text: string, size: number, owner: string, running: Promise<number> | undefined): Promise<number> {
     let got: number
     if (this.store.isHeld(text)) {
       got = [...this.store.held.values()].find(h => h.cid === text)!.size
@@ -488,6 +507,10 @@ export class StorageService implements Startable {
         this.reserved -= size
         this.holding.delete(text)
       }
+    }
+    if (this.withdrawn.has(`${text}/${owner}`)) {
+      if (!this.store.isHeld(text) && !this.store.own.has(text)) void this.sweep()
+      throw new P2posError('E_ABORTED', `${owner} released ${text} while it was being fetched`)
     }
     await this.store.putHolding({ cid: text, owner, size: got, since: Date.now() })
     this.announce(cid)
@@ -523,6 +546,7 @@ export class StorageService implements Startable {
   private async release (cidValue: unknown, owner: PeerId): Promise<boolean> {
     if (typeof cidValue !== 'string') throw new P2posError('E_BAD_REQUEST', 'cid must be a string')
     const text = cidText(parseCid(cidValue))
+    if (this.pending.has(`${text}/${owner.toString()}`)) this.withdrawn.add(`${text}/${owner.toString()}`)
     const released = await this.store.deleteHolding(text, owner.toString())
     if (released) {
       this.init.log(`storage: released ${text} for ${owner.toString()}`)
