@@ -20,6 +20,7 @@ import { LevelBlockstore } from 'blockstore-level'
 import { Helia } from '@helia/utils'
 import { createBitswap } from '@helia/bitswap'
 import { importer, type ImportCandidate } from 'ipfs-unixfs-importer'
+import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
 import { exporter, recursive, type UnixFSEntry } from 'ipfs-unixfs-exporter'
 import { LIMITS, P2posError, STORAGE_PROTOCOL, isErrorCode, type ErrorCode, type StorageItem, type StorageStatus } from '@p2pos/api'
 import type { EventBus } from '../core/events.ts'
@@ -82,6 +83,25 @@ class IdleSignal {
     if (this.signal.aborted && this.signal.reason instanceof P2posError) return this.signal.reason
     return err
   }
+}
+
+/**
+ * Works around @helia/bitswap 3.2: a want whose block arrived stays in its want list, marked cancelled,
+ * until the next debounced send (10 ms, much longer on a busy machine); a new want of the same block in
+ * that window joins the cancelled entry and is never sent, so it waits forever. That happens whenever a
+ * block is fetched again right after a sweep deleted the cached copy (a second `cat`). The entry is made
+ * a live want again, not yet sent to any peer. Reaches into the library's want list; does nothing if its
+ * shape changed.
+ */
+function reviveCancelledWant (bitswap: unknown, cid: CID): void {
+  // wants: a Map; peers: a PeerMap (@libp2p/peer-collections) of the keys sent to each peer
+  const wantList = (bitswap as { wantList?: { wants?: Map<string, { cancel?: boolean }>, peers?: { values?: () => Iterable<unknown> } } }).wantList
+  if (typeof wantList?.wants?.get !== 'function' || typeof wantList.peers?.values !== 'function') return
+  const key = uint8ArrayToString(cid.multihash.bytes, 'base64')
+  const entry = wantList.wants.get(key)
+  if (entry?.cancel !== true) return
+  entry.cancel = false
+  for (const sent of wantList.peers.values()) if (sent instanceof Set) sent.delete(key)
 }
 
 function shuffle<T> (a: T[]): T[] {
@@ -169,7 +189,10 @@ export class StorageService implements Startable {
           name: 'bitswap',
           start: async () => { await bitswap.start() },
           stop: async () => { await bitswap.stop() },
-          retrieve: async (cid: CID, options: any) => await bitswap.want(cid, options),
+          retrieve: async (cid: CID, options: any) => {
+            reviveCancelledWant(bitswap, cid)
+            return await bitswap.want(cid, options)
+          },
           announce: async (cid: CID, options: any) => { await bitswap.notify(cid, options) }
         }
       }]
