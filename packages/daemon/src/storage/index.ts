@@ -17,11 +17,12 @@ import { start as startAll, stop as stopAll } from '@libp2p/interface'
 import type { Datastore } from 'interface-datastore'
 import type { CID } from 'multiformats/cid'
 import { LevelBlockstore } from 'blockstore-level'
-import { Helia } from '@helia/utils'
-import { createBitswap } from '@helia/bitswap'
-import { importer, type ImportCandidate } from 'ipfs-unixfs-importer'
+// Helia, Bitswap and the UnixFS importer/exporter are loaded when first needed (they double the daemon's
+// module loading time): Bitswap in the background once the node runs, the others on a put or a get
+import type { Helia } from '@helia/utils'
+import type { ImportCandidate } from 'ipfs-unixfs-importer'
+import type { UnixFSEntry } from 'ipfs-unixfs-exporter'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
-import { exporter, recursive, type UnixFSEntry } from 'ipfs-unixfs-exporter'
 import { LIMITS, P2posError, STORAGE_PROTOCOL, isErrorCode, type ErrorCode, type StorageItem, type StorageStatus } from '@p2pos/api'
 import type { EventBus } from '../core/events.ts'
 import type { RouteTable } from '../core/routes.ts'
@@ -124,6 +125,8 @@ export class StorageService implements Startable {
   /** The blockstore every read goes through: each block hashed (storage.md §2). */
   readonly blocks: VerifyingBlockstore
   private helia?: Helia<any>
+  /** The Helia core being started (afterStart); what needs the network waits for it. */
+  private ready?: Promise<Helia<any>>
   /** Puts, holds and gets running: a sweep waits until none is. */
   private busy = 0
   private sweepWanted = false
@@ -162,10 +165,19 @@ export class StorageService implements Startable {
     return this.init.node().contentRouting as any
   }
 
-  /** After the node started: the Helia core (Bitswap, DHT routing) on the node, and the offer announced. */
+  /**
+   * After the node started: the Helia core (Bitswap, DHT routing) on the node, and the offer announced —
+   * in the background, so the daemon's start does not wait for their modules to load.
+   */
   async afterStart (): Promise<void> {
     // libp2p calls it as a service's hook, and index.ts once more after node.start(): once is enough
-    if (this.helia != null) return
+    if (this.ready != null) return
+    this.ready = this.startNetwork()
+    this.ready.catch((err) => { this.init.log(`storage: Bitswap did not start: ${String(err?.message ?? err)}`) })
+  }
+
+  private async startNetwork (): Promise<Helia<any>> {
+    const [{ Helia }, { createBitswap }] = await Promise.all([import('@helia/utils'), import('@helia/bitswap')])
     const node = this.init.node()
     const routing = this.routing
     const router = {
@@ -175,7 +187,7 @@ export class StorageService implements Startable {
         for await (const p of routing.findProviders(cid, options)) yield { ...p, routing: 'libp2p-kad-dht' }
       }
     }
-    this.helia = new Helia({
+    const helia = new Helia({
       libp2p: node,
       blockstore: this.blocks,
       datastore: this.init.datastore as any,
@@ -197,13 +209,16 @@ export class StorageService implements Startable {
         }
       }]
     })
-    await startAll(this.helia.blockstore, this.helia.routing)
+    await startAll(helia.blockstore, helia.routing)
+    this.helia = helia
     if (this.store.quota > 0) this.announceOffer()
     this.timer = setInterval(() => { if (this.store.quota > 0) this.announceOffer() }, REANNOUNCE_MS)
     this.timer.unref()
+    return helia
   }
 
   async stop (): Promise<void> {
+    await this.ready?.catch(() => {})
     clearInterval(this.timer)
     await this.c.registrar.unhandle(STORAGE_PROTOCOL)
     if (this.helia != null) await stopAll(this.helia.blockstore, this.helia.routing).catch(() => {})
@@ -211,9 +226,10 @@ export class StorageService implements Startable {
     await this.level.close()
   }
 
-  private get net (): Helia<any> {
-    if (this.helia == null) throw new P2posError('E_NOT_RUNNING', 'storage is not started')
-    return this.helia
+  /** The Helia core, once started. */
+  private async net (): Promise<Helia<any>> {
+    if (this.ready == null) throw new P2posError('E_NOT_RUNNING', 'storage is not started')
+    return await this.ready
   }
 
   private announceOffer (): void {
@@ -372,6 +388,7 @@ export class StorageService implements Startable {
       }
     })()
     let root: CID | undefined
+    const { importer } = await import('ipfs-unixfs-importer')
     for await (const entry of importer(source, this.blocks, { wrapWithDirectory: isDir })) root = entry.cid
     if (root == null) {
       // an empty directory: the importer has nothing to wrap
@@ -548,7 +565,7 @@ export class StorageService implements Startable {
     let ok = false
     try {
       let bytes = 0
-      const { size } = await walkDag(this.net.blockstore, cid, {
+      const { size } = await walkDag((await this.net()).blockstore, cid, {
         signal: idle.signal,
         onBlock: (_cid, block) => {
           idle.touch()
@@ -598,12 +615,13 @@ export class StorageService implements Startable {
     const tmp = join(dirname(path), `.${basename(path)}.p2pos-${randomBytes(4).toString('hex')}.partial`)
     await this.begin()
     try {
-      const entry = await exporter(cid, this.net.blockstore, { signal: idle.signal })
+      const [{ exporter, recursive }, net] = await Promise.all([import('ipfs-unixfs-exporter'), this.net()])
+      const entry = await exporter(cid, net.blockstore, { signal: idle.signal })
       let size = 0
       const type = entry.type === 'directory' ? 'directory' : 'file'
       if (entry.type === 'directory') {
         await mkdir(tmp)
-        for await (const e of recursive(cid, this.net.blockstore, { signal: idle.signal })) {
+        for await (const e of recursive(cid, net.blockstore, { signal: idle.signal })) {
           idle.touch()
           const rel = e.path.split('/').slice(1).join('/')
           if (rel === '') continue
@@ -661,7 +679,8 @@ export class StorageService implements Startable {
     const idle = new IdleSignal(timeoutMs, () => this.timeoutError(cid, timeoutMs))
     await this.begin()
     try {
-      const entry = await exporter(cid, this.net.blockstore, { signal: idle.signal })
+      const [{ exporter }, net] = await Promise.all([import('ipfs-unixfs-exporter'), this.net()])
+      const entry = await exporter(cid, net.blockstore, { signal: idle.signal })
       if (entry.type === 'directory') throw new P2posError('E_BAD_REQUEST', `${cidText(cid)} is a directory: use get`, { field: 'cid' })
       if (entry.type !== 'file' && entry.type !== 'raw' && entry.type !== 'identity') throw new P2posError('E_BAD_REQUEST', `${cidText(cid)} is not a UnixFS file`, { field: 'cid' })
       for await (const chunk of entry.content({ signal: idle.signal }) as AsyncIterable<Uint8Array>) {
