@@ -24,6 +24,9 @@ export const INVITE_PROTOCOL = '/p2pos/invite/1.0.0'
 
 export const SERVICES_PROTOCOL = '/p2pos/services/1.0.0'
 
+/** Storage: asking a computer that offered space to hold content, and releasing it (wire.md §11, storage.md). */
+export const STORAGE_PROTOCOL = '/p2pos/storage/1.0.0'
+
 /** Groups: membership log replication, joining by invitation (wire.md §10, groups.md). */
 export const GROUP_PROTOCOL = '/p2pos/group/1.0.0'
 
@@ -92,7 +95,13 @@ export const LIMITS = {
   invitationTtlMs: 7 * 24 * 3600_000,
   invitationTtlMaxMs: 30 * 24 * 3600_000,
   /** Most invitations one person may have waiting (undecided) at another's computer. */
-  invitationsPendingPerSender: 64
+  invitationsPendingPerSender: 64,
+  /** Most replicas one put may ask for (storage.md §5). */
+  storageReplicas: 16,
+  /** Default time a get waits for a computer that holds the content (storage.md §3). */
+  storageGetTimeoutMs: 60_000,
+  /** Default time a put waits for its replicas (storage.md §5). */
+  storagePutTimeoutMs: 300_000
 } as const
 
 /**

@@ -182,6 +182,10 @@ export class LocalApi {
       }
     }
     const result = (await this.dispatch(method, params, { principal })) ?? null
+    if ('bytes' in spec && spec.bytes) {
+      await sendBytes(res, result as AsyncIterable<Uint8Array>)
+      return
+    }
     if (this.c.checkResults && 'result' in spec) {
       try {
         check(spec.result, JSON.parse(JSON.stringify(result)), `the result of ${method}`, 'field')
@@ -288,6 +292,35 @@ function corsHeaders (req: IncomingMessage, res: ServerResponse): void {
   if (req.headers.origin != null) {
     res.setHeader('access-control-allow-origin', req.headers.origin)
     res.setHeader('vary', 'origin')
+  }
+}
+
+/**
+ * A bytes method's result (local-api.md §3): the first chunk is awaited before the status line, so an
+ * error found before any byte is an ordinary error response; one after it cuts the chunked body short
+ * (the client sees the response end without its last chunk), never a body that looks complete.
+ */
+async function sendBytes (res: ServerResponse, body: AsyncIterable<Uint8Array>): Promise<void> {
+  const it = body[Symbol.asyncIterator]()
+  let next = await it.next()
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store' })
+  try {
+    while (next.done !== true) {
+      if (!res.write(next.value)) {
+        await new Promise<void>((resolve, reject) => {
+          const done = (err?: Error): void => { res.off('drain', onDrain); res.off('close', onClose); if (err == null) resolve(); else reject(err) }
+          const onDrain = (): void => { done() }
+          const onClose = (): void => { done(new Error('the client went away')) }
+          res.on('drain', onDrain)
+          res.on('close', onClose)
+        })
+      }
+      next = await it.next()
+    }
+    res.end()
+  } catch (err) {
+    await it.return?.().catch(() => {})
+    res.destroy(err as Error)
   }
 }
 
