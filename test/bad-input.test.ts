@@ -52,6 +52,37 @@ describe('bad input', () => {
     }
   })
 
+  it('wants a JSON object with its Content-Type as a call\'s body', async () => {
+    for (const body of ['null', '42', '"x"', 'true']) {
+      const r = await post('/v0/call/node.info', body)
+      assert.equal(r.json?.error?.code, 'E_BAD_REQUEST', `${body} → ${JSON.stringify(r.json)}`)
+      assert.equal(r.status, 400)
+    }
+    const as = async (type: string | undefined): Promise<{ status: number, json: any }> => await rawRequest(api, {
+      path: '/v0/call/node.info', headers: { authorization: `Bearer ${token}`, ...(type == null ? {} : { 'content-type': type }) }, body: '{}'
+    })
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', undefined]) {
+      const r = await as(type)
+      assert.equal(r.status, 415, `${type ?? 'no Content-Type'} → ${JSON.stringify(r.json)}`)
+      assert.equal(r.json?.error?.code, 'E_UNSUPPORTED_MEDIA_TYPE')
+    }
+    assert.equal((await as('application/json; charset=utf-8')).status, 200)
+    // an empty body needs no type: it means no parameters
+    assert.equal((await rawRequest(api, { path: '/v0/call/node.info', headers: { authorization: `Bearer ${token}` } })).status, 200)
+  })
+
+  it('answers 408 to a request whose headers or body stop coming, and keeps serving', async () => {
+    const [headers, body] = await Promise.all([
+      rawSocket(api, 'POST /v0/call/node.info HTTP/1.1\r\nHost: localhost\r\n', LIMITS.requestTimeoutMs + 5000),
+      rawSocket(api, `POST /v0/call/node.info HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a"`, LIMITS.requestTimeoutMs + 5000)
+    ])
+    assert.match(headers, /^HTTP\/1\.1 408 /, headers)
+    assert.match(headers, /E_REQUEST_TIMEOUT/)
+    assert.match(body, /^HTTP\/1\.1 408 /, body)
+    assert.match(body, /E_REQUEST_TIMEOUT/)
+    assert.equal((await net.nodes[0].client.info()).peerId, net.nodes[0].peerId)
+  })
+
   it('refuses an oversized body and keeps serving', async () => {
     const big = Buffer.alloc(LIMITS.requestBodyBytes + 10, 'a')
     const r = await post('/v0/call/node.info', big).catch((err: any) => ({ status: 0, json: { error: { code: err.code } } }))

@@ -4,9 +4,13 @@
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFile } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startTestnet, type Testnet } from '../packages/testnet/src/index.ts'
+import { randomBytes } from 'node:crypto'
+import { startTestnet, CLI, NODE, type Testnet } from '../packages/testnet/src/index.ts'
+import { until, within } from '../packages/testnet/src/wait.ts'
 
 describe('restart after SIGKILL', () => {
   let net: Testnet
@@ -40,10 +44,62 @@ describe('restart after SIGKILL', () => {
     assert.equal(r.code, 0, r.stderr)
   })
 
-  it('stops cleanly on SIGTERM and removes its api.json', async () => {
+  it('SIGKILL of the receiving daemon mid-file: listen exits non-zero, says why, and leaves no file behind', async () => {
+    const [a, b] = net.nodes
+    await a.client.connectPeer(b.addr)
+    const dir = await mkdtemp(join(tmpdir(), 'p2pos-kill-'))
+    try {
+      const out = join(dir, 'inbox')
+      const file = join(dir, 'big.bin')
+      await writeFile(file, randomBytes(100 * 1024 * 1024))
+      const listener = spawn(NODE, [CLI, 'listen', 'org.test.kill', '--out', out], { env: { ...process.env, P2POS_HOME: b.home }, stdio: ['ignore', 'pipe', 'pipe'] })
+      let stderr = ''
+      listener.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
+      const exited = new Promise<number | null>(resolve => listener.once('exit', code => resolve(code)))
+      await until('listen to register', () => stderr.includes('listening as app'))
+      const sender = spawn(NODE, [CLI, 'send', b.peerId, 'org.test.kill', '--file', file], { env: { ...process.env, P2POS_HOME: a.home }, stdio: ['ignore', 'pipe', 'pipe'] })
+      let sendErr = ''
+      sender.stderr!.on('data', (d: Buffer) => { sendErr += d.toString() })
+      const sent = new Promise<number | null>(resolve => sender.once('exit', code => resolve(code)))
+      let killed = false
+      try {
+        // kill once part of the file is on b's disk
+        await until('part of the file arrived', async () => {
+          const names = await readdir(out).catch(() => [] as string[])
+          for (const n of names) {
+            const { size } = await stat(join(out, n))
+            if (size > 10 * 1024 * 1024) return true
+          }
+          return false
+        }, 60_000).catch((err: Error) => { throw new Error(`${err.message}; listen: ${stderr}; send: ${sendErr}`) })
+        await b.kill('SIGKILL')
+        killed = true
+        const code = await within(20_000, 'listen to exit after its daemon was killed', exited)
+        assert.equal(code, 3, `listen exited ${code}: ${stderr}`)
+        assert.match(stderr, /the daemon went away.*\[E_DAEMON_NOT_RUNNING\]/)
+        assert.deepEqual(await readdir(out), [], 'no file, partial or whole, under any name')
+        assert.notEqual(await within(60_000, 'send to exit', sent), 0, 'the sender was not acknowledged')
+      } finally {
+        listener.kill('SIGKILL')
+        sender.kill('SIGKILL')
+        if (killed) await b.start()
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('stops cleanly on SIGTERM and removes its api.json; a listening client is told it stopped', async () => {
     const [, b] = net.nodes
+    const listener = spawn(NODE, [CLI, 'listen', 'org.test.stop'], { env: { ...process.env, P2POS_HOME: b.home }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    listener.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
+    const exited = new Promise<number | null>(resolve => listener.once('exit', code => resolve(code)))
+    await until('listen to register', () => stderr.includes('listening as app'))
     const code = await b.kill('SIGTERM')
     assert.equal(code, 0)
+    assert.equal(await within(20_000, 'listen to exit', exited), 3, stderr)
+    assert.match(stderr, /the daemon is stopping \[E_NOT_RUNNING\]/)
     await assert.rejects(readFile(join(b.home, 'api.json')), { code: 'ENOENT' })
   })
 })

@@ -24,7 +24,8 @@ export function apiJsonSchema (): unknown {
       ...(spec.result != null ? { result: `#/$defs/${name}.result` } : {}),
       ...(spec.grant != null ? { grant: spec.grant } : {}),
       ...(spec.upgrade != null ? { upgrade: `/v${API_VERSION}${spec.upgrade}` } : {}),
-      ...(spec.actingDefault === true ? { actingDefault: true } : {})
+      ...(spec.actingDefault === true ? { actingDefault: true } : {}),
+      ...(spec.bytes === true ? { bytes: true } : {})
     }
   }
   defs.config = ConfigFileSchema
@@ -33,6 +34,7 @@ export function apiJsonSchema (): unknown {
     $schema: 'https://json-schema.org/draft/2020-12/schema',
     title: `p2pos local API v${API_VERSION}`,
     description: 'Parameters and results of every method (docs/spec/local-api.md §5) and config.json (§10). ' +
+      'x-methods[…].bytes: the result is the response body as bytes (application/octet-stream), not JSON. ' +
       'Formats utf8-max-N and base64-max-N: at most N UTF-8 bytes / N decoded bytes. x-error: the error code a failure of that field gets.',
     'x-methods': methods,
     $defs: defs

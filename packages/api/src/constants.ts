@@ -24,6 +24,9 @@ export const INVITE_PROTOCOL = '/p2pos/invite/1.0.0'
 
 export const SERVICES_PROTOCOL = '/p2pos/services/1.0.0'
 
+/** Storage: asking a computer that offered space to hold content, and releasing it (wire.md §11, storage.md). */
+export const STORAGE_PROTOCOL = '/p2pos/storage/1.0.0'
+
 /** Groups: membership log replication, joining by invitation (wire.md §10, groups.md). */
 export const GROUP_PROTOCOL = '/p2pos/group/1.0.0'
 
@@ -55,6 +58,12 @@ export const CHANNEL_UPGRADE = 'p2pos-channel'
 export const LIMITS = {
   /** Largest JSON request body of a method call. */
   requestBodyBytes: 1024 * 1024,
+  /**
+   * Time for a request's headers, and separately for a call's whole body, to arrive (E_REQUEST_TIMEOUT,
+   * HTTP 408). A local client sends both in well under a millisecond; the limit only stops a client
+   * that would hold a connection by sending nothing.
+   */
+  requestTimeoutMs: 10_000,
   /** Largest payload of one MSG frame (the message itself, without its 5-byte header). */
   messageBytes: 1024 * 1024,
   /** Largest payload of one DATA frame. */
@@ -71,6 +80,11 @@ export const LIMITS = {
   acceptTimeoutMs: 10_000,
   /** Default time allowed to reach a peer and its app when opening a channel. */
   openTimeoutMs: 15_000,
+  /**
+   * Most inbound channels (waiting to be accepted or open) one remote peer may hold at this daemon, over
+   * all apps and services; more are refused with E_LIMIT (each holds a socket here and at the app).
+   */
+  channelsPerPeer: 128,
   /** Most event sessions one token may hold open. */
   sessionsPerToken: 64,
   /** Most buffered events per session before the session is closed as too slow (E_SLOW_CONSUMER). */
@@ -81,7 +95,13 @@ export const LIMITS = {
   invitationTtlMs: 7 * 24 * 3600_000,
   invitationTtlMaxMs: 30 * 24 * 3600_000,
   /** Most invitations one person may have waiting (undecided) at another's computer. */
-  invitationsPendingPerSender: 64
+  invitationsPendingPerSender: 64,
+  /** Most replicas one put may ask for (storage.md §5). */
+  storageReplicas: 16,
+  /** Default time a get waits for a computer that holds the content (storage.md §3). */
+  storageGetTimeoutMs: 60_000,
+  /** Default time a put waits for its replicas (storage.md §5). */
+  storagePutTimeoutMs: 300_000
 } as const
 
 /**

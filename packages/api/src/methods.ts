@@ -39,6 +39,11 @@ export interface MethodSpec {
   grant?: Grant
   upgrade?: string
   actingDefault?: boolean
+  /**
+   * The result is a byte stream, not JSON: the response body is `application/octet-stream`
+   * (local-api.md §3, "Byte results").
+   */
+  bytes?: boolean
 }
 
 /** The app id a service call made with the admin token (the CLI) names as its caller when it names none. */
@@ -206,6 +211,26 @@ export const GroupMemberSchema = Type.Object({
   online: Type.Boolean({ description: 'one of its computers is connected now (always true for this computer\'s own person)' })
 })
 
+export const StorageStatusSchema = Type.Object({
+  quota: Type.Integer({ description: 'bytes offered to hold for other computers (0: no offer)' }),
+  used: Type.Integer({ description: 'bytes held for other computers (never more than quota)' }),
+  ownBytes: Type.Integer({ description: 'bytes of this computer\'s own content' }),
+  heldForOthers: Type.Integer({ description: 'how many (content, owner) holdings are kept for other computers' }),
+  items: Type.Integer({ description: 'how many items of its own this computer has (storage.ls)' })
+})
+
+export const StorageItemSchema = Type.Object({
+  cid: Str,
+  name: Type.String({ description: 'the file or directory name it was put from' }),
+  size: Type.Integer({ description: 'bytes of all its blocks (storage.md §1)' }),
+  type: OneOf('file', 'directory'),
+  replicas: Type.Array(Str, { description: 'the computers that confirmed holding it' }),
+  created: Str
+})
+
+const Cid = () => Type.String({ minLength: 1, maxLength: 256, description: 'a CID (v0 Qm… or v1, any multibase)' })
+const AbsPath = (description: string) => Utf8(4096, { minLength: 1, description })
+
 export const TokenInfoSchema = Type.Object({ token: Type.String({ description: 'the first 8 characters and …' }), apps: Type.Array(Str), label: Str, created: Str })
 
 // ---- parameters ----
@@ -298,6 +323,30 @@ export const METHODS = {
   'groups.leave': { perm: 'admin', params: Obj({ group: GroupRef() }), result: Type.Object({ id: Str }) },
   'groups.subscribe': { perm: 'app', params: Obj({ session, app: Name(), group: GroupRef() }), result: Type.Object({ group: Str }) },
   'groups.publish': { perm: 'app', params: Obj({ app: Name(), group: GroupRef(), data: Base64(LIMITS.pubsubBytes) }), result: Type.Object({ epoch: Type.Integer(), recipients: Type.Integer() }) },
+  'storage.offer': {
+    perm: 'admin',
+    params: Obj({ bytes: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'bytes this computer holds for others at most; 0 withdraws' }) }),
+    result: Type.Intersect([StorageStatusSchema, Type.Object({ released: Type.Integer({ description: 'holdings released to fit the new quota' }) })])
+  },
+  'storage.status': { perm: 'read', params: none, result: StorageStatusSchema },
+  'storage.put': {
+    perm: 'admin',
+    params: Obj({
+      path: AbsPath('an absolute path of a file or directory the daemon can read'),
+      replicas: Type.Optional(Int(LIMITS.storageReplicas, 0, { description: 'other computers that must confirm holding it (default 0)' })),
+      timeoutMs: Type.Optional(Int(3600_000, 1, { description: `milliseconds for the replicas (default ${LIMITS.storagePutTimeoutMs})` })),
+      op: Type.Optional(Type.String({ maxLength: 64, description: 'an id of the caller\'s choosing: storage.progress events name it' }))
+    }),
+    result: Type.Object({ cid: Str, size: Type.Integer(), replicas: Type.Array(Str) })
+  },
+  'storage.get': {
+    perm: 'admin',
+    params: Obj({ cid: Cid(), path: AbsPath('an absolute path that does not exist yet: the file or directory is written there'), timeoutMs: timeout(3600_000) }),
+    result: Type.Object({ cid: Str, size: Type.Integer({ description: 'bytes of file content written' }), path: Str, type: OneOf('file', 'directory') })
+  },
+  'storage.cat': { perm: 'read', bytes: true, params: Obj({ cid: Cid(), timeoutMs: timeout(3600_000) }) },
+  'storage.ls': { perm: 'read', params: none, result: Type.Array(StorageItemSchema) },
+  'storage.rm': { perm: 'admin', params: Obj({ cid: Cid(), timeoutMs: timeout(300_000) }), result: Type.Object({ cid: Str, released: Type.Array(Str) }) },
   'channels.open': { perm: 'app', upgrade: '/channels/open', params: Obj({ peer: PeerRef(), app: Name(), timeoutMs: openTimeout }) },
   'channels.accept': { perm: 'owner', upgrade: '/channels/accept', params: Obj({ channel: Type.String({ maxLength: 64 }) }) },
   'services.connect': {
@@ -313,6 +362,9 @@ export type MethodName = keyof typeof METHODS
 
 /** The methods that turn the app's connection into a channel. */
 export type UpgradeMethod = { [M in MethodName]: (typeof METHODS)[M] extends { upgrade: string } ? M : never }[MethodName]
+
+/** The methods whose result is a byte stream (MethodSpec.bytes). */
+export type BytesMethod = { [M in MethodName]: (typeof METHODS)[M] extends { bytes: true } ? M : never }[MethodName]
 
 /** A method's parameters. */
 export type Params<M extends MethodName> = Static<(typeof METHODS)[M]['params']>
@@ -349,12 +401,14 @@ export type AppInfo = Static<typeof AppInfoSchema>
 export type ServiceInfo = Static<typeof ServiceInfoSchema>
 export type Invitation = Static<typeof InvitationSchema>
 export type SentInvitation = Static<typeof SentInvitationSchema>
+export type StorageStatus = Static<typeof StorageStatusSchema>
+export type StorageItem = Static<typeof StorageItemSchema>
 
 /** Event names pushed on an event session (local-api.md §Events). */
 export type EventName =
   | 'session' | 'app.state' | 'service.incoming' | 'peer.connected' | 'peer.disconnected' | 'channel.incoming' | 'channel.opened'
   | 'channel.closed' | 'reachability.changed' | 'pubsub.message' | 'session.closed'
   | 'invitation.received' | 'invitation.accepted' | 'invitation.declined' | 'invitation.answered'
-  | 'group.message' | 'group.changed'
+  | 'group.message' | 'group.changed' | 'storage.progress'
 
 export interface ApiEvent { event: EventName, data: Record<string, unknown> }

@@ -26,7 +26,13 @@ const VERBS: Record<string, () => Promise<{ run: (argv: string[]) => Promise<num
   accept: async () => await import('./commands/accept.ts'),
   decline: async () => await import('./commands/decline.ts'),
   invite: async () => await import('./commands/invite.ts'),
-  group: async () => await import('./commands/group.ts')
+  group: async () => await import('./commands/group.ts'),
+  storage: async () => await import('./commands/storage.ts'),
+  put: async () => await import('./commands/put.ts'),
+  get: async () => await import('./commands/get.ts'),
+  cat: async () => await import('./commands/cat.ts'),
+  ls: async () => await import('./commands/ls.ts'),
+  rm: async () => await import('./commands/rm.ts')
 }
 
 const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; default ~/.p2pos)
@@ -54,6 +60,10 @@ const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; de
   invite PERSON APPID [--context JSON] [--ttl SECONDS]   invite a person to an app (delivered when they are online)
   group create NAME | invite GROUP PERSON [--role R] | join CODE | members GROUP | remove GROUP PERSON | leave GROUP | list
                                   peer groups: a shared membership log, a group key, no server
+  storage offer SIZE | status     contributed disk: what this computer holds for others (0 withdraws)
+  put PATH [--replicas N]         store a file or directory (public, by CID); exits 0 once N others hold it
+  get CID [-o PATH] | cat CID     fetch content from here or any holder (every block checked)
+  ls | rm CID                     own items; rm releases their replicas
 PEER arguments take a peer id, a name (LABEL.SUFFIX) or a petname.`
 
 async function main (): Promise<number> {

@@ -23,6 +23,7 @@ export async function client (): Promise<P2pos> {
 /** Exit codes (README §CLI): 0 ok, 1 other error, 2 usage, 3 daemon not running, 4 peer, 5 app or service, 6 bad manifest, 7 not permitted. */
 const EXIT: Partial<Record<ErrorCode, number>> = {
   E_DAEMON_NOT_RUNNING: 3,
+  E_NOT_RUNNING: 3,
   E_UNKNOWN_PEER: 4,
   E_PEER_UNREACHABLE: 4,
   E_INVALID_PEER: 4,

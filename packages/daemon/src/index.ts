@@ -31,6 +31,7 @@ import { resolvingPeers } from './people/refs.ts'
 import { GROUP_INVITATION_APP, groups as groupsProtocol, type GroupsService } from './groups/index.ts'
 import { NewestSeqs } from './people/records.ts'
 import { invitations as invitationsProtocol } from './invitations/index.ts'
+import { storage as storageProtocol } from './storage/index.ts'
 import { AppService } from './apps/index.ts'
 import { ServiceRegistry } from './services/registry.ts'
 import { servicesProtocol } from './services/protocol.ts'
@@ -93,6 +94,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
         inbox: async (person, context, ttlMs) => await node.services.invitations.send(person, GROUP_INVITATION_APP, context, { ttlMs }),
         log
       }),
+      storage: storageProtocol({ home, datastore, node: () => node, events: sessions, log }),
       reach: reach({
         networks,
         dialPort: dialPortFor(listen),
@@ -124,6 +126,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     ...people.routes,
     ...invitations.routes,
     ...groups.routes,
+    ...node.services.storage.routes,
     // every PEER parameter may be a name or a petname: resolved here, once, before these handlers run
     ...resolvingPeers(people, { ...peers.routes, ...dht.routes, ...servicesService.routes, ...channelService.routes })
   }
@@ -145,11 +148,13 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   const lifecycle = new Lifecycle([
     { name: 'datastore', stop: async () => { await datastore.close() } },
     tokens,
-    { name: 'node', start: async () => { await node.start(); await people.afterStart(); await groups.afterStart() }, stop: async () => { await node.stop() } },
+    // node.start() also runs every libp2p service's afterStart (people/ and groups/ subscribe there)
+    { name: 'node', start: async () => { await node.start() }, stop: async () => { await node.stop() } },
     peers,
     pubsub,
-    sessions,
+    // stopped before the API, so an event session's last line (session.closed) still reaches its client
     localApi,
+    sessions,
     apps,
     {
       name: 'api.json',

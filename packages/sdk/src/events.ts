@@ -35,6 +35,7 @@ export class EventSession extends EventEmitter<{ event: [ApiEvent], close: [Erro
           return
         }
         let buf = ''
+        let goodbye: string | undefined
         res.setEncoding('utf8')
         res.on('data', (chunk: string) => {
           buf += chunk
@@ -45,6 +46,7 @@ export class EventSession extends EventEmitter<{ event: [ApiEvent], close: [Erro
             if (line === '') continue
             let ev: ApiEvent
             try { ev = JSON.parse(line) } catch { continue }
+            if (ev.event === 'session.closed') goodbye = String((ev.data as { code?: unknown }).code ?? '')
             if (ev.event === 'session' && this.id === '') {
               this.id = String(ev.data.session)
               resolve()
@@ -52,7 +54,8 @@ export class EventSession extends EventEmitter<{ event: [ApiEvent], close: [Erro
             this.emit('event', ev)
           }
         })
-        res.on('close', () => this.finish())
+        // ended by the daemon: say why (the client's own close() finished it already)
+        res.on('close', () => { this.finish(whyClosed(goodbye, res.complete)) })
       })
       req.end('{}')
     })
@@ -79,9 +82,10 @@ export class EventSession extends EventEmitter<{ event: [ApiEvent], close: [Erro
     }
   }
 
+  /** Closes the session from this side: 'close' is emitted without an error. */
   close (): void {
-    this.req?.destroy()
     this.finish()
+    this.req?.destroy()
   }
 
   private finish (err?: Error): void {
@@ -89,4 +93,13 @@ export class EventSession extends EventEmitter<{ event: [ApiEvent], close: [Erro
     this.closed = true
     this.emit('close', err)
   }
+}
+
+/** Why the daemon ended a session: its `session.closed` code, or that it went away (local-api.md §6). */
+function whyClosed (code: string | undefined, complete: boolean): P2posError {
+  if (code === 'E_SLOW_CONSUMER') return new P2posError('E_SLOW_CONSUMER', 'the daemon closed the event session: this client fell too far behind reading its events')
+  if (code === 'E_NOT_RUNNING') return new P2posError('E_NOT_RUNNING', 'the daemon is stopping')
+  return new P2posError('E_DAEMON_NOT_RUNNING', complete
+    ? 'the daemon ended the event session'
+    : 'the daemon went away: its event session broke off (was it killed?)')
 }

@@ -8,11 +8,12 @@
  *   await ch.send('hello')                        // resolves once the remote app acknowledged it
  */
 import {
-  LIMITS, P2posError, type ApiEvent, type AppInfo, type MethodName, type NodeInfo, type ReachReport, type PeerConnection,
+  LIMITS, P2posError, type ApiEvent, type BytesMethod, type AppInfo, type MethodName, type NodeInfo, type ReachReport, type PeerConnection,
   type Params, type PingResult, type Result, type ServiceInfo, defaultHome
 } from '@p2pos/api'
 import { Channel, channelFromUpgrade } from './channel.ts'
 import { EventSession } from './events.ts'
+import type { IncomingMessage as IncomingHttp } from 'node:http'
 import { connectionError, endpointFromHome, httpRequest, readAll, upgrade, type Endpoint } from './transport.ts'
 
 export * from '@p2pos/api'
@@ -328,6 +329,79 @@ export class P2pos {
   }
 
   async leaveGroup (group: string, options?: CallOptions): Promise<Result<'groups.leave'>> { return await this.call('groups.leave', { group }, options) }
+
+  // ---- storage (storage.md): contributed disk, content by CID, replicas ----
+
+  /** Offers `bytes` of this computer's disk to hold other computers' content (0 withdraws). */
+  async storageOffer (bytes: number, options?: CallOptions): Promise<Result<'storage.offer'>> { return await this.call('storage.offer', { bytes }, options) }
+  async storageStatus (options?: CallOptions): Promise<Result<'storage.status'>> { return await this.call('storage.status', {}, options) }
+
+  /**
+   * Puts a file or directory (an absolute path the daemon can read) and resolves once `replicas` other
+   * computers confirmed holding it. `onProgress` gets the daemon's `storage.progress` events.
+   */
+  async put (path: string, options: CallOptions & { replicas?: number, timeoutMs?: number, onProgress?: (p: Record<string, unknown>) => void } = {}): Promise<Result<'storage.put'>> {
+    let session: EventSession | undefined
+    let op: string | undefined
+    if (options.onProgress != null) {
+      session = await this.events(options)
+      op = `put-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
+      const onProgress = options.onProgress
+      session.on('event', (ev: ApiEvent) => { if (ev.event === 'storage.progress' && ev.data.op === op) onProgress(ev.data) })
+    }
+    try {
+      return await this.call('storage.put', { path, replicas: options.replicas, timeoutMs: options.timeoutMs, op }, options)
+    } finally {
+      session?.close()
+    }
+  }
+
+  /** Writes the content under `cid` to `path` (absolute, not existing yet), fetching it from holders if needed. */
+  async get (cid: string, path: string, options?: CallOptions & { timeoutMs?: number }): Promise<Result<'storage.get'>> {
+    return await this.call('storage.get', { cid, path, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  /** The bytes of the file under `cid`, as they arrive. */
+  async cat (cid: string, options?: CallOptions & { timeoutMs?: number }): Promise<AsyncIterable<Uint8Array>> {
+    return await this.callBytes('storage.cat', { cid, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  async ls (options?: CallOptions): Promise<Result<'storage.ls'>> { return await this.call('storage.ls', {}, options) }
+  /** Forgets an item of this computer; its replicas are asked to release it. */
+  async rm (cid: string, options?: CallOptions & { timeoutMs?: number }): Promise<Result<'storage.rm'>> {
+    return await this.call('storage.rm', { cid, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  /**
+   * Calls a method whose result is bytes (local-api.md §3): resolves once the daemon started answering
+   * (an error before that rejects with its code); the bytes then arrive as they come. A stream the daemon
+   * cut short rejects the iteration (E_PROTOCOL), so a truncated result never looks complete.
+   */
+  async callBytes<M extends BytesMethod> (method: M, params: Params<M>, options: CallOptions = {}): Promise<AsyncIterable<Uint8Array>> {
+    const body = JSON.stringify(params)
+    const res = await new Promise<IncomingHttp>((resolve, reject) => {
+      const req = httpRequest(this.endpoint, 'POST', `/call/${method}`, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }, false)
+      const onAbort = (): void => { req.destroy(); reject(new P2posError('E_ABORTED', `${method} aborted`)) }
+      options.signal?.addEventListener('abort', onAbort, { once: true })
+      req.on('error', (err) => { reject(connectionError(this.endpoint, err)) })
+      req.on('response', (res) => {
+        options.signal?.removeEventListener('abort', onAbort)
+        if (res.statusCode === 200) { resolve(res); return }
+        readAll(res).then((buf) => {
+          try { reject(P2posError.from(JSON.parse(buf.toString('utf8')).error)) } catch { reject(new P2posError('E_PROTOCOL', `HTTP ${res.statusCode}: not JSON`)) }
+        }, reject)
+      })
+      req.end(body)
+    })
+    return (async function * () {
+      try {
+        for await (const chunk of res) yield chunk as Uint8Array
+      } catch (err: any) {
+        throw new P2posError('E_PROTOCOL', `${method}: the daemon ended the bytes early (${String(err?.message ?? err)})`)
+      }
+      if (!res.complete) throw new P2posError('E_PROTOCOL', `${method}: the daemon ended the bytes early`)
+    })()
+  }
 
   /** Sends `data` to the group's members, sealed with the group key, for `app`. */
   async publishToGroup (app: string, group: string, data: Uint8Array | string, options?: CallOptions): Promise<Result<'groups.publish'>> {

@@ -46,13 +46,15 @@ export async function run (argv: string[]): Promise<number> {
   })
   listener.onerror = (err) => process.stderr.write(`p2pos: could not accept a channel: ${err.message}\n`)
   if (!json) process.stderr.write(`listening as app ${app}; Ctrl-C to stop\n`)
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve)
-    process.once('SIGTERM', resolve)
-    listener.session.once('close', () => resolve())
+  // Ctrl-C ends it well; the daemon stopping or vanishing ends it with that error (exit 3)
+  const ended = await new Promise<Error | undefined>((resolve) => {
+    process.once('SIGINT', () => resolve(undefined))
+    process.once('SIGTERM', () => resolve(undefined))
+    listener.session.once('close', (err) => resolve(err ?? new P2posError('E_DAEMON_NOT_RUNNING', 'the daemon ended the event session')))
   })
   stopping.abort()
   await Promise.allSettled(receiving)
   listener.close()
+  if (ended != null) throw ended
   return 0
 }

@@ -60,6 +60,8 @@ export class ChannelService implements Startable {
   private readonly finder: PeerFinder
   private readonly pending = new Map<string, Pending>()
   private readonly live = new Map<string, { destroy: () => void }>()
+  /** Inbound channels per remote peer, pending or open (LIMITS.channelsPerPeer). */
+  private readonly inboundFrom = new Map<string, number>()
 
   constructor (components: ChannelComponents, init: ChannelInit) {
     this.c = components
@@ -75,7 +77,13 @@ export class ChannelService implements Startable {
         this.init.log(`inbound channel from ${connection.remotePeer.toString()} failed: ${err.message}`)
         stream.abort(err)
       })
-    }, { runOnLimitedConnection: true, maxInboundStreams: 1024 })
+    }, {
+      runOnLimitedConnection: true,
+      // libp2p's own per-connection caps (default 32 in, 64 out) sit above LIMITS.channelsPerPeer, which
+      // onInbound enforces per peer with a clear E_LIMIT instead of a bare stream reset
+      maxInboundStreams: 2 * LIMITS.channelsPerPeer,
+      maxOutboundStreams: 2 * LIMITS.channelsPerPeer
+    })
   }
 
   async stop (): Promise<void> {
@@ -204,6 +212,16 @@ export class ChannelService implements Startable {
 
   private async onInbound (stream: Stream, connection: Connection): Promise<void> {
     const peer = connection.remotePeer.toString()
+    const held = this.inboundFrom.get(peer) ?? 0
+    if (held >= LIMITS.channelsPerPeer) {
+      await refuse(stream, 'E_LIMIT', `this peer already holds ${held} channels here (at most ${LIMITS.channelsPerPeer})`); return
+    }
+    this.inboundFrom.set(peer, held + 1)
+    stream.addEventListener('close', () => {
+      const n = (this.inboundFrom.get(peer) ?? 1) - 1
+      if (n <= 0) this.inboundFrom.delete(peer)
+      else this.inboundFrom.set(peer, n)
+    }, { once: true })
     const bs = byteStream(stream)
     const hello = await readJson<Hello>(bs, AbortSignal.timeout(LIMITS.acceptTimeoutMs))
     const raw = bs.unwrap()

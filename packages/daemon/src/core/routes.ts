@@ -5,7 +5,7 @@
  * No handler checks a permission or a parameter: `authorise` and the table's schema did, before it ran.
  */
 import type { Socket } from 'node:net'
-import type { MethodName, Params, Result, UpgradeMethod } from '@p2pos/api'
+import type { BytesMethod, MethodName, Params, Result, UpgradeMethod } from '@p2pos/api'
 import type { Principal } from './tokens.ts'
 
 export interface CallContext { principal: Principal }
@@ -30,7 +30,9 @@ export interface ChannelOpened { channel: string, peer: string, app: string, ser
 export interface UpgradeContext extends CallContext { channel: ChannelRequest }
 
 export type ContextOf<M extends MethodName> = M extends UpgradeMethod ? UpgradeContext : CallContext
-export type Handler<M extends MethodName> = (params: Params<M>, ctx: ContextOf<M>) => Promise<Result<M>>
+/** What a handler answers: its result, or for a bytes method the bytes (streamed to the client as they come). */
+export type ResultOf<M extends MethodName> = M extends BytesMethod ? AsyncIterable<Uint8Array> : Result<M>
+export type Handler<M extends MethodName> = (params: Params<M>, ctx: ContextOf<M>) => Promise<ResultOf<M>>
 export type Routes = { [M in MethodName]: Handler<M> }
 export type RouteTable<K extends MethodName> = Pick<Routes, K>
 

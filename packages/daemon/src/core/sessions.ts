@@ -53,10 +53,11 @@ export class Session {
 
   get isClosed (): boolean { return this.closed }
 
-  close (): void {
+  /** Ends the session; with `code`, its last line says why (`session.closed`, local-api.md §6). */
+  close (code?: 'E_NOT_RUNNING'): void {
     if (this.closed) return
     this.closed = true
-    this.sink.end()
+    this.sink.end(code == null ? undefined : JSON.stringify({ event: 'session.closed', data: { code } }) + '\n')
     for (const fn of this.onClose.splice(0)) {
       try { fn() } catch {}
     }
@@ -128,7 +129,7 @@ export class Sessions implements EventBus {
 
   /** Closes every session (the daemon is stopping). */
   stop (): void {
-    for (const s of [...this.byId.values()]) s.close()
+    for (const s of [...this.byId.values()]) s.close('E_NOT_RUNNING')
   }
 
   /** `apps.register`, `apps.unregister`: an app's registration lives in one of its token's sessions. */

@@ -161,7 +161,7 @@ export class GroupsService implements Groups, Startable {
     }, { runOnLimitedConnection: true, maxInboundStreams: 32 })
   }
 
-  /** Called by the daemon once gossipsub and people/ run. */
+  /** libp2p calls it once every service, gossipsub and people/ among them, has started. */
   async afterStart (): Promise<void> {
     this.started = true
     const onMessage = (e: CustomEvent<{ topic: string, data: Uint8Array, from?: PeerId, type?: string }>): void => {

@@ -13,6 +13,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { unlink } from 'node:fs/promises'
 import {
   API_PREFIX, API_VERSION, CHANNEL_UPGRADE, LIMITS, METHODS, P2posError, SOFTWARE_VERSION,
@@ -83,7 +84,10 @@ export class LocalApi {
   }
 
   private makeServer (unix: boolean): Server {
-    const server = createServer({ requestTimeout: 0, headersTimeout: 30_000 })
+    // headers must arrive within requestTimeoutMs (Node checks once a second); a call's body has its own
+    // deadline in readBody. requestTimeout stays 0: an event session's request is complete at once and
+    // its response lives on, and a channel's socket leaves the HTTP server at the upgrade.
+    const server = createServer({ requestTimeout: 0, headersTimeout: LIMITS.requestTimeoutMs, connectionsCheckingInterval: 1000 })
     server.on('connection', (s: Socket) => {
       this.sockets.add(s)
       s.on('close', () => this.sockets.delete(s))
@@ -96,8 +100,12 @@ export class LocalApi {
         refuseUpgrade(socket, err)
       })
     })
-    server.on('clientError', (_err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n')
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable) { socket.destroy(); return }
+      const e = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new P2posError('E_REQUEST_TIMEOUT', `the request's headers did not arrive within ${LIMITS.requestTimeoutMs} ms`)
+        : new P2posError('E_BAD_REQUEST', `not an HTTP/1.1 request (${err.code ?? err.message})`)
+      refuseUpgrade(socket, e)
     })
     return server
   }
@@ -160,13 +168,24 @@ export class LocalApi {
     const body = await readBody(req)
     let params: unknown = {}
     if (body.length > 0) {
+      const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase()
+      if (type !== 'application/json') {
+        throw new P2posError('E_UNSUPPORTED_MEDIA_TYPE', `a call's body is JSON: send "Content-Type: application/json"${type === '' ? '' : `, not "${type}"`}`)
+      }
       try {
         params = JSON.parse(body.toString('utf8'))
       } catch {
         throw new P2posError('E_BAD_REQUEST', 'the body is not valid JSON')
       }
+      if (params === null || typeof params !== 'object' || Array.isArray(params)) {
+        throw new P2posError('E_BAD_REQUEST', 'the body must be a JSON object of parameters (or empty)')
+      }
     }
     const result = (await this.dispatch(method, params, { principal })) ?? null
+    if ('bytes' in spec && spec.bytes) {
+      await sendBytes(res, result as AsyncIterable<Uint8Array>)
+      return
+    }
     if (this.c.checkResults && 'result' in spec) {
       try {
         check(spec.result, JSON.parse(JSON.stringify(result)), `the result of ${method}`, 'field')
@@ -243,18 +262,29 @@ async function listenOn (server: Server, opts: { port?: number, host?: string, p
   })
 }
 
+/** A call's body: at most requestBodyBytes, complete within requestTimeoutMs (both answered, then closed). */
 async function readBody (req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const c of req) {
-    size += c.length
-    if (size > LIMITS.requestBodyBytes) {
-      req.resume()
-      throw new P2posError('E_TOO_LARGE', `request body exceeds ${LIMITS.requestBodyBytes} bytes`)
+  return await new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const fail = (err: P2posError): void => {
+      clearTimeout(timer)
+      req.off('data', onData)
+      req.resume() // drain what still comes; the answer closes the connection (sendError)
+      reject(err)
     }
-    chunks.push(c)
-  }
-  return Buffer.concat(chunks)
+    const timer = setTimeout(() => {
+      fail(new P2posError('E_REQUEST_TIMEOUT', `the request's body did not arrive within ${LIMITS.requestTimeoutMs} ms`))
+    }, LIMITS.requestTimeoutMs)
+    const onData = (c: Buffer): void => {
+      size += c.length
+      if (size > LIMITS.requestBodyBytes) fail(new P2posError('E_TOO_LARGE', `request body exceeds ${LIMITS.requestBodyBytes} bytes`))
+      else chunks.push(c)
+    }
+    req.on('data', onData)
+    req.once('end', () => { clearTimeout(timer); resolve(Buffer.concat(chunks)) })
+    req.once('error', (err) => { clearTimeout(timer); reject(err) })
+  })
 }
 
 function corsHeaders (req: IncomingMessage, res: ServerResponse): void {
@@ -262,6 +292,35 @@ function corsHeaders (req: IncomingMessage, res: ServerResponse): void {
   if (req.headers.origin != null) {
     res.setHeader('access-control-allow-origin', req.headers.origin)
     res.setHeader('vary', 'origin')
+  }
+}
+
+/**
+ * A bytes method's result (local-api.md §3): the first chunk is awaited before the status line, so an
+ * error found before any byte is an ordinary error response; one after it cuts the chunked body short
+ * (the client sees the response end without its last chunk), never a body that looks complete.
+ */
+async function sendBytes (res: ServerResponse, body: AsyncIterable<Uint8Array>): Promise<void> {
+  const it = body[Symbol.asyncIterator]()
+  let next = await it.next()
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store' })
+  try {
+    while (next.done !== true) {
+      if (!res.write(next.value)) {
+        await new Promise<void>((resolve, reject) => {
+          const done = (err?: Error): void => { res.off('drain', onDrain); res.off('close', onClose); if (err == null) resolve(); else reject(err) }
+          const onDrain = (): void => { done() }
+          const onClose = (): void => { done(new Error('the client went away')) }
+          res.on('drain', onDrain)
+          res.on('close', onClose)
+        })
+      }
+      next = await it.next()
+    }
+    res.end()
+  } catch (err) {
+    await it.return?.().catch(() => {})
+    res.destroy(err as Error)
   }
 }
 
@@ -281,11 +340,11 @@ function toP2posError (err: unknown): P2posError {
 function sendError (res: ServerResponse, err: unknown): void {
   const e = toP2posError(err)
   if (res.headersSent) { res.destroy(); return }
-  if (e.code === 'E_TOO_LARGE' || e.code === 'E_UNAUTHORIZED') res.setHeader('connection', 'close')
+  if (e.code === 'E_TOO_LARGE' || e.code === 'E_UNAUTHORIZED' || e.code === 'E_REQUEST_TIMEOUT') res.setHeader('connection', 'close')
   sendJson(res, e.status, { error: e.toJSON() })
 }
 
-function refuseUpgrade (socket: Socket, err: unknown): void {
+function refuseUpgrade (socket: Duplex, err: unknown): void {
   const e = toP2posError(err)
   const text = JSON.stringify({ error: e.toJSON() })
   if (!socket.writable) { socket.destroy(); return }

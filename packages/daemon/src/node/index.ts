@@ -29,6 +29,7 @@ import type { ReachService } from '../reach/index.ts'
 import type { PeopleService } from '../people/index.ts'
 import type { InvitationsService } from '../invitations/index.ts'
 import type { GroupsService } from '../groups/index.ts'
+import type { StorageService } from '../storage/index.ts'
 import { NewestSeqs, PERSON_NAMESPACES, personRecordValidator } from '../people/records.ts'
 import { pacedRelayDiscovery, relayServer, type RelayServer } from './relay.ts'
 
@@ -40,6 +41,7 @@ export interface P2posProtocols {
   people: (components: any) => PeopleService
   invitations: (components: any) => InvitationsService
   groups: (components: any) => GroupsService
+  storage: (components: any) => StorageService
 }
 
 // a type, not an interface: libp2p's ServiceMap needs the implicit index signature
@@ -57,6 +59,7 @@ export type P2posServices = {
   people: PeopleService
   invitations: InvitationsService
   groups: GroupsService
+  storage: StorageService
 }
 
 export type P2posNode = Libp2p<P2posServices>

@@ -125,7 +125,7 @@ export class PeopleService implements People, Startable {
     this.timers.push(tick, republish)
   }
 
-  /** Called by the daemon once gossipsub runs (libp2p starts services in no promised order). */
+  /** libp2p calls it once every service has started (it starts them in no promised order), so gossipsub runs. */
   async afterStart (): Promise<void> {
     const onMessage = (e: CustomEvent<{ topic: string, data: Uint8Array }>): void => {
       if (!this.topics.has(e.detail.topic)) return

@@ -1,0 +1,734 @@
+/**
+ * Storage (docs/spec/storage.md): contributed disk, content by CID, replicas on computers that offered
+ * space. Content is UnixFS made by the IPFS importer, kept in a LevelDB blockstore under the home and
+ * exchanged over Bitswap (@helia/bitswap, inside a Helia core built on the daemon's own libp2p node), so
+ * stock IPFS nodes fetch public content from a daemon and the reverse. Roots and offers are provider
+ * records in the Kad-DHT. p2pos's own part is the holder protocol `/p2pos/storage/1.0.0` (wire.md §11):
+ * an owner asks a computer that offered space to hold a DAG; the holder checks its quota, fetches and
+ * verifies every block, records the holding and confirms. A libp2p service; `afterStart` (run by libp2p,
+ * after `node.start()`) builds the Helia core, which needs the started node.
+ */
+import { createReadStream } from 'node:fs'
+import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises'
+import { basename, dirname, isAbsolute, join, relative } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface'
+import { start as startAll, stop as stopAll } from '@libp2p/interface'
+import type { Datastore } from 'interface-datastore'
+import type { CID } from 'multiformats/cid'
+import { LevelBlockstore } from 'blockstore-level'
+// Helia, Bitswap and the UnixFS importer/exporter are loaded when first needed (they double the daemon's
+// module loading time): Bitswap in the background once the node runs, the others on a put or a get
+import type { Helia } from '@helia/utils'
+import type { ImportCandidate } from 'ipfs-unixfs-importer'
+import type { UnixFSEntry } from 'ipfs-unixfs-exporter'
+import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
+import { LIMITS, P2posError, STORAGE_PROTOCOL, isErrorCode, type ErrorCode, type StorageItem, type StorageStatus } from '@p2pos/api'
+import type { EventBus } from '../core/events.ts'
+import type { RouteTable } from '../core/routes.ts'
+import { USER_DIAL_PRIORITY, dialError, parsePeer, type ProtocolComponents } from '../node/dial.ts'
+import type { P2posNode } from '../node/index.ts'
+import { receiveJson, sendJson } from '../wire/framing.ts'
+import { VerifyingBlockstore, cidText, keyOf, parseCid, storageOfferKey, walkDag } from './records.ts'
+import { StorageStore, type OwnItem } from './store.ts'
+
+export interface StorageInit {
+  home: string
+  datastore: Datastore
+  node: () => P2posNode
+  events: EventBus
+  log: (msg: string) => void
+}
+
+export type StorageComponents = ProtocolComponents
+
+/** Largest holder-protocol message (wire.md §11). */
+const MAX_MESSAGE_BYTES = 4096
+/** A holder gives up on a fetch when no block arrived for this long (wire.md §11). */
+const HOLD_IDLE_MS = 30_000
+/** Offers are announced again this often (storage.md §4). */
+const REANNOUNCE_MS = 12 * 3600_000
+/** How long one provider lookup for offers may take within a put. */
+const FIND_OFFERS_MS = 30_000
+
+type Request = { type: 'hold', cid: unknown, size: unknown } | { type: 'release', cid: unknown }
+
+export function storage (init: StorageInit): (components: StorageComponents) => StorageService {
+  return (components) => new StorageService(components, init)
+}
+
+/** An abort signal that fires when `touch()` was not called for `ms`, with the error `onIdle` makes. */
+class IdleSignal {
+  private readonly controller = new AbortController()
+  private timer: NodeJS.Timeout
+  private readonly ms: number
+  private readonly onIdle: () => Error
+  readonly signal: AbortSignal
+
+  constructor (ms: number, onIdle: () => Error, parent?: AbortSignal) {
+    this.ms = ms
+    this.onIdle = onIdle
+    this.signal = parent == null ? this.controller.signal : AbortSignal.any([this.controller.signal, parent])
+    this.timer = setTimeout(() => { this.controller.abort(onIdle()) }, ms)
+  }
+
+  touch (): void {
+    clearTimeout(this.timer)
+    this.timer = setTimeout(() => { this.controller.abort(this.onIdle()) }, this.ms)
+  }
+
+  clear (): void { clearTimeout(this.timer) }
+
+  /** The error to report for a failure under this signal: its own timeout error when it fired. */
+  reason (err: unknown): unknown {
+    if (this.signal.aborted && this.signal.reason instanceof P2posError) return this.signal.reason
+    return err
+  }
+}
+
+/**
+ * Works around @helia/bitswap 3.2: a want whose block arrived stays in its want list, marked cancelled,
+ * until the next debounced send (10 ms, much longer on a busy machine); a new want of the same block in
+ * that window joins the cancelled entry and is never sent, so it waits forever. That happens whenever a
+ * block is fetched again right after a sweep deleted the cached copy (a second `cat`). The entry is made
+ * a live want again, not yet sent to any peer. Reaches into the library's want list; does nothing if its
+ * shape changed.
+ */
+function reviveCancelledWant (bitswap: unknown, cid: CID): void {
+  // wants: a Map; peers: a PeerMap (@libp2p/peer-collections) of the keys sent to each peer
+  const wantList = (bitswap as { wantList?: { wants?: Map<string, { cancel?: boolean }>, peers?: { values?: () => Iterable<unknown> } } }).wantList
+  if (typeof wantList?.wants?.get !== 'function' || typeof wantList.peers?.values !== 'function') return
+  const key = uint8ArrayToString(cid.multihash.bytes, 'base64')
+  const entry = wantList.wants.get(key)
+  if (entry?.cancel !== true) return
+  entry.cancel = false
+  for (const sent of wantList.peers.values()) if (sent instanceof Set) sent.delete(key)
+}
+
+function shuffle<T> (a: T[]): T[] {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    ;[a[i], a[j]] = [a[j], a[i]]
+  }
+  return a
+}
+
+function errorCode (err: unknown): ErrorCode {
+  return err instanceof P2posError ? err.code : 'E_INTERNAL'
+}
+
+export class StorageService implements Startable {
+  private readonly c: StorageComponents
+  private readonly init: StorageInit
+  readonly store: StorageStore
+  private readonly level: LevelBlockstore
+  /** The blockstore every read goes through: each block hashed (storage.md §2). */
+  readonly blocks: VerifyingBlockstore
+  private helia?: Helia<any>
+  /** The Helia core being started (afterStart); what needs the network waits for it. */
+  private ready?: Promise<Helia<any>>
+  /** Puts, holds and gets running: a sweep waits until none is. */
+  private busy = 0
+  private sweepWanted = false
+  private sweeping?: Promise<void>
+  /** Announced bytes of holds still being fetched (storage.md §4). */
+  private reserved = 0
+  private timer: NodeJS.Timeout | undefined
+  private readonly holding = new Map<string, Promise<number>>()
+  /** `<cid>/<owner>` of holds being fetched, and of those their owner released meanwhile (not recorded when done). */
+  private readonly pending = new Set<string>()
+  private readonly withdrawn = new Set<string>()
+
+  constructor (components: StorageComponents, init: StorageInit) {
+    this.c = components
+    this.init = init
+    this.store = new StorageStore(init.datastore)
+    this.level = new LevelBlockstore(join(init.home, 'blocks'))
+    this.blocks = new VerifyingBlockstore(this.level)
+  }
+
+  readonly [Symbol.toStringTag] = 'p2pos/storage'
+
+  async start (): Promise<void> {
+    await this.level.open()
+    await this.store.load()
+    await this.c.registrar.handle(STORAGE_PROTOCOL, (stream, connection) => {
+      void this.serve(stream, connection).catch((err) => { stream.abort(err) })
+    }, { runOnLimitedConnection: true, maxInboundStreams: 32 })
+  }
+
+  /**
+   * The node's content routing (the Kad-DHT). libp2p is built against another release of multiformats
+   * than the IPFS libraries: the CID classes are the same at run time (CID.asCID), only their types differ.
+   */
+  private get routing (): { provide: (cid: CID, o?: { signal?: AbortSignal }) => Promise<void>, cancelReprovide: (cid: CID, o?: { signal?: AbortSignal }) => Promise<void>, findProviders: (cid: CID, o?: { signal?: AbortSignal }) => AsyncIterable<{ id: PeerId, multiaddrs: any[] }> } {
+    return this.init.node().contentRouting as any
+  }
+
+  /**
+   * After the node started: the Helia core (Bitswap, DHT routing) on the node, and the offer announced —
+   * in the background, so the daemon's start does not wait for their modules to load.
+   */
+  async afterStart (): Promise<void> {
+    // libp2p calls it once as a service hook; the guard keeps a second call harmless
+    if (this.ready != null) return
+    this.ready = this.startNetwork()
+    this.ready.catch((err) => { this.init.log(`storage: Bitswap did not start: ${String(err?.message ?? err)}`) })
+  }
+
+  private async startNetwork (): Promise<Helia<any>> {
+    const [{ Helia }, { createBitswap }] = await Promise.all([import('@helia/utils'), import('@helia/bitswap')])
+    const node = this.init.node()
+    const routing = this.routing
+    const router = {
+      provide: async (cid: CID, options?: any) => { await routing.provide(cid, options) },
+      cancelReprovide: async (cid: CID, options?: any) => { await routing.cancelReprovide(cid, options) },
+      findProviders: async function * (cid: CID, options?: any) {
+        for await (const p of routing.findProviders(cid, options)) yield { ...p, routing: 'libp2p-kad-dht' }
+      }
+    }
+    const helia = new Helia({
+      libp2p: node,
+      blockstore: this.blocks,
+      datastore: this.init.datastore as any,
+      routers: [router],
+      blockBrokers: [(components: any) => {
+        // doNotResendBlockWindow 0: @helia/bitswap 3's client never sends cancels, so a server that keeps
+        // a block it sent as "sent" for 5 s ignores the same peer wanting it again — which a peer does
+        // after a sweep deleted its cached copy, or when a holder retries a fetch (test/storage.test.ts)
+        const bitswap = createBitswap(components, { runOnLimitedConnections: true, doNotResendBlockWindow: 0 })
+        return {
+          name: 'bitswap',
+          start: async () => { await bitswap.start() },
+          stop: async () => { await bitswap.stop() },
+          retrieve: async (cid: CID, options: any) => {
+            reviveCancelledWant(bitswap, cid)
+            return await bitswap.want(cid, options)
+          },
+          announce: async (cid: CID, options: any) => { await bitswap.notify(cid, options) }
+        }
+      }]
+    })
+    await startAll(helia.blockstore, helia.routing)
+    this.helia = helia
+    if (this.store.quota > 0) this.announceOffer()
+    this.timer = setInterval(() => { if (this.store.quota > 0) this.announceOffer() }, REANNOUNCE_MS)
+    this.timer.unref()
+    return helia
+  }
+
+  async stop (): Promise<void> {
+    await this.ready?.catch(() => {})
+    clearInterval(this.timer)
+    await this.c.registrar.unhandle(STORAGE_PROTOCOL)
+    if (this.helia != null) await stopAll(this.helia.blockstore, this.helia.routing).catch(() => {})
+    await this.sweeping?.catch(() => {})
+    await this.level.close()
+  }
+
+  /** The Helia core, once started. */
+  private async net (): Promise<Helia<any>> {
+    if (this.ready == null) throw new P2posError('E_NOT_RUNNING', 'storage is not started')
+    return await this.ready
+  }
+
+  private announceOffer (): void {
+    void storageOfferKey().then(async key => { await this.routing.provide(key, { signal: AbortSignal.timeout(120_000) }) })
+      .catch((err) => { this.init.log(`storage: announcing the offer failed: ${String(err?.message ?? err)}`) })
+  }
+
+  private announce (cid: CID): void {
+    void this.routing.provide(cid, { signal: AbortSignal.timeout(120_000) })
+      .catch((err) => { this.init.log(`storage: announcing ${cidText(cid)} failed: ${String(err?.message ?? err)}`) })
+  }
+
+  // ---- running operations and sweeping (storage.md §6) ----
+
+  private async begin (): Promise<void> {
+    while (this.sweeping != null) await this.sweeping.catch(() => {})
+    this.busy++
+  }
+
+  private end (sweep: boolean): void {
+    this.busy--
+    if (sweep) this.sweepWanted = true
+    if (this.busy === 0 && this.sweepWanted) void this.sweep()
+  }
+
+  /** Deletes every block not reachable from a kept root; waits for running operations (they call it again). */
+  private async sweep (): Promise<void> {
+    if (this.busy > 0 || this.sweeping != null) { this.sweepWanted = true; return }
+    this.sweepWanted = false
+    this.sweeping = (async () => {
+      const live = new Set<string>()
+      for (const root of this.store.roots()) {
+        try {
+          const { blocks } = await walkDag(this.blocks, parseCid(root), {})
+          for (const b of blocks) live.add(b)
+        } catch (err: any) {
+          this.init.log(`storage: ${root} is incomplete here (${String(err?.message ?? err)}); its blocks are kept`)
+          return
+        }
+      }
+      const dead: CID[] = []
+      for await (const { cid } of this.level.getAll()) if (!live.has(keyOf(cid))) dead.push(cid)
+      for (const cid of dead) await this.level.delete(cid).catch(() => {})
+      if (dead.length > 0) this.init.log(`storage: swept ${dead.length} blocks`)
+    })()
+    try {
+      await this.sweeping
+    } catch (err: any) {
+      this.init.log(`storage: sweep failed: ${String(err?.message ?? err)}`)
+    } finally {
+      this.sweeping = undefined
+    }
+  }
+
+  // ---- status and offers ----
+
+  status (): StorageStatus {
+    let ownBytes = 0
+    for (const item of this.store.own.values()) ownBytes += item.size
+    return { quota: this.store.quota, used: this.store.used(), ownBytes, heldForOthers: this.store.held.size, items: this.store.own.size }
+  }
+
+  async offer (bytes: number): Promise<StorageStatus & { released: number }> {
+    const before = this.store.quota
+    await this.store.setQuota(bytes)
+    // a lower quota than what is held: holdings go, newest first, until what remains fits (storage.md §4)
+    let released = 0
+    const newestFirst = [...this.store.held.values()].sort((a, b) => b.since - a.since)
+    for (const h of newestFirst) {
+      if (this.store.used() <= bytes) break
+      await this.store.deleteHolding(h.cid, h.owner)
+      released++
+    }
+    if (released > 0) await this.sweep()
+    if (bytes > 0 && before === 0) this.announceOffer()
+    if (bytes === 0 && before > 0) {
+      void storageOfferKey().then(async key => { await this.routing.cancelReprovide(key) }).catch(() => {})
+    }
+    this.init.log(`storage: offering ${bytes} bytes${released > 0 ? `, released ${released} holdings` : ''}`)
+    return { ...this.status(), released }
+  }
+
+  // ---- put ----
+
+  async put (path: string, options: { replicas?: number, timeoutMs?: number, op?: string } = {}): Promise<{ cid: string, size: number, replicas: string[] }> {
+    if (!isAbsolute(path)) throw new P2posError('E_BAD_REQUEST', `"${path}" is not an absolute path`, { field: 'path' })
+    const st = await lstat(path).catch((err) => {
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') throw new P2posError('E_NOT_FOUND', `${path} does not exist`, { field: 'path' })
+      throw new P2posError('E_BAD_REQUEST', `${path} cannot be read: ${String(err.message)}`, { field: 'path' })
+    })
+    if (!st.isFile() && !st.isDirectory()) throw new P2posError('E_BAD_REQUEST', `${path} is neither a file nor a directory`, { field: 'path' })
+    const wanted = options.replicas ?? 0
+    const deadline = AbortSignal.timeout(options.timeoutMs ?? LIMITS.storagePutTimeoutMs)
+    const progress = (data: Record<string, unknown>): void => {
+      if (options.op != null) this.init.events.broadcast({ event: 'storage.progress', data: { op: options.op, ...data } })
+    }
+    await this.begin()
+    let ok = false
+    try {
+      const root = await this.importPath(path, st.isDirectory(), (bytes, total) => { progress({ phase: 'import', bytes, total }) })
+      const text = cidText(root)
+      const { size } = await walkDag(this.blocks, root)
+      const had = this.store.own.get(text)
+      const item: OwnItem = { cid: text, name: basename(path), size, type: st.isDirectory() ? 'directory' : 'file', replicas: had?.replicas ?? [], created: had?.created ?? Date.now() }
+      await this.store.putOwn(item)
+      ok = true
+      this.announce(root)
+      this.init.log(`storage: put ${path} as ${text} (${size} bytes)`)
+      if (item.replicas.length < wanted) {
+        progress({ phase: 'replicas', confirmed: item.replicas.length, wanted })
+        const { confirmed, refused } = await this.replicate(root, size, wanted - item.replicas.length, item.replicas, deadline, (n) => {
+          progress({ phase: 'replicas', confirmed: item.replicas.length + n, wanted })
+        })
+        item.replicas = [...item.replicas, ...confirmed]
+        await this.store.putOwn(item)
+        if (item.replicas.length < wanted) {
+          throw new P2posError('E_TOO_FEW_HOLDERS', `${item.replicas.length} of ${wanted} replicas confirmed holding ${text}` +
+            (refused.length > 0 ? ` (refused or failed: ${refused.map(r => `${r.peer.slice(-8)} ${r.code}`).join(', ')})` : ' (no other computer that offered space was found)'),
+          { wanted, confirmed: item.replicas, refused, cid: text })
+        }
+      }
+      return { cid: text, size, replicas: item.replicas.slice(0, Math.max(wanted, item.replicas.length)) }
+    } finally {
+      this.end(!ok)
+    }
+  }
+
+  /**
+   * Imports a file or a directory into the blockstore with the UnixFS importer's defaults (storage.md §1).
+   * Each file's size and mtime are taken before and after it is read: a change is E_CONFLICT.
+   */
+  private async importPath (path: string, isDir: boolean, onBytes: (bytes: number, total: number) => void): Promise<CID> {
+    const files: Array<{ abs: string, rel: string, dir: boolean, size: number }> = []
+    if (isDir) await this.listTree(path, path, files)
+    else files.push({ abs: path, rel: '', dir: false, size: (await stat(path)).size })
+    const total = files.reduce((n, f) => n + f.size, 0)
+    let done = 0
+    const read = async function * (file: string): AsyncGenerator<Uint8Array> {
+      const before = await stat(file)
+      let n = 0
+      for await (const chunk of createReadStream(file, { highWaterMark: 256 * 1024 })) {
+        n += chunk.length
+        done += chunk.length
+        onBytes(done, total)
+        yield chunk
+      }
+      const after = await stat(file)
+      if (after.size !== before.size || after.mtimeMs !== before.mtimeMs || n !== before.size) {
+        throw new P2posError('E_CONFLICT', `${file} changed while it was being put; nothing of it was kept`, { field: 'path' })
+      }
+    }
+    const source = (function * (): Generator<ImportCandidate> {
+      for (const f of files) {
+        if (f.dir) yield { path: f.rel }
+        else yield isDir ? { path: f.rel, content: read(f.abs) } : { content: read(f.abs) }
+      }
+    })()
+    let root: CID | undefined
+    const { importer } = await import('ipfs-unixfs-importer')
+    for await (const entry of importer(source, this.blocks, { wrapWithDirectory: isDir })) root = entry.cid
+    if (root == null) {
+      // an empty directory: the importer has nothing to wrap
+      for await (const entry of importer([{ path: '' }], this.blocks)) root = entry.cid
+    }
+    if (root == null) throw new P2posError('E_INTERNAL', `importing ${path} gave no root`)
+    return root
+  }
+
+  private async listTree (top: string, dir: string, out: Array<{ abs: string, rel: string, dir: boolean, size: number }>): Promise<void> {
+    const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+    if (entries.length === 0 && dir !== top) out.push({ abs: dir, rel: relative(top, dir), dir: true, size: 0 })
+    for (const e of entries) {
+      const abs = join(dir, e.name)
+      if (e.isDirectory()) await this.listTree(top, abs, out)
+      else if (e.isFile()) out.push({ abs, rel: relative(top, abs), dir: false, size: (await stat(abs)).size })
+      else throw new P2posError('E_BAD_REQUEST', `${abs} is neither a file nor a directory (links and special files are not put)`, { field: 'path' })
+    }
+  }
+
+  // ---- replication (storage.md §5) ----
+
+  /** Computers that may hold: connected peers that speak the holder protocol, then providers of OFFER_KEY. */
+  private async * candidates (signal: AbortSignal): AsyncGenerator<string> {
+    const self = this.c.peerId.toString()
+    const seen = new Set<string>([self])
+    const connected = shuffle([...new Set(this.c.connectionManager.getConnections().map(c => c.remotePeer.toString()))])
+    for (const p of connected) {
+      if (seen.has(p)) continue
+      const peer = await this.c.peerStore.get(parsePeer(p)).catch(() => undefined)
+      if (peer?.protocols.includes(STORAGE_PROTOCOL) === true) { seen.add(p); yield p }
+    }
+    const key = await storageOfferKey()
+    const found: string[] = []
+    try {
+      for await (const prov of this.routing.findProviders(key, { signal: AbortSignal.any([signal, AbortSignal.timeout(FIND_OFFERS_MS)]) })) {
+        const p = prov.id.toString()
+        if (seen.has(p)) continue
+        seen.add(p)
+        found.push(p)
+        await this.c.peerStore.merge(prov.id, { multiaddrs: prov.multiaddrs }).catch(() => {})
+      }
+    } catch {}
+    yield * shuffle(found)
+  }
+
+  private async replicate (root: CID, size: number, need: number, exclude: string[], signal: AbortSignal, onConfirm: (n: number) => void): Promise<{ confirmed: string[], refused: Array<{ peer: string, code: string }> }> {
+    const confirmed: string[] = []
+    const refused: Array<{ peer: string, code: string }> = []
+    const skip = new Set(exclude)
+    const candidates = this.candidates(signal)
+    const worker = async (): Promise<void> => {
+      while (confirmed.length < need && !signal.aborted) {
+        const next = await candidates.next()
+        if (next.done === true) return
+        const peer = next.value
+        if (skip.has(peer)) continue
+        try {
+          await this.request(peer, { type: 'hold', cid: cidText(root), size }, signal)
+          confirmed.push(peer)
+          onConfirm(confirmed.length)
+          this.init.log(`storage: ${peer} holds ${cidText(root)}`)
+        } catch (err) {
+          // a holder that did not refuse may still finish the fetch after we gave up: it is told to let go
+          if ((err as { remote?: boolean })?.remote !== true) void this.request(peer, { type: 'release', cid: cidText(root) }, AbortSignal.timeout(30_000)).catch(() => {})
+          refused.push({ peer, code: signal.aborted ? 'E_TIMEOUT' : errorCode(err) })
+          this.init.log(`storage: ${peer} did not take ${cidText(root)}: ${String((err as Error)?.message ?? err)}`)
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: need }, worker))
+    return { confirmed, refused }
+  }
+
+  private async request (peer: string, req: Request, signal: AbortSignal): Promise<any> {
+    let stream: Stream
+    try {
+      stream = await this.c.connectionManager.openStream(parsePeer(peer), STORAGE_PROTOCOL, { signal, runOnLimitedConnection: true, priority: USER_DIAL_PRIORITY })
+    } catch (err) {
+      throw dialError(err, peer, 0)
+    }
+    let reply: { ok?: boolean, error?: { code: unknown, message: unknown } } | undefined
+    try {
+      await sendJson(stream, req, signal)
+      reply = await receiveJson(stream, signal, MAX_MESSAGE_BYTES)
+      await stream.close().catch(() => {})
+    } catch (err: any) {
+      stream.abort(err)
+      if (err instanceof P2posError) throw err
+      throw new P2posError('E_TIMEOUT', `${peer} did not answer in time`)
+    }
+    if (reply?.error != null) {
+      throw Object.assign(new P2posError(isErrorCode(reply.error.code) ? reply.error.code : 'E_PROTOCOL', `${peer} refused: ${String(reply.error.message)}`), { remote: true })
+    }
+    if (reply?.ok !== true) throw new P2posError('E_PROTOCOL', `${peer} answered neither ok nor an error`)
+    return reply
+  }
+
+  // ---- the holder's side (wire.md §11) ----
+
+  private async serve (stream: Stream, connection: Connection): Promise<void> {
+    let reply: unknown
+    try {
+      const req = await receiveJson<Request>(stream, AbortSignal.timeout(15_000), MAX_MESSAGE_BYTES)
+      const owner = connection.remotePeer
+      if (req?.type === 'hold') reply = { ok: true, size: await this.hold(req.cid, req.size, owner) }
+      else if (req?.type === 'release') reply = { ok: true, released: await this.release(req.cid, owner) }
+      else throw new P2posError('E_PROTOCOL', 'unknown request type')
+    } catch (err: any) {
+      const code = err instanceof P2posError ? err.code : 'E_PROTOCOL'
+      reply = { error: { code, message: String(err?.message ?? err) } }
+    }
+    await sendJson(stream, reply, AbortSignal.timeout(10_000))
+    await stream.close()
+  }
+
+  private async hold (cidValue: unknown, sizeValue: unknown, ownerId: PeerId): Promise<number> {
+    if (typeof cidValue !== 'string') throw new P2posError('E_BAD_REQUEST', 'cid must be a string')
+    const cid = parseCid(cidValue)
+    const text = cidText(cid)
+    const owner = ownerId.toString()
+    if (typeof sizeValue !== 'number' || !Number.isSafeInteger(sizeValue) || sizeValue < 0) throw new P2posError('E_BAD_REQUEST', 'size must be a non-negative integer')
+    const size = sizeValue
+    const had = this.store.held.get(`${text}/${owner}`)
+    if (had != null) return had.size
+    // the same content asked by two owners at once: fetched once
+    const running = this.holding.get(text)
+    const quota = this.store.quota
+    if (quota === 0) throw new P2posError('E_NO_SPACE', 'this computer offers no space (p2pos storage offer SIZE)')
+    const extra = this.store.isHeld(text) || running != null ? 0 : size
+    const free = quota - this.store.used() - this.reserved
+    if (extra > free) throw new P2posError('E_NO_SPACE', `this computer has ${Math.max(0, free)} of its ${quota} bytes free; ${size} asked`)
+    const key = `${text}/${owner}`
+    this.pending.add(key)
+    try {
+      return await this.holdNow(cid, text, size, owner, running)
+    } finally {
+      this.pending.delete(key)
+      this.withdrawn.delete(key)
+    }
+  }
+
+  private async holdNow (cid: CID, text: string, size: number, owner: string, running: Promise<number> | undefined): Promise<number> {
+    let got: number
+    if (this.store.isHeld(text)) {
+      got = [...this.store.held.values()].find(h => h.cid === text)!.size
+    } else if (running != null) {
+      got = await running
+    } else {
+      this.reserved += size
+      const p = this.fetchDag(cid, size)
+      this.holding.set(text, p)
+      try {
+        got = await p
+      } finally {
+        this.reserved -= size
+        this.holding.delete(text)
+      }
+    }
+    if (this.withdrawn.has(`${text}/${owner}`)) {
+      if (!this.store.isHeld(text) && !this.store.own.has(text)) void this.sweep()
+      throw new P2posError('E_ABORTED', `${owner} released ${text} while it was being fetched`)
+    }
+    await this.store.putHolding({ cid: text, owner, size: got, since: Date.now() })
+    this.announce(cid)
+    this.init.log(`storage: holding ${text} (${got} bytes) for ${owner}`)
+    return got
+  }
+
+  /** Fetches and verifies a whole DAG (Bitswap, from the owner and any provider); E_TOO_LARGE past `limit` bytes. */
+  private async fetchDag (cid: CID, limit: number): Promise<number> {
+    const idle = new IdleSignal(HOLD_IDLE_MS, () => new P2posError('E_TIMEOUT', `no block of ${cidText(cid)} arrived for ${HOLD_IDLE_MS} ms`))
+    await this.begin()
+    let ok = false
+    try {
+      let bytes = 0
+      const { size } = await walkDag((await this.net()).blockstore, cid, {
+        signal: idle.signal,
+        onBlock: (_cid, block) => {
+          idle.touch()
+          bytes += block.byteLength
+          if (bytes > limit) throw new P2posError('E_TOO_LARGE', `${cidText(cid)} is larger than the ${limit} bytes announced`)
+        }
+      })
+      ok = true
+      return size
+    } catch (err) {
+      throw idle.reason(err)
+    } finally {
+      idle.clear()
+      this.end(!ok)
+    }
+  }
+
+  private async release (cidValue: unknown, owner: PeerId): Promise<boolean> {
+    if (typeof cidValue !== 'string') throw new P2posError('E_BAD_REQUEST', 'cid must be a string')
+    const text = cidText(parseCid(cidValue))
+    if (this.pending.has(`${text}/${owner.toString()}`)) this.withdrawn.add(`${text}/${owner.toString()}`)
+    const released = await this.store.deleteHolding(text, owner.toString())
+    if (released) {
+      this.init.log(`storage: released ${text} for ${owner.toString()}`)
+      if (!this.store.isHeld(text) && !this.store.own.has(text)) void this.routing.cancelReprovide(parseCid(text)).catch(() => {})
+      void this.sweep()
+    }
+    return released
+  }
+
+  // ---- get, cat, ls, rm ----
+
+  private timeoutError (cid: CID, ms: number): P2posError {
+    return new P2posError('E_TIMEOUT', `no computer that holds ${cidText(cid)} answered within ${ms} ms`)
+  }
+
+  private kept (cid: CID): boolean {
+    const t = cidText(cid)
+    return this.store.own.has(t) || this.store.isHeld(t)
+  }
+
+  async get (cidValue: string, path: string, timeoutMs: number = LIMITS.storageGetTimeoutMs): Promise<{ cid: string, size: number, path: string, type: 'file' | 'directory' }> {
+    const cid = parseCid(cidValue)
+    if (!isAbsolute(path)) throw new P2posError('E_BAD_REQUEST', `"${path}" is not an absolute path`, { field: 'path' })
+    if (await lstat(path).then(() => true, () => false)) throw new P2posError('E_CONFLICT', `${path} exists; nothing was written`, { field: 'path' })
+    const idle = new IdleSignal(timeoutMs, () => this.timeoutError(cid, timeoutMs))
+    const tmp = join(dirname(path), `.${basename(path)}.p2pos-${randomBytes(4).toString('hex')}.partial`)
+    await this.begin()
+    try {
+      const [{ exporter, recursive }, net] = await Promise.all([import('ipfs-unixfs-exporter'), this.net()])
+      const entry = await exporter(cid, net.blockstore, { signal: idle.signal })
+      let size = 0
+      const type = entry.type === 'directory' ? 'directory' : 'file'
+      if (entry.type === 'directory') {
+        await mkdir(tmp)
+        for await (const e of recursive(cid, net.blockstore, { signal: idle.signal })) {
+          idle.touch()
+          const rel = e.path.split('/').slice(1).join('/')
+          if (rel === '') continue
+          const target = join(tmp, rel)
+          if (!target.startsWith(tmp + '/')) throw new P2posError('E_PROTOCOL', `${cidText(cid)} names a path outside itself: ${e.path}`)
+          if (e.type === 'directory') await mkdir(target, { recursive: true })
+          else if (e.type === 'file' || e.type === 'raw' || e.type === 'identity') {
+            await mkdir(dirname(target), { recursive: true })
+            size += await this.writeFile(target, e, idle)
+          }
+        }
+      } else if (entry.type === 'file' || entry.type === 'raw' || entry.type === 'identity') {
+        size = await this.writeFile(tmp, entry, idle)
+      } else {
+        throw new P2posError('E_BAD_REQUEST', `${cidText(cid)} is not a UnixFS file or directory`, { field: 'cid' })
+      }
+      await rename(tmp, path)
+      return { cid: cidText(cid), size, path, type }
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true }).catch(() => {})
+      throw this.mapExportError(idle.reason(err), cid)
+    } finally {
+      idle.clear()
+      this.end(!this.kept(cid))
+    }
+  }
+
+  private async writeFile (target: string, entry: UnixFSEntry, idle: IdleSignal): Promise<number> {
+    const fh = await open(target, 'wx', 0o644)
+    let n = 0
+    try {
+      for await (const chunk of entry.content({ signal: idle.signal }) as AsyncIterable<Uint8Array>) {
+        idle.touch()
+        await fh.write(chunk)
+        n += chunk.byteLength
+      }
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    return n
+  }
+
+  private mapExportError (err: unknown, cid: CID): unknown {
+    if (err instanceof P2posError) return err
+    const e = err as any
+    if (e?.name === 'AbortError' || e?.name === 'TimeoutError') return this.timeoutError(cid, 0)
+    if (e?.name === 'NotUnixFSError' || e?.code === 'ERR_NOT_UNIXFS') return new P2posError('E_BAD_REQUEST', `${cidText(cid)} is not UnixFS: ${String(e?.message)}`, { field: 'cid' })
+    return new P2posError('E_INTERNAL', `${cidText(cid)}: ${String(e?.message ?? err)}`)
+  }
+
+  /** A file's bytes, as they arrive (the first awaited before the API answers, so errors before it are plain errors). */
+  async * cat (cidValue: string, timeoutMs: number = LIMITS.storageGetTimeoutMs): AsyncGenerator<Uint8Array> {
+    const cid = parseCid(cidValue)
+    const idle = new IdleSignal(timeoutMs, () => this.timeoutError(cid, timeoutMs))
+    await this.begin()
+    try {
+      const [{ exporter }, net] = await Promise.all([import('ipfs-unixfs-exporter'), this.net()])
+      const entry = await exporter(cid, net.blockstore, { signal: idle.signal })
+      if (entry.type === 'directory') throw new P2posError('E_BAD_REQUEST', `${cidText(cid)} is a directory: use get`, { field: 'cid' })
+      if (entry.type !== 'file' && entry.type !== 'raw' && entry.type !== 'identity') throw new P2posError('E_BAD_REQUEST', `${cidText(cid)} is not a UnixFS file`, { field: 'cid' })
+      for await (const chunk of entry.content({ signal: idle.signal }) as AsyncIterable<Uint8Array>) {
+        idle.touch()
+        yield chunk
+      }
+    } catch (err) {
+      throw this.mapExportError(idle.reason(err), cid)
+    } finally {
+      idle.clear()
+      this.end(!this.kept(cid))
+    }
+  }
+
+  ls (): StorageItem[] {
+    return [...this.store.own.values()].sort((a, b) => a.created - b.created).map(i => ({
+      cid: i.cid, name: i.name, size: i.size, type: i.type, replicas: i.replicas, created: new Date(i.created).toISOString()
+    }))
+  }
+
+  async remove (cidValue: string, timeoutMs = 30_000): Promise<{ cid: string, released: string[] }> {
+    const cid = parseCid(cidValue)
+    const text = cidText(cid)
+    const item = this.store.own.get(text)
+    if (item == null) throw new P2posError('E_NOT_FOUND', `${text} is not an item of this computer (p2pos ls)`, { field: 'cid' })
+    await this.store.deleteOwn(text)
+    const released: string[] = []
+    const signal = AbortSignal.timeout(timeoutMs)
+    await Promise.all(item.replicas.map(async (peer) => {
+      try {
+        await this.request(peer, { type: 'release', cid: text }, signal)
+        released.push(peer)
+      } catch (err: any) {
+        this.init.log(`storage: ${peer} was not told to release ${text}: ${String(err?.message ?? err)}`)
+      }
+    }))
+    if (!this.store.isHeld(text)) void this.routing.cancelReprovide(cid).catch(() => {})
+    await this.sweep()
+    return { cid: text, released }
+  }
+
+  readonly routes: RouteTable<'storage.offer' | 'storage.status' | 'storage.put' | 'storage.get' | 'storage.cat' | 'storage.ls' | 'storage.rm'> = {
+    'storage.offer': async (p) => await this.offer(p.bytes),
+    'storage.status': async () => this.status(),
+    'storage.put': async (p) => await this.put(p.path, { replicas: p.replicas, timeoutMs: p.timeoutMs, op: p.op }),
+    'storage.get': async (p) => await this.get(p.cid, p.path, p.timeoutMs),
+    'storage.cat': async (p) => this.cat(p.cid, p.timeoutMs),
+    'storage.ls': async () => this.ls(),
+    'storage.rm': async (p) => await this.remove(p.cid, p.timeoutMs)
+  }
+}
