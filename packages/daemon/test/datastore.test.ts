@@ -44,6 +44,14 @@ describe('the daemon datastore (a cache of peer records in front of LevelDB)', (
     for (let i = 0; i < PEER_CACHE_MAX + 10; i++) await ds.put(new Key(`/peers/p${i}`), Uint8Array.from([i & 255]))
     assert.deepEqual([...await ds.get(new Key('/peers/p0'))], [0])
     assert.equal((ds as any).cache.size <= PEER_CACHE_MAX, true)
+    // the memory of writes is bounded too, and a read that spans its emptying caches nothing stale
+    const racing = ds.get(peer)
+    await ds.put(peer, Uint8Array.from([8]))
+    for (let i = 0; i < 4 * PEER_CACHE_MAX + 10; i++) await ds.put(new Key(`/peers/q${i}`), Uint8Array.from([1]))
+    await racing
+    assert.equal((ds as any).versions.size <= 4 * PEER_CACHE_MAX, true)
+    assert.deepEqual([...await ds.get(peer)], [8])
+    await ds.put(peer, Uint8Array.from([7]))
     // what was written survives a reopen (the cache is only in front)
     await ds.close()
     const again = new DaemonDatastore(join(dir, 'db'))

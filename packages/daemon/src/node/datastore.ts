@@ -11,7 +11,8 @@
  * here; everything is still written to LevelDB as before, and nothing else is cached.
  *
  * Consistency: a write (put, delete, a batch) drops the key from the cache before it writes and counts a
- * new version; a put caches its value only once LevelDB has it, and a read fills the cache only if no write
+ * new version (the memory of versions is emptied past VERSIONS_MAX keys; a read or put spanning that caches
+ * nothing); a put caches its value only once LevelDB has it, and a read fills the cache only if no write
  * to that key began while it read. A put or delete is not cut short by its abort signal (LevelDB would
  * finish it anyway): it completes, then throws if the signal was aborted.
  */
@@ -22,17 +23,22 @@ import type { AbortOptions } from '@libp2p/interface'
 /** Peer records kept in memory, per daemon (about 1 MB at most). */
 export const PEER_CACHE_MAX = 2048
 const PEERS = '/peers/'
+/** Keys whose last write is remembered before that memory is emptied (it is only needed while reads run). */
+const VERSIONS_MAX = 4 * PEER_CACHE_MAX
 
 export class DaemonDatastore extends LevelDatastore {
   private readonly cache = new Map<string, Uint8Array>()
   private readonly versions = new Map<string, number>()
   private version = 0
+  /** Times `versions` was emptied (it is bounded); a read or put that spans one does not fill the cache. */
+  private clears = 0
 
   private cached (k: string): boolean { return k.startsWith(PEERS) }
 
   /** Drops `k` from the cache and starts a new version of it; returns that version. */
   private invalidate (k: string): number {
     this.cache.delete(k)
+    if (this.versions.size >= VERSIONS_MAX) { this.versions.clear(); this.clears++ }
     this.versions.set(k, ++this.version)
     return this.version
   }
@@ -53,8 +59,9 @@ export class DaemonDatastore extends LevelDatastore {
       return hit
     }
     const v0 = this.versions.get(k)
+    const c0 = this.clears
     const value = await super.get(key, options)
-    if (this.versions.get(k) === v0) this.remember(k, value)
+    if (this.versions.get(k) === v0 && this.clears === c0) this.remember(k, value)
     return value
   }
 
@@ -69,9 +76,10 @@ export class DaemonDatastore extends LevelDatastore {
     if (!this.cached(k)) return await super.put(key, value, options)
     options?.signal?.throwIfAborted()
     const v = this.invalidate(k)
+    const c0 = this.clears
     await super.put(key, value)
     // cached only if no other write to this key began meanwhile (else the later one owns the entry)
-    if (this.versions.get(k) === v) this.remember(k, value)
+    if (this.versions.get(k) === v && this.clears === c0) this.remember(k, value)
     options?.signal?.throwIfAborted()
     return key
   }
