@@ -11,11 +11,8 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { createLibp2p, type Libp2p } from 'libp2p'
-import { tcp } from '@libp2p/tcp'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { identify } from '@libp2p/identify'
+import type { Libp2p } from 'libp2p'
+import { bareLibp2p } from './spec-peer.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { byteStream } from '@libp2p/utils'
@@ -226,7 +223,7 @@ setInterval(() => {}, 1 << 30)
   })
 
   it('a peer written from the spec: forged, unauthorised and malformed entries are refused', async () => {
-    spec = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()], services: { identify: identify() } }) as any
+    spec = await bareLibp2p() as any
     const me = spec!.peerId.toString()
     const ask = async (req: unknown, raw?: Uint8Array): Promise<any> => {
       const s = await spec!.dialProtocol(multiaddr(a.addr), GROUP_PROTOCOL)

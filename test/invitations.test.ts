@@ -8,11 +8,8 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { createLibp2p, type Libp2p } from 'libp2p'
-import { tcp } from '@libp2p/tcp'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { identify } from '@libp2p/identify'
+import type { Libp2p } from 'libp2p'
+import { bareLibp2p } from './spec-peer.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -126,14 +123,7 @@ describe('invitations between real daemons', () => {
 
   it('a peer written from the spec cannot forge, forward, replay, stretch or flood invitations', async () => {
     const key = await generateKeyPair('Ed25519')
-    spec = await createLibp2p({
-      privateKey: key,
-      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-      transports: [tcp()],
-      connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
-      services: { identify: identify() }
-    }) as any
+    spec = await bareLibp2p(key) as any
     const me = spec!.peerId.toString()
     const send = async (to: TestDaemon, invitation: unknown): Promise<any> => {
       const stream = await spec!.dialProtocol(multiaddr(to.addr), INVITE_PROTOCOL)

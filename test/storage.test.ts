@@ -10,11 +10,8 @@ import { randomBytes } from 'node:crypto'
 import { appendFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createLibp2p, type Libp2p } from 'libp2p'
-import { tcp } from '@libp2p/tcp'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { identify } from '@libp2p/identify'
+import type { Libp2p } from 'libp2p'
+import { bareLibp2p } from './spec-peer.ts'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createBitswap, type Bitswap } from '@helia/bitswap'
 import { MemoryBlockstore } from 'blockstore-core'
@@ -294,13 +291,7 @@ describe('storage between real daemons', () => {
     let bitswap: Bitswap | undefined
     await a.kill('SIGTERM')
     try {
-      attacker = await createLibp2p({
-        addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-        transports: [tcp()],
-        connectionEncrypters: [noise()],
-        streamMuxers: [yamux()],
-        services: { identify: identify() }
-      }) as any
+      attacker = await bareLibp2p() as any
       bitswap = createBitswap({
         libp2p: attacker as any,
         blockstore: corrupt as any,
@@ -324,13 +315,7 @@ describe('storage between real daemons', () => {
     const f = join(dir, 'claimed-small.bin')
     await writeFile(f, randomBytes(400_000))
     const own = await json(a, ['put', f])
-    const peer = await createLibp2p({
-      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-      transports: [tcp()],
-      connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
-      services: { identify: identify() }
-    })
+    const peer = await bareLibp2p()
     const ask = async (body: Uint8Array): Promise<any> => {
       const stream = await peer.dialProtocol(multiaddr(b.addr), STORAGE_PROTOCOL)
       const bs = byteStream(stream)
