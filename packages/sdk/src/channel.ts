@@ -8,7 +8,7 @@ import type { Socket } from 'node:net'
 import {
   CHANNEL_UPGRADE, FrameDecoder, FrameType, LIMITS, MessageKind, P2posError, encodeAck, encodeFrame, encodeFrameHeader, encodeMsg,
   encodeNack, readU32
-} from '@p2pos/api'
+} from '@p2pos/api/wire'
 
 export interface IncomingMessage {
   id: number

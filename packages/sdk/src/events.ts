@@ -3,7 +3,8 @@
  */
 import { EventEmitter } from 'node:events'
 import type { ClientRequest } from 'node:http'
-import { P2posError, type ApiEvent } from '@p2pos/api'
+import { P2posError } from '@p2pos/api/wire'
+import type { ApiEvent } from '@p2pos/api/methods'
 import { connectionError, httpRequest, readAll, type Endpoint } from './transport.ts'
 
 export class EventSession extends EventEmitter<{ event: [ApiEvent], close: [Error | undefined] }> {

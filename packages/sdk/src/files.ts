@@ -10,7 +10,7 @@ import { link, mkdir, open, rename, rm, stat } from 'node:fs/promises'
 import { createHash, randomBytes } from 'node:crypto'
 import { basename, dirname, join, resolve } from 'node:path'
 import { Writable, type Readable } from 'node:stream'
-import { MessageKind, P2posError } from '@p2pos/api'
+import { MessageKind, P2posError } from '@p2pos/api/wire'
 import type { Channel, IncomingMessage } from './channel.ts'
 
 export interface FileHeader { type: 'file', name: string, size: number, sha256: string }

@@ -7,16 +7,19 @@
  *   const ch = await p2p.open(peerId, 'org.example.chat')
  *   await ch.send('hello')                        // resolves once the remote app acknowledged it
  */
-import {
-  LIMITS, P2posError, type ApiEvent, type BytesMethod, type AppInfo, type MethodName, type NodeInfo, type ReachReport, type PeerConnection,
-  type Params, type PingResult, type Result, type ServiceInfo, defaultHome
-} from '@p2pos/api'
+// Values come from @p2pos/api/wire, which loads no schema library; the method table is only types here
+// (see packages/api/src/wire.ts for why that matters to an app's CPU)
+import { LIMITS, P2posError, defaultHome } from '@p2pos/api/wire'
+import type {
+  ApiEvent, BytesMethod, AppInfo, MethodName, NodeInfo, ReachReport, PeerConnection, Params, PingResult, Result, ServiceInfo
+} from '@p2pos/api/methods'
 import { Channel, channelFromUpgrade } from './channel.ts'
 import { EventSession } from './events.ts'
 import type { IncomingMessage as IncomingHttp } from 'node:http'
 import { connectionError, endpointFromHome, httpRequest, readAll, upgrade, type Endpoint } from './transport.ts'
 
-export * from '@p2pos/api'
+export * from '@p2pos/api/wire'
+export type * from '@p2pos/api/methods'
 export { verifyAppSignature, ed25519KeyOf } from './signatures.ts'
 // defaultHome lives in @p2pos/api (the daemon and clients share it); exported here as before
 export { Channel, EventSession, defaultHome, endpointFromHome, type Endpoint }

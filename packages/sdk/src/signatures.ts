@@ -4,7 +4,7 @@
  * lookup is needed. Written with node:crypto only, so the SDK needs no libp2p packages.
  */
 import { createPublicKey, verify, type KeyObject } from 'node:crypto'
-import { APP_SIGNATURE_PREFIX } from '@p2pos/api'
+import { APP_SIGNATURE_PREFIX } from '@p2pos/api/wire'
 
 const ALPHABET = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
 

@@ -6,7 +6,7 @@ import { request, Agent, type IncomingMessage, type ClientRequest } from 'node:h
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Socket } from 'node:net'
-import { API_PREFIX, CHANNEL_UPGRADE, DEFAULT_API_PORT, P2posError, defaultHome } from '@p2pos/api'
+import { API_PREFIX, CHANNEL_UPGRADE, DEFAULT_API_PORT, P2posError, defaultHome } from '@p2pos/api/wire'
 
 export interface Endpoint {
   /** Unix socket path, preferred when set. */
