@@ -9,11 +9,13 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import type { PrivateKey } from '@libp2p/interface'
 
-export async function bareLibp2p (privateKey?: PrivateKey): Promise<Libp2p> {
+/** `from`: the loopback address it listens on and dials from (127.0.0.1 by default; any of 127/8 works on Linux). */
+export async function bareLibp2p (privateKey?: PrivateKey, from = '127.0.0.1'): Promise<Libp2p> {
   return await createLibp2p({
     ...(privateKey != null ? { privateKey } : {}),
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
+    addresses: { listen: [`/ip4/${from}/tcp/0`] },
+    // dialOpts go to net.connect, which takes localAddress; @libp2p/tcp's type lists only socket options
+    transports: [tcp(from === '127.0.0.1' ? {} : { dialOpts: { localAddress: from } as any })],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     services: { identify: identify() }

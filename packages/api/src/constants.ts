@@ -36,6 +36,9 @@ export const DCUTR_PROTOCOL = '/libp2p/dcutr'
 /** libp2p's circuit relay v2 hop protocol: a peer that lists it in identify can relay for us. */
 export const RELAY_HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
 
+/** Its stop protocol: the relay's side of a relayed connection, at the peer being reached. */
+export const RELAY_STOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/stop'
+
 /** The Kad-DHT protocol id (the public libp2p DHT). */
 export const DHT_PROTOCOL = '/ipfs/kad/1.0.0'
 

@@ -29,6 +29,7 @@ export function defaults (home: string): Config {
     allowPrivateAddrs: false,
     relayService: 'auto',
     reconnectPeers: 50,
+    maxConnections: 300,
     publicNetworks: []
   }
 }

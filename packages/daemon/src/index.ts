@@ -71,6 +71,8 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
 
   // the newest record of each person seen, shared by the DHT's validator and people/ (names.md §4)
   const newest = new NewestSeqs()
+  // the connection guard keeps these whatever happens (node/guard.ts): bootstrap peers, group fellows
+  const bootstrapPeers = new Set(config.bootstrap.map(a => /\/p2p\/([^/]+)$/.exec(a)?.[1]).filter((p): p is string => p != null))
   let node: P2posNode
   try {
     node = await createNode({ ...config, listen }, privateKey, datastore, networks, {
@@ -101,7 +103,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
         dhtMode: () => node.services.dht.getMode(),
         onReachability: followReachability({ node: () => node, events: sessions, dhtAuto: config.dhtMode === 'auto', log })
       })
-    }, newest)
+    }, newest, (peer) => bootstrapPeers.has(peer) || (node?.services.groups.isFellowDevice(peer) ?? false))
   } catch (err) {
     await datastore.close().catch(() => {})
     throw err

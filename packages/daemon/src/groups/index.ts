@@ -198,6 +198,12 @@ export class GroupsService implements Groups, Startable {
     return false
   }
 
+  /** Whether `peer` is a device of a fellow member of a group this computer belongs to (the connection guard keeps them). */
+  isFellowDevice (peer: string): boolean {
+    for (const g of this.groups.values()) if (this.mine(g) != null && this.hasDevice(g.id, peer)) return true
+    return false
+  }
+
   membersOf (group: string): GroupMember[] {
     const g = this.groups.get(group)
     if (g == null) throw perr('E_NOT_FOUND', `this computer is not in group ${group}`)

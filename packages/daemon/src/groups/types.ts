@@ -8,6 +8,8 @@ export interface GroupMember { person: string, role: 'admin' | 'member', peers: 
 export interface Groups {
   /** Whether `peer` is a registered device of a current member of `group` (false for unknown groups). */
   hasDevice: (group: string, peer: string) => boolean
+  /** Whether `peer` is a device of a current member of any group this computer belongs to. */
+  isFellowDevice: (peer: string) => boolean
   /** The current members of a group this computer belongs to; E_NOT_FOUND otherwise. */
   membersOf: (group: string) => GroupMember[]
   /**

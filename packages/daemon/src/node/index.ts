@@ -32,6 +32,7 @@ import type { GroupsService } from '../groups/index.ts'
 import type { StorageService } from '../storage/index.ts'
 import { NewestSeqs, PERSON_NAMESPACES, personRecordValidator } from '../people/records.ts'
 import { pacedRelayDiscovery, relayServer, type RelayServer } from './relay.ts'
+import { connectionGuard, headroomFor, type ConnectionGuard, type GuardInit } from './guard.ts'
 
 /** p2pos's own protocols, as libp2p service factories (the daemon makes them with what they need from it). */
 export interface P2posProtocols {
@@ -60,6 +61,8 @@ export type P2posServices = {
   invitations: InvitationsService
   groups: GroupsService
   storage: StorageService
+  /** Who keeps a connection slot when there are more connections than `maxConnections` (guard.ts). */
+  guard: ConnectionGuard
 }
 
 export type P2posNode = Libp2p<P2posServices>
@@ -69,7 +72,10 @@ function fastMsgId (msg: { from?: Uint8Array, seqno?: Uint8Array }): string {
   return `${Buffer.from(msg.from ?? []).toString('base64')}/${Buffer.from(msg.seqno ?? []).toString('base64')}`
 }
 
-export async function createNode (config: Config, privateKey: PrivateKey, datastore: Datastore, networks: Networks, protocols: P2posProtocols, newest = new NewestSeqs()): Promise<P2posNode> {
+export async function createNode (
+  config: Config, privateKey: PrivateKey, datastore: Datastore, networks: Networks, protocols: P2posProtocols, newest = new NewestSeqs(),
+  keep: GuardInit['keep'] = () => false
+): Promise<P2posNode> {
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   // a peer that mDNS found is handed to reach, which dials it at once (reach/index.ts: onLanPeer); peers
   // other discoveries bring (the DHT's, whose addresses on a LAN or a testnet are private too) are not
@@ -114,7 +120,8 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
       fastMsgIdFn: fastMsgId
     }),
     ...protocols,
-    reach: (components: any) => (reachService = protocols.reach(components))
+    reach: (components: any) => (reachService = protocols.reach(components)),
+    guard: connectionGuard({ max: config.maxConnections, keep })
   }
   if (config.relayService !== 'off') {
     // few reservations, but no per-circuit limit: stock relays cut a relayed connection after 2 minutes
@@ -133,11 +140,17 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
     peerDiscovery,
     services: services as any,
     connectionGater: config.allowPrivateAddrs ? { denyDialMultiaddr: () => false } : undefined,
-    // with allowPrivateAddrs (labs, tests, testnets): peers on this computer's loopback are exempt from
-    // libp2p's limit of 5 inbound connections a second per IP — on loopback every peer is 127.0.0.1, and
-    // an in-process testnet of a few hundred daemons otherwise spends minutes retrying refused dials
-    // (libp2p 3.3 then lets relayed inbound connections, which have no IP, past the limit too)
-    connectionManager: config.allowPrivateAddrs ? { allow: ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128'] } : undefined,
+    connectionManager: {
+      // libp2p refuses inbound connections past this ceiling; the guard keeps maxConnections below it by
+      // closing the least valuable ones, so a newcomer still finds a slot (guard.ts, wire.md §13)
+      maxConnections: config.maxConnections + headroomFor(config.maxConnections),
+      // with allowPrivateAddrs (labs, tests, testnets) every peer on this computer is 127.0.0.1: libp2p's
+      // limits of 5 inbound connections a second per IP and 10 handshakes at once would make an
+      // in-process testnet of a few hundred daemons spend minutes retrying refused dials. (Until
+      // 2026-12-02 loopback was on libp2p's allow list instead, which also exempted it from every
+      // connection limit — and from the guard's test.)
+      ...(config.allowPrivateAddrs ? { inboundConnectionThreshold: 10_000, maxIncomingPendingConnections: 256 } : {})
+    },
     // libp2p pings every connection every 10 s, each ping a new stream (with a peer-store write at both
     // ends): 50 connected daemons kept more than a core busy doing nothing. Yamux's keep-alive already
     // pings every connection every 30 s without a stream; a minute is enough to refresh the RTT shown
