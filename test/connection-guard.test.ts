@@ -9,9 +9,10 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Libp2p } from 'libp2p'
 import { multiaddr } from '@multiformats/multiaddr'
+import { connect, type Socket } from 'node:net'
 import { startTestnet, type Testnet } from '../packages/testnet/src/index.ts'
 import { until } from '../packages/testnet/src/wait.ts'
-import { headroomFor } from '../packages/daemon/src/node/guard.ts'
+import { HANDSHAKES_PER_BLOCK, headroomFor } from '../packages/daemon/src/node/guard.ts'
 import { bareLibp2p } from './spec-peer.ts'
 
 const MAX = 24
@@ -91,5 +92,41 @@ describe('connection guard', () => {
     const users = (await target.client.peers()).filter(p => p.peerId === user.peerId)
     assert.ok(users.length > 0)
     ch.destroy()
+  })
+
+  it('sockets that never finish their handshake, from one address block, do not lock out an honest peer', async () => {
+    const [target, honest] = net.nodes
+    await honest.client.disconnectPeer(target.peerId).catch(() => {})
+    const port = Number(/\/tcp\/(\d+)/.exec(target.addr)![1])
+    // 300 sockets from 127.0.2.1–4 (one /24) that connect and say nothing, reopened as the daemon closes
+    // them, for at most 20 s: more than libp2p's places for handshakes in progress (256 on a testnet)
+    const sockets = new Set<Socket>()
+    let opened = 0
+    let holding = true
+    const open = (i: number): void => {
+      if (!holding || opened >= 3000) return
+      opened++
+      const s = connect({ host: '127.0.0.1', port, localAddress: `127.0.2.${1 + (i % 4)}` })
+      s.on('connect', () => { sockets.add(s) })
+      s.on('error', () => {})
+      s.on('close', () => { sockets.delete(s); setTimeout(() => { open(i) }, 20) })
+    }
+    const stopAt = setTimeout(() => { holding = false }, 20_000)
+    try {
+      for (let i = 0; i < 300; i++) open(i)
+      // every socket has connected once and the daemon has had a second to take them all up
+      await until('300 idle sockets connected', async () => opened >= 300 && sockets.size >= 250 ? true : undefined, 10_000)
+      await new Promise(resolve => setTimeout(resolve, 1000))
+      const conn = await honest.client.connectPeer(target.addr, { timeoutMs: 8000 })
+      assert.equal(conn.peerId, target.peerId)
+      assert.equal((await honest.client.ping(target.peerId)).peerId, target.peerId)
+      // the daemon refused the crowd's handshakes past its cap at once instead of holding them
+      assert.ok(opened > 300 + HANDSHAKES_PER_BLOCK, `the daemon closed the idle sockets beyond the cap (${opened} opened)`)
+      assert.ok(sockets.size > 0)
+    } finally {
+      holding = false
+      clearTimeout(stopAt)
+      for (const s of sockets) s.destroy()
+    }
   })
 })

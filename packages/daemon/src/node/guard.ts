@@ -18,7 +18,7 @@
  * for relayed connections) that holds the most connections — one operator with many addresses in a
  * block cannot push out peers from elsewhere.
  */
-import type { Connection, ComponentLogger, Logger, PeerStore, Startable, TypedEventTarget, Libp2pEvents } from '@libp2p/interface'
+import type { Connection, ComponentLogger, Logger, MultiaddrConnection, PeerStore, Startable, TypedEventTarget, Libp2pEvents } from '@libp2p/interface'
 import type { ConnectionManager } from '@libp2p/interface-internal'
 import { CHANNEL_PROTOCOL, RELAY_HOP_PROTOCOL, RELAY_STOP_PROTOCOL } from '@p2pos/api'
 
@@ -193,4 +193,47 @@ export class ConnectionGuard implements Startable {
 
 export function connectionGuard (init: GuardInit): (components: GuardComponents) => ConnectionGuard {
   return (components) => new ConnectionGuard(components, init)
+}
+
+/** Handshakes one address block may have in progress at once (wire.md §13). */
+export const HANDSHAKES_PER_BLOCK = 8
+
+/**
+ * A libp2p connection gater that caps the inbound handshakes in progress per address block. libp2p caps
+ * them only in total (10 by default, each allowed 10 s), so one address that opens sockets and sends
+ * nothing can take every place and have every other inbound connection refused. `exempt`: addresses
+ * never capped (with allowPrivateAddrs, 127.0.0.1 and ::1, where a testnet's daemons all are).
+ */
+export function handshakeGate (exempt: Set<string> = new Set()): {
+  denyInboundConnection: (maConn: MultiaddrConnection) => boolean
+  denyInboundUpgradedConnection: (peer: unknown, maConn: MultiaddrConnection) => boolean
+} {
+  const pending = new Map<string, number>()
+  const counted = new WeakMap<MultiaddrConnection, string>()
+  const release = (maConn: MultiaddrConnection): void => {
+    const block = counted.get(maConn)
+    if (block == null) return
+    counted.delete(maConn)
+    const n = (pending.get(block) ?? 1) - 1
+    if (n <= 0) pending.delete(block)
+    else pending.set(block, n)
+  }
+  return {
+    denyInboundConnection (maConn) {
+      const addr = maConn.remoteAddr.toString()
+      const ip = /^\/ip[46]\/([^/]+)/.exec(addr)?.[1]
+      if (ip != null && exempt.has(ip)) return false
+      const block = blockOf(addr)
+      const n = pending.get(block) ?? 0
+      if (n >= HANDSHAKES_PER_BLOCK) return true
+      pending.set(block, n + 1)
+      counted.set(maConn, block)
+      maConn.addEventListener('close', () => { release(maConn) }, { once: true })
+      return false
+    },
+    denyInboundUpgradedConnection (_peer, maConn) {
+      release(maConn)
+      return false
+    }
+  }
 }

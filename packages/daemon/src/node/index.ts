@@ -32,7 +32,7 @@ import type { GroupsService } from '../groups/index.ts'
 import type { StorageService } from '../storage/index.ts'
 import { NewestSeqs, PERSON_NAMESPACES, personRecordValidator } from '../people/records.ts'
 import { pacedRelayDiscovery, relayServer, type RelayServer } from './relay.ts'
-import { connectionGuard, headroomFor, type ConnectionGuard, type GuardInit } from './guard.ts'
+import { connectionGuard, handshakeGate, headroomFor, type ConnectionGuard, type GuardInit } from './guard.ts'
 
 /** p2pos's own protocols, as libp2p service factories (the daemon makes them with what they need from it). */
 export interface P2posProtocols {
@@ -139,7 +139,11 @@ export async function createNode (
     streamMuxers: [yamux()],
     peerDiscovery,
     services: services as any,
-    connectionGater: config.allowPrivateAddrs ? { denyDialMultiaddr: () => false } : undefined,
+    connectionGater: {
+      // a few handshakes at a time per address block (guard.ts); testnets' daemons all dial from 127.0.0.1
+      ...handshakeGate(config.allowPrivateAddrs ? new Set(['127.0.0.1', '::1']) : new Set()),
+      ...(config.allowPrivateAddrs ? { denyDialMultiaddr: () => false } : {})
+    },
     connectionManager: {
       // libp2p refuses inbound connections past this ceiling; the guard keeps maxConnections below it by
       // closing the least valuable ones, so a newcomer still finds a slot (guard.ts, wire.md §13)
@@ -149,6 +153,8 @@ export async function createNode (
       // in-process testnet of a few hundred daemons spend minutes retrying refused dials. (Until
       // 2026-12-02 loopback was on libp2p's allow list instead, which also exempted it from every
       // connection limit — and from the guard's test.)
+      // 64 handshakes at once (libp2p: 10), at most 8 of them from one address block (guard.ts)
+      maxIncomingPendingConnections: 64,
       ...(config.allowPrivateAddrs ? { inboundConnectionThreshold: 10_000, maxIncomingPendingConnections: 256 } : {})
     },
     // libp2p pings every connection every 10 s, each ping a new stream (with a peer-store write at both
