@@ -89,6 +89,53 @@ describe('restart after SIGKILL', () => {
     }
   })
 
+  it('SIGKILL of the receiving app mid-file: the sender is not acknowledged, and the next listen removes the partial file', async () => {
+    const [a, b] = net.nodes
+    await a.client.connectPeer(b.addr)
+    const dir = await mkdtemp(join(tmpdir(), 'p2pos-killapp-'))
+    try {
+      const out = join(dir, 'inbox')
+      const file = join(dir, 'big.bin')
+      await writeFile(file, randomBytes(100 * 1024 * 1024))
+      const listen = (): { child: ReturnType<typeof spawn>, stderr: () => string } => {
+        const child = spawn(NODE, [CLI, 'listen', 'org.test.killapp', '--out', out], { env: { ...process.env, P2POS_HOME: b.home }, stdio: ['ignore', 'pipe', 'pipe'] })
+        let err = ''
+        child.stderr!.on('data', (d: Buffer) => { err += d.toString() })
+        return { child, stderr: () => err }
+      }
+      const first = listen()
+      await until('listen to register', () => first.stderr().includes('listening as app'))
+      const sender = spawn(NODE, [CLI, 'send', b.peerId, 'org.test.killapp', '--file', file], { env: { ...process.env, P2POS_HOME: a.home }, stdio: ['ignore', 'pipe', 'pipe'] })
+      const sent = new Promise<number | null>(resolve => sender.once('exit', code => resolve(code)))
+      try {
+        await until('part of the file arrived', async () => {
+          for (const n of await readdir(out).catch(() => [] as string[])) {
+            if ((await stat(join(out, n))).size > 10 * 1024 * 1024) return true
+          }
+          return false
+        }, 60_000)
+        first.child.kill('SIGKILL')
+        assert.notEqual(await within(60_000, 'send to exit', sent), 0, 'the sender was not acknowledged')
+        const left = await readdir(out)
+        assert.equal(left.length, 1, `the killed receiver left its partial file: ${left.join(', ')}`)
+        assert.match(left[0], /^\.big\.bin\.\d+-[0-9a-f]{8}\.partial$/)
+        // the next listen into the same directory removes it before anything else
+        const second = listen()
+        try {
+          await until('the next listen to register', () => second.stderr().includes('listening as app'))
+          assert.deepEqual(await readdir(out), [], 'no file, partial or whole, under any name')
+        } finally {
+          second.child.kill('SIGKILL')
+        }
+      } finally {
+        first.child.kill('SIGKILL')
+        sender.kill('SIGKILL')
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
   it('stops cleanly on SIGTERM and removes its api.json; a listening client is told it stopped', async () => {
     const [, b] = net.nodes
     const listener = spawn(NODE, [CLI, 'listen', 'org.test.stop'], { env: { ...process.env, P2POS_HOME: b.home }, stdio: ['ignore', 'pipe', 'pipe'] })

@@ -6,7 +6,7 @@
  * fails the check is removed and the header refused (E_PROTOCOL), so the sender's `sendFile` rejects.
  */
 import { createReadStream } from 'node:fs'
-import { link, mkdir, open, rename, rm, stat } from 'node:fs/promises'
+import { link, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises'
 import { createHash, randomBytes } from 'node:crypto'
 import { basename, dirname, join, resolve } from 'node:path'
 import { Writable, type Readable } from 'node:stream'
@@ -136,7 +136,10 @@ async function store (readable: Readable, h: FileHeader, target: FileTarget, opt
   const exact = typeof target === 'object' && 'path' in target ? resolve(target.path) : undefined
   const dir = typeof target === 'string' ? resolve(target) : 'dir' in target ? resolve(target.dir) : dirname(exact!)
   await mkdir(dir, { recursive: true })
-  const partial = join(dir, `.${name}.${randomBytes(4).toString('hex')}.partial`)
+  await sweepPartials(dir)
+  // the receiving process's pid is in the name: a receiver killed mid-file leaves its partial behind,
+  // and the next receive into the same directory removes it (sweepPartials)
+  const partial = join(dir, `.${name}.${process.pid}-${randomBytes(4).toString('hex')}.partial`)
   const file = await open(partial, 'wx')
   const hash = createHash('sha256')
   let bytes = 0
@@ -174,13 +177,54 @@ async function store (readable: Readable, h: FileHeader, target: FileTarget, opt
     await file.datasync()
     closed = true
     await file.close()
-    if (exact == null) return { ...h, path: await claimName(partial, dir, name) }
-    await rename(partial, exact)
-    return { ...h, path: exact }
+    let path = exact
+    if (path == null) path = await claimName(partial, dir, name)
+    else await rename(partial, path)
+    // the file's bytes were synced; the new name lives in the directory, which must be synced too for
+    // the name to survive a power loss — before the sender is told the file is stored
+    await syncDir(dir)
+    return { ...h, path }
   } catch (err) {
     if (!closed) await file.close().catch(() => {})
     await rm(partial, { force: true })
     throw err
+  }
+}
+
+/**
+ * Removes the partial files (`.NAME.PID-RANDOM.partial`) in `dir` whose receiving process is no longer
+ * alive: what a receiver killed mid-file left. Partials of live processes, and files of any other name,
+ * are left alone.
+ */
+export async function sweepPartials (dir: string): Promise<string[]> {
+  const removed: string[] = []
+  for (const n of await readdir(dir).catch(() => [] as string[])) {
+    const m = /^\..+\.(\d+)-[0-9a-f]{8}\.partial$/.exec(n)
+    if (m == null || Number(m[1]) === process.pid || alive(Number(m[1]))) continue
+    await rm(join(dir, n), { force: true })
+    removed.push(n)
+  }
+  return removed
+}
+
+function alive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err: any) {
+    return err.code === 'EPERM' // exists, but is another user's
+  }
+}
+
+async function syncDir (dir: string): Promise<void> {
+  const d = await open(dir, 'r')
+  try {
+    await d.sync()
+  } catch (err: any) {
+    // some file systems cannot sync a directory; the rename is then as durable as they make it
+    if (!['EINVAL', 'EISDIR', 'EPERM', 'ENOTSUP'].includes(err.code)) throw err
+  } finally {
+    await d.close()
   }
 }
 

@@ -24,7 +24,7 @@ export { verifyAppSignature, ed25519KeyOf } from './signatures.ts'
 // defaultHome lives in @p2pos/api (the daemon and clients share it); exported here as before
 export { Channel, EventSession, defaultHome, endpointFromHome, type Endpoint }
 export type { IncomingMessage, MessageHandler, Reply } from './channel.ts'
-export { sendFile, receiveFile, parseFileHeader, safeFileName } from './files.ts'
+export { sendFile, receiveFile, parseFileHeader, safeFileName, sweepPartials } from './files.ts'
 export type { FileHeader, FileOptions, FileTarget, Progress, ReceivedFile } from './files.ts'
 
 export interface CallOptions { signal?: AbortSignal }

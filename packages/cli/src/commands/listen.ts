@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { MessageKind, P2posError, receiveFile, type Channel } from '@p2pos/sdk'
+import { MessageKind, P2posError, receiveFile, sweepPartials, type Channel } from '@p2pos/sdk'
 import { UsageError, args, client } from '../output.ts'
 
 const USAGE = 'p2pos listen APPID [--out DIR] [--json]'
@@ -12,7 +12,11 @@ export async function run (argv: string[]): Promise<number> {
   const app = positionals[0]
   const json = values.json === true
   const out = values.out != null ? resolve(values.out) : undefined
-  if (out != null) await mkdir(out, { recursive: true })
+  if (out != null) {
+    await mkdir(out, { recursive: true })
+    // what an earlier listen killed mid-file left behind (its acknowledgement was never sent)
+    await sweepPartials(out)
+  }
   const emit = (obj: Record<string, unknown>, human: string): void => {
     process.stdout.write((json ? JSON.stringify(obj) : human) + '\n')
   }
