@@ -4,13 +4,31 @@
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { startTestnet, CLI, NODE, type Testnet } from '../packages/testnet/src/index.ts'
 import { until, within } from '../packages/testnet/src/wait.ts'
+
+/** A CLI process against `home`, its stderr collected and its exit awaited. */
+function spawnCli (home: string, argv: string[]): { child: ChildProcess, stderr: () => string, exit: Promise<number | null> } {
+  const child = spawn(NODE, [CLI, ...argv], { env: { ...process.env, P2POS_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let err = ''
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString() })
+  return { child, stderr: () => err, exit: new Promise(resolve => child.once('exit', code => resolve(code))) }
+}
+
+/** Waits until a file in `dir` (the partial one) holds more than 10 MiB. */
+async function partlyArrived (dir: string): Promise<void> {
+  await until('part of the file arrived', async () => {
+    for (const n of await readdir(dir).catch(() => [] as string[])) {
+      if ((await stat(join(dir, n))).size > 10 * 1024 * 1024) return true
+    }
+    return false
+  }, 60_000)
+}
 
 describe('restart after SIGKILL', () => {
   let net: Testnet
@@ -52,36 +70,23 @@ describe('restart after SIGKILL', () => {
       const out = join(dir, 'inbox')
       const file = join(dir, 'big.bin')
       await writeFile(file, randomBytes(100 * 1024 * 1024))
-      const listener = spawn(NODE, [CLI, 'listen', 'org.test.kill', '--out', out], { env: { ...process.env, P2POS_HOME: b.home }, stdio: ['ignore', 'pipe', 'pipe'] })
-      let stderr = ''
-      listener.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
-      const exited = new Promise<number | null>(resolve => listener.once('exit', code => resolve(code)))
-      await until('listen to register', () => stderr.includes('listening as app'))
-      const sender = spawn(NODE, [CLI, 'send', b.peerId, 'org.test.kill', '--file', file], { env: { ...process.env, P2POS_HOME: a.home }, stdio: ['ignore', 'pipe', 'pipe'] })
-      let sendErr = ''
-      sender.stderr!.on('data', (d: Buffer) => { sendErr += d.toString() })
-      const sent = new Promise<number | null>(resolve => sender.once('exit', code => resolve(code)))
+      const listener = spawnCli(b.home, ['listen', 'org.test.kill', '--out', out])
+      await until('listen to register', () => listener.stderr().includes('listening as app'))
+      const sender = spawnCli(a.home, ['send', b.peerId, 'org.test.kill', '--file', file])
       let killed = false
       try {
         // kill once part of the file is on b's disk
-        await until('part of the file arrived', async () => {
-          const names = await readdir(out).catch(() => [] as string[])
-          for (const n of names) {
-            const { size } = await stat(join(out, n))
-            if (size > 10 * 1024 * 1024) return true
-          }
-          return false
-        }, 60_000).catch((err: Error) => { throw new Error(`${err.message}; listen: ${stderr}; send: ${sendErr}`) })
+        await partlyArrived(out).catch((err: Error) => { throw new Error(`${err.message}; listen: ${listener.stderr()}; send: ${sender.stderr()}`) })
         await b.kill('SIGKILL')
         killed = true
-        const code = await within(20_000, 'listen to exit after its daemon was killed', exited)
-        assert.equal(code, 3, `listen exited ${code}: ${stderr}`)
-        assert.match(stderr, /the daemon went away.*\[E_DAEMON_NOT_RUNNING\]/)
+        const code = await within(20_000, 'listen to exit after its daemon was killed', listener.exit)
+        assert.equal(code, 3, `listen exited ${code}: ${listener.stderr()}`)
+        assert.match(listener.stderr(), /the daemon went away.*\[E_DAEMON_NOT_RUNNING\]/)
         assert.deepEqual(await readdir(out), [], 'no file, partial or whole, under any name')
-        assert.notEqual(await within(60_000, 'send to exit', sent), 0, 'the sender was not acknowledged')
+        assert.notEqual(await within(60_000, 'send to exit', sender.exit), 0, 'the sender was not acknowledged')
       } finally {
-        listener.kill('SIGKILL')
-        sender.kill('SIGKILL')
+        listener.child.kill('SIGKILL')
+        sender.child.kill('SIGKILL')
         if (killed) await b.start()
       }
     } finally {
@@ -97,25 +102,14 @@ describe('restart after SIGKILL', () => {
       const out = join(dir, 'inbox')
       const file = join(dir, 'big.bin')
       await writeFile(file, randomBytes(100 * 1024 * 1024))
-      const listen = (): { child: ReturnType<typeof spawn>, stderr: () => string } => {
-        const child = spawn(NODE, [CLI, 'listen', 'org.test.killapp', '--out', out], { env: { ...process.env, P2POS_HOME: b.home }, stdio: ['ignore', 'pipe', 'pipe'] })
-        let err = ''
-        child.stderr!.on('data', (d: Buffer) => { err += d.toString() })
-        return { child, stderr: () => err }
-      }
+      const listen = (): ReturnType<typeof spawnCli> => spawnCli(b.home, ['listen', 'org.test.killapp', '--out', out])
       const first = listen()
       await until('listen to register', () => first.stderr().includes('listening as app'))
-      const sender = spawn(NODE, [CLI, 'send', b.peerId, 'org.test.killapp', '--file', file], { env: { ...process.env, P2POS_HOME: a.home }, stdio: ['ignore', 'pipe', 'pipe'] })
-      const sent = new Promise<number | null>(resolve => sender.once('exit', code => resolve(code)))
+      const sender = spawnCli(a.home, ['send', b.peerId, 'org.test.killapp', '--file', file])
       try {
-        await until('part of the file arrived', async () => {
-          for (const n of await readdir(out).catch(() => [] as string[])) {
-            if ((await stat(join(out, n))).size > 10 * 1024 * 1024) return true
-          }
-          return false
-        }, 60_000)
+        await partlyArrived(out)
         first.child.kill('SIGKILL')
-        assert.notEqual(await within(60_000, 'send to exit', sent), 0, 'the sender was not acknowledged')
+        assert.notEqual(await within(60_000, 'send to exit', sender.exit), 0, 'the sender was not acknowledged')
         const left = await readdir(out)
         assert.equal(left.length, 1, `the killed receiver left its partial file: ${left.join(', ')}`)
         assert.match(left[0], /^\.big\.bin\.\d+-[0-9a-f]{8}\.partial$/)
@@ -129,7 +123,7 @@ describe('restart after SIGKILL', () => {
         }
       } finally {
         first.child.kill('SIGKILL')
-        sender.kill('SIGKILL')
+        sender.child.kill('SIGKILL')
       }
     } finally {
       await rm(dir, { recursive: true, force: true })
@@ -138,15 +132,12 @@ describe('restart after SIGKILL', () => {
 
   it('stops cleanly on SIGTERM and removes its api.json; a listening client is told it stopped', async () => {
     const [, b] = net.nodes
-    const listener = spawn(NODE, [CLI, 'listen', 'org.test.stop'], { env: { ...process.env, P2POS_HOME: b.home }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stderr = ''
-    listener.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
-    const exited = new Promise<number | null>(resolve => listener.once('exit', code => resolve(code)))
-    await until('listen to register', () => stderr.includes('listening as app'))
+    const listener = spawnCli(b.home, ['listen', 'org.test.stop'])
+    await until('listen to register', () => listener.stderr().includes('listening as app'))
     const code = await b.kill('SIGTERM')
     assert.equal(code, 0)
-    assert.equal(await within(20_000, 'listen to exit', exited), 3, stderr)
-    assert.match(stderr, /the daemon is stopping \[E_NOT_RUNNING\]/)
+    assert.equal(await within(20_000, 'listen to exit', listener.exit), 3, listener.stderr())
+    assert.match(listener.stderr(), /the daemon is stopping \[E_NOT_RUNNING\]/)
     await assert.rejects(readFile(join(b.home, 'api.json')), { code: 'ENOENT' })
   })
 })

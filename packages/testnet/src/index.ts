@@ -262,7 +262,7 @@ export function graphEdges (n: number, options: ConnectOptions = {}): Array<[num
 }
 
 /** A small seeded PRNG (mulberry32): the same seed gives the same graph. */
-function mulberry32 (seed: number): () => number {
+export function mulberry32 (seed: number): () => number {
   let a = seed >>> 0
   return () => {
     a = (a + 0x6D2B79F5) >>> 0
