@@ -44,6 +44,8 @@ export interface MethodSpec {
    * (local-api.md §3, "Byte results").
    */
   bytes?: boolean
+  /** A bytes method's Content-Type (default application/octet-stream). */
+  contentType?: string
 }
 
 /** The app id a service call made with the admin token (the CLI) names as its caller when it names none. */
@@ -228,6 +230,35 @@ export const StorageItemSchema = Type.Object({
   created: Str
 })
 
+const TrafficFields = {
+  in: Type.Integer({ description: 'bytes received since the daemon started' }),
+  out: Type.Integer({ description: 'bytes sent since the daemon started' }),
+  rateIn: Type.Number({ description: 'bytes a second received over the last second' }),
+  rateOut: Type.Number({ description: 'bytes a second sent over the last second' })
+}
+
+export const TrafficSchema = Type.Object({
+  since: Type.String({ description: 'ISO-8601: when counting began (the daemon started)' }),
+  counting: Type.Boolean({ description: 'false when the metrics setting is off: every figure is 0' }),
+  total: Type.Object(TrafficFields, { description: 'all connections, raw bytes on the link (encryption and muxing included)' }),
+  peers: Type.Array(Type.Object({ peer: Type.String({ description: 'a peer id, or "other" (metrics.md §Cardinality)' }), ...TrafficFields }), { description: 'raw bytes by peer, most first' }),
+  apps: Type.Array(Type.Object({ app: Type.String({ description: 'an app id, or "other"' }), ...TrafficFields }), { description: 'channel payload bytes by local app, most first' }),
+  protocols: Type.Array(Type.Object({ protocol: Str, ...TrafficFields }), { description: 'stream payload bytes by libp2p protocol, most first' })
+})
+
+export const HistoryResolutionSchema = OneOf('second', 'minute')
+
+export const HistorySchema = Type.Object({
+  resolution: HistoryResolutionSchema,
+  stepMs: Type.Integer({ description: '1000 or 60000' }),
+  end: Type.Integer({ description: 'ms since 1970 of the last point (the newest complete second or minute)' }),
+  series: Type.Array(Type.Object({
+    name: Type.String({ description: 'metrics.md §History lists the names' }),
+    unit: Type.String({ description: '"B/s", "count" or "B"' }),
+    points: Type.Array(Nullable(Type.Number()), { description: 'oldest first, one per step, the last at `end`; null: the daemon was not running or the series did not exist yet' })
+  }))
+})
+
 const Cid = () => Type.String({ minLength: 1, maxLength: 256, description: 'a CID (v0 Qm… or v1, any multibase)' })
 const AbsPath = (description: string) => Utf8(4096, { minLength: 1, description })
 
@@ -347,6 +378,17 @@ export const METHODS = {
   'storage.cat': { perm: 'read', bytes: true, params: Obj({ cid: Cid(), timeoutMs: timeout(3600_000) }) },
   'storage.ls': { perm: 'read', params: none, result: Type.Array(StorageItemSchema) },
   'storage.rm': { perm: 'admin', params: Obj({ cid: Cid(), timeoutMs: timeout(300_000) }), result: Type.Object({ cid: Str, released: Type.Array(Str) }) },
+  'metrics.prometheus': { perm: 'admin', bytes: true, contentType: 'text/plain; version=0.0.4; charset=utf-8', params: none },
+  'metrics.traffic': { perm: 'read', params: none, result: TrafficSchema },
+  'metrics.history': {
+    perm: 'read',
+    params: Obj({
+      series: Type.Optional(Type.Array(Utf8(200), { maxItems: 64, description: 'names of series (default: all)' })),
+      resolution: Type.Optional(HistoryResolutionSchema),
+      points: Type.Optional(Int(10_080, 1, { description: 'at most this many newest points (default: all kept: 3600 seconds or 10080 minutes)' }))
+    }),
+    result: HistorySchema
+  },
   'channels.open': { perm: 'app', upgrade: '/channels/open', params: Obj({ peer: PeerRef(), app: Name(), timeoutMs: openTimeout }) },
   'channels.accept': { perm: 'owner', upgrade: '/channels/accept', params: Obj({ channel: Type.String({ maxLength: 64 }) }) },
   'services.connect': {
@@ -403,6 +445,9 @@ export type Invitation = Static<typeof InvitationSchema>
 export type SentInvitation = Static<typeof SentInvitationSchema>
 export type StorageStatus = Static<typeof StorageStatusSchema>
 export type StorageItem = Static<typeof StorageItemSchema>
+export type TrafficReport = Static<typeof TrafficSchema>
+export type History = Static<typeof HistorySchema>
+export type HistoryResolution = Static<typeof HistoryResolutionSchema>
 
 /** Event names pushed on an event session (local-api.md §Events). */
 export type EventName =

@@ -29,7 +29,9 @@ export function defaults (home: string): Config {
     allowPrivateAddrs: false,
     relayService: 'auto',
     reconnectPeers: 50,
-    publicNetworks: []
+    publicNetworks: [],
+    metrics: true,
+    metricsListen: ''
   }
 }
 

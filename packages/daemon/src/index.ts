@@ -38,6 +38,7 @@ import { servicesProtocol } from './services/protocol.ts'
 import { reach } from './reach/index.ts'
 import { followReachability } from './reach/follow.ts'
 import { Networks } from './reach/networks.ts'
+import { DaemonMetrics, Monitor, Traffic } from './monitor/index.ts'
 
 export { loadConfig, defaultHome, type Config }
 
@@ -71,10 +72,14 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
 
   // the newest record of each person seen, shared by the DHT's validator and people/ (names.md §4)
   const newest = new NewestSeqs()
+  // bytes by peer, protocol and app are counted where libp2p hands them over (monitor/, metrics.md)
+  const traffic = new Traffic()
+  const metrics = new DaemonMetrics(traffic)
+  let monitor: Monitor | undefined
   let node: P2posNode
   try {
     node = await createNode({ ...config, listen }, privateKey, datastore, networks, {
-      channels: channels({ sessions, apps, registry, log }),
+      channels: channels({ sessions, apps, registry, log, observe: { opened: (...a) => monitor?.opened(...a), closed: (app) => monitor?.closed(app) } }),
       services: servicesProtocol({ registry, sessions }),
       people: peopleProtocol({ home, privateKey, datastore, newest, node: () => node, log }),
       invitations: invitationsProtocol({
@@ -101,7 +106,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
         dhtMode: () => node.services.dht.getMode(),
         onReachability: followReachability({ node: () => node, events: sessions, dhtAuto: config.dhtMode === 'auto', log })
       })
-    }, newest)
+    }, newest, config.metrics ? metrics : undefined)
   } catch (err) {
     await datastore.close().catch(() => {})
     throw err
@@ -115,6 +120,17 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   invitations.handle(GROUP_INVITATION_APP, async (inv) => { await groups.acceptInvite(String((inv.context as { code?: unknown } | null)?.code ?? '')) })
   const dht = new DhtService({ dht: node.services.dht, peerRouting: node.peerRouting, peerId: node.peerId, privateKey })
   const { channels: channelService, services: servicesService } = node.services
+  node.addEventListener('connection:open', (e) => { traffic.identify(e.detail) })
+  monitor = new Monitor({
+    registry: metrics.registry,
+    traffic,
+    counting: config.metrics,
+    peerId: node.peerId.toString(),
+    connections: () => node.getConnections(),
+    reach: () => node.services.reach.counts(),
+    storage: () => node.services.storage.status()
+  })
+  const monitorComponent = monitor
 
   const routes: Routes = {
     ...nodeRoutes({ node, apiUrl, socketPath }),
@@ -127,6 +143,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     ...invitations.routes,
     ...groups.routes,
     ...node.services.storage.routes,
+    ...monitor.routes,
     // every PEER parameter may be a name or a petname: resolved here, once, before these handlers run
     ...resolvingPeers(people, { ...peers.routes, ...dht.routes, ...servicesService.routes, ...channelService.routes })
   }
@@ -137,6 +154,8 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     authority: { grants: apps.grants, owners: { ...channelService.owners, ...invitations.owners } },
     allowOrigins: config.allowOrigins,
     port: config.apiPort,
+    metricsListen: config.metricsListen,
+    metricsText: async () => await monitorComponent.prometheusText(),
     socketPath,
     checkResults: process.env.P2POS_CHECK_RESULTS === '1',
     log
@@ -152,6 +171,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     { name: 'node', start: async () => { await node.start() }, stop: async () => { await node.stop() } },
     peers,
     pubsub,
+    monitorComponent,
     // stopped before the API, so an event session's last line (session.closed) still reaches its client
     localApi,
     sessions,
@@ -160,7 +180,13 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
       name: 'api.json',
       start: async () => {
         await writeSecretFile(apiFile, JSON.stringify({
-          api: apiUrl(), socket: socketPath, pid: process.pid, peerId: node.peerId.toString(), version: SOFTWARE_VERSION, apiVersion: API_VERSION
+          api: apiUrl(),
+          socket: socketPath,
+          pid: process.pid,
+          peerId: node.peerId.toString(),
+          version: SOFTWARE_VERSION,
+          apiVersion: API_VERSION,
+          ...(localApi.metricsPort !== 0 ? { metrics: `http://${config.metricsListen.slice(0, config.metricsListen.lastIndexOf(':'))}:${localApi.metricsPort}/metrics` } : {})
         }, null, 2) + '\n')
       },
       stop: async () => { await unlink(apiFile).catch(() => {}) }

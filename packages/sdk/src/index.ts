@@ -372,6 +372,23 @@ export class P2pos {
     return await this.call('storage.rm', { cid, timeoutMs: options?.timeoutMs }, options)
   }
 
+  // ---- monitoring (metrics.md) ----
+
+  /** The daemon's metrics in Prometheus's text format (admin token). */
+  async metricsText (options?: CallOptions): Promise<string> {
+    const chunks: Uint8Array[] = []
+    for await (const c of await this.callBytes('metrics.prometheus', {}, options)) chunks.push(c)
+    return Buffer.concat(chunks).toString('utf8')
+  }
+
+  /** Bytes in and out since start, and over the last second, in total and by peer, app and protocol. */
+  async traffic (options?: CallOptions): Promise<Result<'metrics.traffic'>> { return await this.call('metrics.traffic', {}, options) }
+
+  /** The daemon's history of a few series: per second for an hour, per minute for a week (metrics.md §History). */
+  async history (options?: CallOptions & { series?: string[], resolution?: 'second' | 'minute', points?: number }): Promise<Result<'metrics.history'>> {
+    return await this.call('metrics.history', { series: options?.series, resolution: options?.resolution, points: options?.points }, options)
+  }
+
   /**
    * Calls a method whose result is bytes (local-api.md §3): resolves once the daemon started answering
    * (an error before that rejects with its code); the bytes then arrive as they come. A stream the daemon

@@ -6,6 +6,8 @@
  *   POST /v0/channels/open      with `Upgrade: p2pos-channel`: becomes a raw channel to a remote app
  *   POST /v0/channels/accept    with `Upgrade: p2pos-channel`: takes an inbound channel
  *   POST /v0/services/connect   with `Upgrade: p2pos-channel`: becomes a channel to a service
+ *   GET  /v0/metrics            the method metrics.prometheus, for Prometheus (which scrapes with GET)
+ * and, when `metricsListen` is set, a second server with only `GET /metrics` and no token (metrics.md).
  * Every request passes the same gate first: loopback Host, allowed Origin, valid token. Calls and
  * upgrades alike are methods of the method table: their parameters are checked by the table's schema
  * and their permission by `authorise` (core/), never by the handler. This is the only module of the
@@ -38,6 +40,10 @@ export interface LocalApiComponents {
    * turn it on with P2POS_CHECK_RESULTS=1): a result that breaks the spec fails loudly as E_INTERNAL.
    */
   checkResults: boolean
+  /** HOST:PORT of the separate metrics server ('' for none). */
+  metricsListen: string
+  /** The Prometheus text the metrics server answers with. */
+  metricsText: () => Promise<string>
   log: (msg: string) => void
 }
 
@@ -45,6 +51,8 @@ export interface LocalApiComponents {
 const UPGRADES = new Map<string, UpgradeMethod>(
   Object.entries(METHODS).flatMap(([m, spec]) => 'upgrade' in spec ? [[spec.upgrade, m as UpgradeMethod]] : [])
 )
+
+const METRICS_CONTENT_TYPE = METHODS['metrics.prometheus'].contentType
 
 const LOOPBACK_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/i
 
@@ -54,6 +62,8 @@ export class LocalApi {
   private readonly servers: Server[] = []
   private readonly sockets = new Set<Socket>()
   port = 0
+  /** The metrics server's port (0: none). */
+  metricsPort = 0
 
   constructor (components: LocalApiComponents) {
     this.c = components
@@ -75,6 +85,37 @@ export class LocalApi {
     const unix = this.makeServer(true)
     await listenOn(unix, { path: socketPath })
     this.servers.push(unix)
+    if (this.c.metricsListen !== '') await this.startMetricsServer(this.c.metricsListen)
+  }
+
+  /**
+   * The metrics server (metrics.md §Serving): only `GET /metrics`, without a token, so that a Prometheus
+   * server can scrape it like any exporter. It is a second door beside the API's gate on purpose and
+   * serves nothing else; bound to loopback, it checks the Host header like the API (DNS rebinding).
+   */
+  private async startMetricsServer (listen: string): Promise<void> {
+    const i = listen.lastIndexOf(':')
+    const host = listen.slice(0, i).replace(/^\[(.*)\]$/, '$1')
+    const port = Number(listen.slice(i + 1))
+    const loopback = /^(127\.|::1$|localhost$)/.test(host)
+    const server = createServer((req, res) => {
+      const fail = (e: P2posError): void => { sendJson(res, e.status, { error: e.toJSON() }) }
+      if (loopback && !LOOPBACK_HOST.test(req.headers.host ?? '')) { fail(new P2posError('E_BAD_HOST', `Host "${req.headers.host ?? ''}" is not a loopback name`)); return }
+      const path = new URL(req.url ?? '/', 'http://localhost').pathname
+      if (path !== '/metrics') { fail(new P2posError('E_NOT_FOUND', `no such endpoint ${path}: this server has only GET /metrics`)); return }
+      if (req.method !== 'GET' && req.method !== 'HEAD') { fail(new P2posError('E_METHOD_NOT_ALLOWED', `${req.method ?? ''} is not allowed: GET /metrics`)); return }
+      this.c.metricsText().then((text) => {
+        res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' })
+        res.end(req.method === 'HEAD' ? undefined : text)
+      }, (err) => { sendError(res, err) })
+    })
+    server.on('connection', (s: Socket) => {
+      this.sockets.add(s)
+      s.on('close', () => this.sockets.delete(s))
+    })
+    await listenOn(server, { host, port })
+    this.metricsPort = (server.address() as any).port
+    this.servers.push(server)
   }
 
   async stop (): Promise<void> {
@@ -149,6 +190,12 @@ export class LocalApi {
     }
     const principal = this.gate(req, unix)!
     corsHeaders(req, res)
+    if (path === `${API_PREFIX}/metrics` && req.method === 'GET') {
+      // Prometheus scrapes with GET: this is the method metrics.prometheus (admin), through the same dispatch
+      const body = await this.dispatch('metrics.prometheus', {}, { principal }) as AsyncIterable<Uint8Array>
+      await sendBytes(res, body, METRICS_CONTENT_TYPE)
+      return
+    }
     if (req.method !== 'POST') {
       throw new P2posError('E_METHOD_NOT_ALLOWED', `${req.method} is not allowed: every call is a POST (no state changes by GET)`)
     }
@@ -183,7 +230,7 @@ export class LocalApi {
     }
     const result = (await this.dispatch(method, params, { principal })) ?? null
     if ('bytes' in spec && spec.bytes) {
-      await sendBytes(res, result as AsyncIterable<Uint8Array>)
+      await sendBytes(res, result as AsyncIterable<Uint8Array>, 'contentType' in spec ? spec.contentType : undefined)
       return
     }
     if (this.c.checkResults && 'result' in spec) {
@@ -300,10 +347,10 @@ function corsHeaders (req: IncomingMessage, res: ServerResponse): void {
  * error found before any byte is an ordinary error response; one after it cuts the chunked body short
  * (the client sees the response end without its last chunk), never a body that looks complete.
  */
-async function sendBytes (res: ServerResponse, body: AsyncIterable<Uint8Array>): Promise<void> {
+async function sendBytes (res: ServerResponse, body: AsyncIterable<Uint8Array>, contentType = 'application/octet-stream'): Promise<void> {
   const it = body[Symbol.asyncIterator]()
   let next = await it.next()
-  res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store' })
+  res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' })
   try {
     while (next.done !== true) {
       if (!res.write(next.value)) {

@@ -16,7 +16,7 @@ import { mdns } from '@libp2p/mdns'
 import { bootstrap } from '@libp2p/bootstrap'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
-import type { PrivateKey, PeerDiscovery } from '@libp2p/interface'
+import type { PrivateKey, PeerDiscovery, Metrics } from '@libp2p/interface'
 import type { Datastore } from 'interface-datastore'
 import { DHT_PROTOCOL, SOFTWARE_VERSION } from '@p2pos/api'
 import type { Config } from '../config.ts'
@@ -69,7 +69,7 @@ function fastMsgId (msg: { from?: Uint8Array, seqno?: Uint8Array }): string {
   return `${Buffer.from(msg.from ?? []).toString('base64')}/${Buffer.from(msg.seqno ?? []).toString('base64')}`
 }
 
-export async function createNode (config: Config, privateKey: PrivateKey, datastore: Datastore, networks: Networks, protocols: P2posProtocols, newest = new NewestSeqs()): Promise<P2posNode> {
+export async function createNode (config: Config, privateKey: PrivateKey, datastore: Datastore, networks: Networks, protocols: P2posProtocols, newest = new NewestSeqs(), metrics?: Metrics): Promise<P2posNode> {
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   // a peer that mDNS found is handed to reach, which dials it at once (reach/index.ts: onLanPeer); peers
   // other discoveries bring (the DHT's, whose addresses on a LAN or a testnet are private too) are not
@@ -142,6 +142,9 @@ export async function createNode (config: Config, privateKey: PrivateKey, datast
     // ends): 50 connected daemons kept more than a core busy doing nothing. Yamux's keep-alive already
     // pings every connection every 30 s without a stream; a minute is enough to refresh the RTT shown
     connectionMonitor: { pingInterval: 60_000 },
+    // libp2p's modules register their metrics here and it counts every connection's and stream's bytes
+    // (monitor/: docs/spec/metrics.md); absent with the metrics setting off
+    ...(metrics != null ? { metrics: () => metrics } : {}),
     start: false
   })
   return node as unknown as P2posNode

@@ -77,6 +77,8 @@ export class ReachService implements Startable {
   private readonly relayedSince = new Map<string, number>()
   private readonly upgrades: Array<{ peer: string, afterMs: number, at: number }> = []
   private relayedEver = 0
+  /** Running totals since start, for metrics (the arrays above keep only the newest few). */
+  private readonly totals = { punchesTried: 0, punchesWon: 0, upgrades: 0 }
   private readonly punches: Array<{ peer: string, ok: boolean, started: boolean, addrs: string[], error?: string, ms: number, at: number }> = []
   private readonly puncher: HolePuncher
   private relayWatch?: ReturnType<typeof setInterval>
@@ -91,6 +93,8 @@ export class ReachService implements Startable {
       offer: () => this.punchAddrs(),
       onAttempt: (peer, o) => {
         this.punches.push({ peer, ...o, at: Date.now() })
+        this.totals.punchesTried++
+        if (o.ok) this.totals.punchesWon++
         if (this.punches.length > MAX_PROBES_KEPT) this.punches.shift()
       }
     })
@@ -235,6 +239,7 @@ export class ReachService implements Startable {
     if (since != null) {
       this.relayedSince.delete(peer)
       this.upgrades.push({ peer, afterMs: Date.now() - since, at: Date.now() })
+      this.totals.upgrades++
       if (this.upgrades.length > MAX_PROBES_KEPT) this.upgrades.shift()
     }
   }
@@ -323,6 +328,18 @@ export class ReachService implements Startable {
       relayedAll.set(peer, (relayedAll.get(peer) ?? true) && isRelayed(c))
     }
     return [...relayedAll].filter(([, relayed]) => relayed).map(([peer]) => peer)
+  }
+
+  /** Running totals and the state now, cheap enough for every scrape (monitor/, metrics.md). */
+  counts (): { punchesTried: number, punchesWon: number, relayedConnections: number, upgradedToDirect: number, reservations: number, serving: boolean, reachability: Reachability } {
+    return {
+      ...this.totals,
+      upgradedToDirect: this.totals.upgrades,
+      relayedConnections: this.relayedEver,
+      reservations: this.c.addressManager.getAddresses().filter(a => a.toString().includes('/p2p-circuit')).length,
+      serving: this.c.registrar.getProtocols().includes(RELAY_HOP_PROTOCOL),
+      reachability: this.reachability
+    }
   }
 
   report (): ReachReport {
