@@ -10,6 +10,7 @@ const VERBS: Record<string, () => Promise<{ run: (argv: string[]) => Promise<num
   id: async () => await import('./commands/id.ts'),
   peers: async () => await import('./commands/peers.ts'),
   doctor: async () => await import('./commands/doctor.ts'),
+  top: async () => await import('./commands/top.ts'),
   connect: async () => await import('./commands/connect.ts'),
   ping: async () => await import('./commands/ping.ts'),
   listen: async () => await import('./commands/listen.ts'),
@@ -41,6 +42,7 @@ const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; de
   id [--json]                     peer id and dialable addresses
   peers [--json]                  connections: direct or relayed, round-trip time
   doctor [--json]                 the network in plain words: reachability, NAT, relays, hole punching
+  top [--interval S] [--once]     a live view: peers and their paths, traffic by peer and app, reach, storage (q quits)
   connect MULTIADDR               connect to a peer
   ping PEER [-c N]                round trips, and whether the path is direct or relayed
   listen APPID [--out DIR]        print messages (and store files) sent to APPID
