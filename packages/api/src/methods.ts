@@ -14,8 +14,10 @@ import { Base64, Int, Multiaddr, Name, Obj, PeerId, PeerRef, Type, Utf8, check, 
  * - `admin`: the daemon's admin token only (the CLI's; changes the node itself).
  * - `owner`: a token allowed to act as the app that owns the resource the call names (an inbound
  *   channel belongs to the app it was announced to).
+ * - `once`: a one-time code made for this method (dashboard.open's), used as the token; it is good for
+ *   nothing else, and the method consumes it.
  */
-export type Permission = 'read' | 'app' | 'admin' | 'owner'
+export type Permission = 'read' | 'app' | 'admin' | 'owner' | 'once'
 
 /**
  * A grant an installed app's manifest must hold for the call, on top of `perm` (apps.md §Permissions):
@@ -388,6 +390,22 @@ export const METHODS = {
       points: Type.Optional(Int(10_080, 1, { description: 'at most this many newest points (default: all kept: 3600 seconds or 10080 minutes)' }))
     }),
     result: HistorySchema
+  },
+  'dashboard.open': {
+    perm: 'admin',
+    params: Obj({ ttlMs: Type.Optional(Int(3600_000, 10_000, { description: 'how long the link works if nobody opens it (default 300000)' })) }),
+    result: Type.Object({
+      url: Type.String({ description: 'http://127.0.0.1:PORT/dashboard/#code=… — the one-time code is in the fragment, which browsers never send' }),
+      expires: Type.String({ description: 'ISO-8601: the link works until then, and once' })
+    })
+  },
+  'dashboard.claim': {
+    perm: 'once',
+    params: none,
+    result: Type.Object({
+      token: Type.String({ description: 'a read-only session token (read methods and event sessions only), kept in memory' }),
+      expires: Type.String({ description: 'ISO-8601: 12 hours from now' })
+    })
   },
   'channels.open': { perm: 'app', upgrade: '/channels/open', params: Obj({ peer: PeerRef(), app: Name(), timeoutMs: openTimeout }) },
   'channels.accept': { perm: 'owner', upgrade: '/channels/accept', params: Obj({ channel: Type.String({ maxLength: 64 }) }) },

@@ -11,6 +11,7 @@ const VERBS: Record<string, () => Promise<{ run: (argv: string[]) => Promise<num
   peers: async () => await import('./commands/peers.ts'),
   doctor: async () => await import('./commands/doctor.ts'),
   top: async () => await import('./commands/top.ts'),
+  dashboard: async () => await import('./commands/dashboard.ts'),
   connect: async () => await import('./commands/connect.ts'),
   ping: async () => await import('./commands/ping.ts'),
   listen: async () => await import('./commands/listen.ts'),
@@ -43,6 +44,7 @@ const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; de
   peers [--json]                  connections: direct or relayed, round-trip time
   doctor [--json]                 the network in plain words: reachability, NAT, relays, hole punching
   top [--interval S] [--once]     a live view: peers and their paths, traffic by peer and app, reach, storage (q quits)
+  dashboard [--no-open] [--json]  a one-time link to the web dashboard (opened in the browser where there is a desktop)
   connect MULTIADDR               connect to a peer
   ping PEER [-c N]                round trips, and whether the path is direct or relayed
   listen APPID [--out DIR]        print messages (and store files) sent to APPID

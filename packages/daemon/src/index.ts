@@ -39,6 +39,7 @@ import { reach } from './reach/index.ts'
 import { followReachability } from './reach/follow.ts'
 import { Networks } from './reach/networks.ts'
 import { DaemonMetrics, Monitor, Traffic } from './monitor/index.ts'
+import { DASHBOARD_DIR, dashboardRoutes } from './monitor/dashboard.ts'
 
 export { loadConfig, defaultHome, type Config }
 
@@ -144,6 +145,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     ...groups.routes,
     ...node.services.storage.routes,
     ...monitor.routes,
+    ...dashboardRoutes({ tokens, apiUrl }),
     // every PEER parameter may be a name or a petname: resolved here, once, before these handlers run
     ...resolvingPeers(people, { ...peers.routes, ...dht.routes, ...servicesService.routes, ...channelService.routes })
   }
@@ -156,6 +158,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     port: config.apiPort,
     metricsListen: config.metricsListen,
     metricsText: async () => await monitorComponent.prometheusText(),
+    dashboardDir: DASHBOARD_DIR,
     socketPath,
     checkResults: process.env.P2POS_CHECK_RESULTS === '1',
     log

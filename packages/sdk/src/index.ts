@@ -389,6 +389,11 @@ export class P2pos {
     return await this.call('metrics.history', { series: options?.series, resolution: options?.resolution, points: options?.points }, options)
   }
 
+  /** A link to the daemon's web dashboard with a one-time code (admin token); it opens once. */
+  async dashboardLink (options?: CallOptions & { ttlMs?: number }): Promise<Result<'dashboard.open'>> {
+    return await this.call('dashboard.open', { ttlMs: options?.ttlMs }, options)
+  }
+
   /**
    * Calls a method whose result is bytes (local-api.md §3): resolves once the daemon started answering
    * (an error before that rejects with its code); the bytes then arrive as they come. A stream the daemon

@@ -16,7 +16,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { unlink } from 'node:fs/promises'
+import { readdir, readFile, unlink } from 'node:fs/promises'
+import { extname, join } from 'node:path'
 import {
   API_PREFIX, API_VERSION, CHANNEL_UPGRADE, LIMITS, METHODS, P2posError, SOFTWARE_VERSION,
   check, isMethodName, validateParams, type MethodName, type TSchema, type UpgradeMethod
@@ -44,6 +45,8 @@ export interface LocalApiComponents {
   metricsListen: string
   /** The Prometheus text the metrics server answers with. */
   metricsText: () => Promise<string>
+  /** The dashboard's files (name → bytes), served at /dashboard/ with no token: they hold no secret. */
+  dashboardDir: string
   log: (msg: string) => void
 }
 
@@ -51,6 +54,13 @@ export interface LocalApiComponents {
 const UPGRADES = new Map<string, UpgradeMethod>(
   Object.entries(METHODS).flatMap(([m, spec]) => 'upgrade' in spec ? [[spec.upgrade, m as UpgradeMethod]] : [])
 )
+
+const STATIC_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml'
+}
 
 const METRICS_CONTENT_TYPE = METHODS['metrics.prometheus'].contentType
 
@@ -64,6 +74,7 @@ export class LocalApi {
   port = 0
   /** The metrics server's port (0: none). */
   metricsPort = 0
+  private readonly dashboard = new Map<string, { type: string, body: Buffer }>()
 
   constructor (components: LocalApiComponents) {
     this.c = components
@@ -71,6 +82,10 @@ export class LocalApi {
 
   async start (): Promise<void> {
     const { port, socketPath } = this.c
+    for (const name of await readdir(this.c.dashboardDir)) {
+      const type = STATIC_TYPES[extname(name)]
+      if (type != null) this.dashboard.set(name, { type, body: await readFile(join(this.c.dashboardDir, name)) })
+    }
     const tcp = this.makeServer(false)
     try {
       await listenOn(tcp, { port, host: '127.0.0.1' })
@@ -182,6 +197,26 @@ export class LocalApi {
       res.end()
       return
     }
+    if ((path === '/dashboard' || path.startsWith('/dashboard/')) && !unix) {
+      // the page and its scripts hold no secret: served after Host and Origin, without a token; the page
+      // then trades the one-time code in its address for a session token (dashboard.claim)
+      this.gate(req, unix, false)
+      if (req.method !== 'GET' && req.method !== 'HEAD') throw new P2posError('E_METHOD_NOT_ALLOWED', 'the dashboard\'s files are read with GET')
+      if (path === '/dashboard') { res.writeHead(308, { location: '/dashboard/' }); res.end(); return }
+      const file = this.dashboard.get(path === '/dashboard/' ? 'index.html' : path.slice('/dashboard/'.length))
+      if (file == null) throw new P2posError('E_NOT_FOUND', `no such file ${path}`)
+      res.writeHead(200, {
+        'content-type': file.type,
+        'content-length': file.body.length,
+        'cache-control': 'no-store',
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'no-referrer',
+        // everything from the daemon itself: no CDN, no inline script, no framing by other pages
+        'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+      })
+      res.end(req.method === 'HEAD' ? undefined : file.body)
+      return
+    }
     if (path === `${API_PREFIX}/version` && req.method === 'GET') {
       this.gate(req, unix, false)
       corsHeaders(req, res)
@@ -200,6 +235,7 @@ export class LocalApi {
       throw new P2posError('E_METHOD_NOT_ALLOWED', `${req.method} is not allowed: every call is a POST (no state changes by GET)`)
     }
     if (path === `${API_PREFIX}/events`) {
+      if (principal.only != null) throw new P2posError('E_FORBIDDEN', `this one-time code may only be used for ${principal.only}`)
       await readBody(req)
       const session = this.c.sessions.open(principal, eventSink(res))
       res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-p2pos-session': session.id })

@@ -336,7 +336,8 @@ export class ReachService implements Startable {
       ...this.totals,
       upgradedToDirect: this.totals.upgrades,
       relayedConnections: this.relayedEver,
-      reservations: this.c.addressManager.getAddresses().filter(a => a.toString().includes('/p2p-circuit')).length,
+      // one relay announces one circuit address per address of its own: count relays, not addresses
+      reservations: new Set(this.c.addressManager.getAddresses().map(a => /\/p2p\/([^/]+)\/p2p-circuit/.exec(a.toString())?.[1]).filter(r => r != null)).size,
       serving: this.c.registrar.getProtocols().includes(RELAY_HOP_PROTOCOL),
       reachability: this.reachability
     }
