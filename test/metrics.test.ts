@@ -174,3 +174,30 @@ describe('metrics turned off', () => {
   })
 
 })
+
+describe('metrics of daemons in one process', () => {
+  let net: Testnet
+  before(async () => { net = await startTestnet(3, {}, { mode: 'inprocess' }) })
+  after(async () => { await net?.stop() })
+
+  it('keeps each daemon\'s figures apart (one registry each; the process\'s metrics once in each text)', async () => {
+    const [a, b, c] = net.nodes
+    await a.client.connectPeer(b.addr)
+    const listener = await b.client.listen(APP, ch => ch.onMessage(() => {}))
+    const ch = await a.client.open(b.peerId, APP)
+    await ch.send(new Uint8Array(SIZE))
+    await ch.close()
+    listener.close()
+    const [ta, tb, tc] = await Promise.all([a, b, c].map(async d => await d.client.metricsText()))
+    assert.ok(sample(ta, 'p2pos_app_bytes_total', { app: APP, direction: 'out' })! >= SIZE)
+    assert.ok(sample(ta, 'p2pos_app_bytes_total', { app: APP, direction: 'in' })! < 1024, 'only the acknowledgement came back')
+    assert.ok(sample(tb, 'p2pos_app_bytes_total', { app: APP, direction: 'in' })! >= SIZE)
+    assert.equal(sample(tc, 'p2pos_app_bytes_total', { app: APP, direction: 'in' }), undefined, 'C took part in nothing')
+    assert.equal(sample(tc, 'p2pos_peers', { path: 'any' }), 0)
+    assert.equal(sample(ta, 'p2pos_info', { peer_id: a.peerId }), 1)
+    assert.equal(sample(ta, 'p2pos_info', { peer_id: b.peerId }), undefined)
+    assert.equal(sample(tb, 'libp2p_noise_xxhandshake_successes_total'), 1)
+    assert.equal(sample(tc, 'libp2p_noise_xxhandshake_successes_total'), 0)
+    for (const t of [ta, tb, tc]) assert.equal(t.match(/^# TYPE process_cpu_seconds_total /gm)?.length, 1)
+  })
+})

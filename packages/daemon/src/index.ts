@@ -124,6 +124,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   node.addEventListener('connection:open', (e) => { traffic.identify(e.detail) })
   monitor = new Monitor({
     registry: metrics.registry,
+    text: async () => await metrics.text(),
     traffic,
     counting: config.metrics,
     peerId: node.peerId.toString(),

@@ -38,6 +38,8 @@ export interface ReachCounts {
 
 export interface MonitorComponents {
   registry: Registry
+  /** The whole Prometheus text (the process's metrics and the registry's). */
+  text: () => Promise<string>
   traffic: Traffic
   /** Whether bytes are counted (the metrics setting). */
   counting: boolean
@@ -244,7 +246,7 @@ export class Monitor implements ChannelObserver {
   }
 
   async prometheusText (): Promise<string> {
-    return await this.c.registry.metrics()
+    return await this.c.text()
   }
 
   trafficReport (): TrafficReport {

@@ -22,6 +22,20 @@ const clean = (s: string): string => s.replace(/[^a-zA-Z0-9_]/g, '_').replace(/_
 
 type Calc<T> = (() => T) | (() => Promise<T>)
 
+/**
+ * The process's metrics (prom-client's standard set: CPU, memory, event loop lag, GC), one set per
+ * process whatever the number of daemons in it: each set runs its own event-loop-delay monitor and GC
+ * observer, which an in-process testnet of hundreds of daemons should not multiply.
+ */
+let processRegistry: Registry | undefined
+export async function processMetricsText (): Promise<string> {
+  if (processRegistry == null) {
+    processRegistry = new Registry()
+    collectDefaultMetrics({ register: processRegistry })
+  }
+  return await processRegistry.metrics()
+}
+
 export class DaemonMetrics implements Metrics {
   readonly registry = new Registry()
   private readonly made = new Map<string, unknown>()
@@ -29,8 +43,11 @@ export class DaemonMetrics implements Metrics {
 
   constructor (traffic: Traffic) {
     this.traffic = traffic
-    // the process: CPU, memory, event loop lag, handles (prom-client's standard set, `process_` and `nodejs_`)
-    collectDefaultMetrics({ register: this.registry })
+  }
+
+  /** The Prometheus text: the process's metrics, then this daemon's (libp2p's and p2pos's). */
+  async text (): Promise<string> {
+    return (await processMetricsText()) + (await this.registry.metrics())
   }
 
   readonly [Symbol.toStringTag] = 'p2pos/metrics'
