@@ -117,6 +117,21 @@ export const ReachReportSchema = Type.Object({
 
 export const PingResultSchema = Type.Object({ peerId: Str, rttMs: Type.Number(), relayed: Type.Boolean(), addr: Str })
 
+export const TraceSchema = Type.Object({
+  peer: Str,
+  path: OneOf('direct', 'relayed'),
+  rttMs: Type.Number({ description: 'the median round trip to the peer, over the whole path' }),
+  hops: Type.Array(Type.Object({
+    from: Type.String({ description: 'a peer id (the first hop starts at this node)' }),
+    to: Str,
+    path: OneOf('direct', 'relayed'),
+    transport: Type.String({ description: 'tcp, quic, websockets, webrtc, or circuit-relay for the relay\'s hop to the peer' }),
+    addr: Type.String({ description: 'the address this node\'s connection uses for the hop (the relayed address for the last hop of a relayed path)' }),
+    rttMs: Type.Number({ description: 'the hop\'s median round trip; for the relay\'s hop to the peer: the whole round trip less the one to the relay' }),
+    measured: Type.Boolean({ description: 'true: pinged directly; false: the difference of two measured round trips' })
+  }), { description: 'from this node to the peer: one hop for a direct path; for a relayed one, to the relay, then from it to the peer' })
+})
+
 export const AppStateSchema = OneOf('running', 'stopped', 'crashed')
 
 export const AppInfoSchema = Type.Object({
@@ -282,6 +297,11 @@ export const METHODS = {
   'peers.connect': { perm: 'admin', params: Obj({ addr: Multiaddr(), timeoutMs: timeout(120_000) }), result: PeerConnectionSchema },
   'peers.disconnect': { perm: 'admin', params: Obj({ peer: PeerRef() }), result: Type.Object({ closed: Type.Integer() }) },
   'peers.ping': { perm: 'read', params: Obj({ peer: PeerRef(), timeoutMs: timeout(120_000) }), result: PingResultSchema },
+  'peers.trace': {
+    perm: 'read',
+    params: Obj({ peer: PeerRef(), count: Type.Optional(Int(20, 1, { description: 'pings per hop (default 3); the median counts' })), timeoutMs: timeout(120_000) }),
+    result: TraceSchema
+  },
   'apps.register': { perm: 'app', params: Obj({ session, app: Name() }), result: Type.Object({ app: Str, session: Str }) },
   'apps.unregister': { perm: 'app', params: Obj({ session, app: Name() }), result: Type.Object({ app: Str }) },
   'pubsub.subscribe': { perm: 'app', params: Obj({ session, app: Name(), topic: Name() }), result: Type.Object({ topic: Str }) },
@@ -456,6 +476,7 @@ export type PeerConnection = Static<typeof PeerConnectionSchema>
 /** `node.reach`: what this node knows about how it can be reached (local-api.md §node.reach). */
 export type ReachReport = Static<typeof ReachReportSchema>
 export type PingResult = Static<typeof PingResultSchema>
+export type Trace = Static<typeof TraceSchema>
 export type AppState = Static<typeof AppStateSchema>
 export type AppInfo = Static<typeof AppInfoSchema>
 export type ServiceInfo = Static<typeof ServiceInfoSchema>

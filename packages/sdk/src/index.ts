@@ -93,6 +93,11 @@ export class P2pos {
   }
 
   /** Opens an event session (node-wide events, and the ones of apps this token may act as). */
+  /** The path to a peer hop by hop (direct, or which relay), with each hop's round trip. */
+  async trace (peer: string, options?: CallOptions & { count?: number, timeoutMs?: number }): Promise<Result<'peers.trace'>> {
+    return await this.call('peers.trace', { peer, count: options?.count, timeoutMs: options?.timeoutMs }, options)
+  }
+
   async events (options?: CallOptions): Promise<EventSession> { return await EventSession.open(this.endpoint, options?.signal) }
 
   /**
