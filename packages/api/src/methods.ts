@@ -112,7 +112,8 @@ export const ReachReportSchema = Type.Object({
     upgrades: Type.Array(Type.Object({ peer: Str, afterMs: Type.Number(), at: Str })),
     relayedNow: Type.Array(Str, { description: 'peers reached only through a relay right now' })
   }),
-  dhtMode: Str
+  dhtMode: Str,
+  bootstrap: Type.Array(Str, { description: 'the bootstrap peers this node was configured with (multiaddrs): what p2pos doctor checks' })
 })
 
 export const PingResultSchema = Type.Object({ peerId: Str, rttMs: Type.Number(), relayed: Type.Boolean(), addr: Str })

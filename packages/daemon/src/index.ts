@@ -105,6 +105,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
         networks,
         dialPort: dialPortFor(listen),
         dhtMode: () => node.services.dht.getMode(),
+        bootstrap: config.bootstrap,
         onReachability: followReachability({ node: () => node, events: sessions, dhtAuto: config.dhtMode === 'auto', log })
       })
     }, newest, config.metrics ? metrics : undefined)

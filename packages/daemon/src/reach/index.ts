@@ -43,6 +43,8 @@ export interface ReachInit {
   onReachability: (r: Reachability) => void
   /** The DHT's mode now, for the report. */
   dhtMode: () => string
+  /** The configured bootstrap peers, for the report (doctor checks each). */
+  bootstrap: string[]
 }
 
 /** Reach as a libp2p service: `services: { reach: reach(init) }`. */
@@ -382,7 +384,8 @@ export class ReachService implements Startable {
         upgrades: this.upgrades.map(u => ({ peer: u.peer, afterMs: u.afterMs, at: new Date(u.at).toISOString() })),
         relayedNow: this.relayedOnly()
       },
-      dhtMode: this.init.dhtMode()
+      dhtMode: this.init.dhtMode(),
+      bootstrap: this.init.bootstrap
     }
   }
 }
