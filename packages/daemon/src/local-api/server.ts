@@ -100,7 +100,14 @@ export class LocalApi {
     const unix = this.makeServer(true)
     await listenOn(unix, { path: socketPath })
     this.servers.push(unix)
-    if (this.c.metricsListen !== '') await this.startMetricsServer(this.c.metricsListen)
+    if (this.c.metricsListen !== '') {
+      try {
+        await this.startMetricsServer(this.c.metricsListen)
+      } catch (err: any) {
+        await this.stop()
+        throw new P2posError(err.code === 'EADDRINUSE' ? 'E_CONFLICT' : 'E_BAD_REQUEST', `metricsListen "${this.c.metricsListen}": ${err.code === 'EADDRINUSE' ? 'the port is taken' : String(err.message)}`)
+      }
+    }
   }
 
   /**
