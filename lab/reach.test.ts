@@ -47,7 +47,10 @@ for (const topo of TOPOLOGIES) {
         assert.equal(r.trace.hops[0].to, r.trace.hops[1].from, 'the second hop starts at the relay')
         assert.notEqual(r.trace.hops[0].to, r.trace.peer)
         assert.ok(r.trace.hops[0].rttMs > 0 && r.trace.hops[0].measured, 'the hop to the relay is pinged')
-        assert.ok(r.trace.hops[0].rttMs <= r.trace.rttMs + 1, 'the relay is nearer than b')
+        // the lab adds no delay (netns.ts), so the round trips are noise: the hop figures are checked for form only
+        assert.equal(r.trace.hops[1].transport, 'circuit-relay')
+        assert.equal(r.trace.hops[1].measured, false)
+        assert.ok(r.trace.hops[1].rttMs >= 0)
       }
       assert.ok(r.bulk.ok, `a 1 MiB file reached b intact (path ${r.bulk.path ?? '?'})`)
       const natted = topo.id >= 2 && topo.id <= 5

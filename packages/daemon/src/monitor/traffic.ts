@@ -20,6 +20,8 @@ export const OTHER = 'other'
 export interface InOut { in: number, out: number }
 
 interface Cell extends InOut {
+  /** A relayed connection: its bytes also pass through the connection to the relay, counted there. */
+  relayed?: boolean
   peer?: string
   protocol?: string
   app?: string
@@ -77,7 +79,7 @@ export class Traffic {
 
   /** libp2p's Metrics.trackMultiaddrConnection: the raw connection, before encryption and muxing. */
   trackConnection (maConn: MultiaddrConnection): void {
-    const cell: Cell = { in: 0, out: 0 }
+    const cell: Cell = { in: 0, out: 0, ...(maConn.remoteAddr.toString().includes('/p2p-circuit') ? { relayed: true } : {}) }
     this.count(maConn, cell)
     this.byTimeline.set(maConn.timeline, cell)
     this.live.add(cell)
@@ -127,8 +129,10 @@ export class Traffic {
         add(protocols, c.protocol, c)
         if (c.app != null) add(apps, c.app, c)
       } else {
-        total.in += c.in
-        total.out += c.out
+        if (c.relayed !== true) {
+          total.in += c.in
+          total.out += c.out
+        }
         if (c.peer != null) add(peers, c.peer, c)
       }
     }
@@ -147,8 +151,10 @@ export class Traffic {
 
   private retireConn (cell: Cell): void {
     if (!this.live.delete(cell)) return
-    this.closed.total.in += cell.in
-    this.closed.total.out += cell.out
+    if (cell.relayed !== true) {
+      this.closed.total.in += cell.in
+      this.closed.total.out += cell.out
+    }
     if (cell.peer != null) {
       this.closed.peers.add(cell.peer, cell)
       const t = this.closed.peers.totals.get(cell.peer)
