@@ -19,7 +19,7 @@
  *
  * Environment (defaults): BENCH_MB=256 BENCH_CHUNK_KB=64 BENCH_RUNS=3 BENCH_WARMUP_MB=BENCH_MB
  * BENCH_RTT_COUNT=2000 BENCH_RTT_WARMUP=200 BENCH_RTT_BYTES=64 BENCH_TIMEOUT_S=90 (per measurement)
- * BENCH_ONLY=tcp,libp2p,p2pos,p2pos-nometrics (a subset) BENCH_PROF=<dir> (CPU profiles of the libp2p peers, the
+ * BENCH_ONLY=tcp,libp2p,p2pos,p2pos-nometrics (a subset, run in this order) BENCH_PROF=<dir> (CPU profiles of the libp2p peers, the
  * daemons and the app processes, written when they exit) BENCH_VERBOSE=1 (helpers' stderr).
  */
 import { join, dirname } from 'node:path'
@@ -205,8 +205,9 @@ async function main (): Promise<void> {
     p2pos: async () => await startP2pos('p2pos'),
     'p2pos-nometrics': async () => await startP2pos('p2pos-nometrics')
   }
-  for (const name of ['tcp', 'libp2p', 'p2pos', 'p2pos-nometrics'] as PathName[]) {
-    if (!ONLY.has(name)) continue
+  // in BENCH_ONLY's order (the round-trip series run one path after the other: swapping the order shows
+  // whether a difference between two paths is the order's)
+  for (const name of [...ONLY] as PathName[]) {
     log(`starting ${name}`)
     paths.push(await starters[name]())
   }
