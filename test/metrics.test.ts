@@ -87,6 +87,20 @@ describe('metrics between real daemons', () => {
     assert.equal(sample(textB, 'p2pos_channels_opened_total', { app: APP, direction: 'inbound' }), 1)
   })
 
+  it('counts app pubsub messages published and received, by app', async () => {
+    const [a, b] = net.nodes
+    const session = await b.client.events()
+    try {
+      await b.client.subscribe(session, APP, 'news')
+      await until('B known as a subscriber of the topic at A', async () => (await a.client.topicPeers(APP, 'news')).includes(b.peerId))
+      await a.client.publish(APP, 'news', 'hello')
+      await until('B counted the message', async () => sample(await b.client.metricsText(), 'p2pos_pubsub_messages_total', { app: APP, direction: 'in' }) === 1)
+      assert.equal(sample(await a.client.metricsText(), 'p2pos_pubsub_messages_total', { app: APP, direction: 'out' }), 1)
+    } finally {
+      session.close()
+    }
+  })
+
   it('refuses the metrics without a token, to an app token, and from another Origin', async () => {
     const [a] = net.nodes
     assert.equal((await rawRequest(apiA, { method: 'GET', path: '/v0/metrics' })).json.error.code, 'E_UNAUTHORIZED')

@@ -114,7 +114,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     throw err
   }
   const peers = new PeerService({ node, events: sessions, reconnect: config.reconnectPeers })
-  const pubsub = new PubsubService({ pubsub: node.services.pubsub, peerId: node.peerId, sessions })
+  const pubsub = new PubsubService({ pubsub: node.services.pubsub, peerId: node.peerId, sessions, observe: { message: (app, d) => monitor?.message(app, d) } })
   const people = node.services.people
   const invitations = node.services.invitations
   const groups = node.services.groups

@@ -86,6 +86,8 @@ export class Monitor implements ChannelObserver {
   private readonly channelsOpen = new Map<string, number>()
   private readonly channelsOpened: Counter<'app' | 'direction'>
   private readonly openSeconds: Histogram
+  private readonly pubsubMessages: Counter<'app' | 'direction'>
+  private readonly pubsubApps = new Set<string>()
   private ticks = 0
 
   constructor (components: MonitorComponents) {
@@ -156,6 +158,12 @@ export class Monitor implements ChannelObserver {
         for (const [app, n] of self.channelsOpen) this.set({ app }, n)
       }
     })
+    this.pubsubMessages = new Counter({
+      name: 'p2pos_pubsub_messages_total',
+      help: 'app pubsub messages published here (out) and received from peers (in), by app (at most 64 apps labelled)',
+      labelNames: ['app', 'direction'],
+      registers
+    })
     this.openSeconds = new Histogram({
       name: 'p2pos_channel_open_seconds',
       help: 'how long opening a channel took (outbound: dial, hello, the remote app accepting)',
@@ -224,6 +232,12 @@ export class Monitor implements ChannelObserver {
     const n = (this.channelsOpen.get(key) ?? 1) - 1
     if (n <= 0) this.channelsOpen.delete(key)
     else this.channelsOpen.set(key, n)
+  }
+
+  /** A pubsub message of an app, published here or received from a peer (pubsub/). */
+  message (app: string, direction: 'in' | 'out'): void {
+    if (!this.pubsubApps.has(app) && this.pubsubApps.size < 64) this.pubsubApps.add(app)
+    this.pubsubMessages.inc({ app: this.pubsubApps.has(app) ? app : OTHER, direction })
   }
 
   // ---- API ----
