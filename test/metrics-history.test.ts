@@ -54,4 +54,25 @@ describe('metrics history', () => {
     assert.deepEqual(h.names(), ['s0', 's1', 's2'])
     assert.equal(h.bytes, 3 * 4 * (SECONDS_KEPT + MINUTES_KEPT))
   })
+
+  it('exports and imports its rings (what the daemon saves), and skips what is malformed', () => {
+    const h = new History()
+    for (let i = 0; i < 120; i++) h.record(S, T0 + i, i)
+    h.record({ name: 'y', unit: 'B' }, T0 + 119, 42)
+    const saved = JSON.parse(JSON.stringify(h.export()))
+    const back = new History()
+    assert.equal(back.import(saved), 2)
+    assert.deepEqual(back.read(['x', 'y'], 'second', T0 + 119, 5), h.read(['x', 'y'], 'second', T0 + 119, 5))
+    assert.deepEqual(back.read(['x'], 'minute', T0 + 119, 2).series[0].points, [29.5, 89.5])
+    // the minute the daemon stopped in goes on from its saved seconds: (60..119 mean 89.5, then 0) → mean of 61
+    back.record(S, T0 + 119, 0)
+    assert.equal(back.read(['x'], 'minute', T0 + 119, 1).series[0].points[0], Math.fround((60 + 118) * 59 / 2 / 60))
+    back.record(S, T0 + 119, 119)
+    // recording goes on after the saved points, the gap while the daemon was off reads as null
+    back.record(S, T0 + 125, 7)
+    assert.deepEqual(back.read(['x'], 'second', T0 + 125, 8).series[0].points, [118, 119, null, null, null, null, null, 7])
+    for (const bad of [null, 'x', { v: 2, series: [] }, { v: 1, series: [{ name: 'x', unit: 'B', seconds: { last: 1, values: 'AAAA' }, minutes: saved.series[0].minutes }] }, { v: 1, series: [{ name: 1 }] }]) {
+      assert.equal(new History().import(bad), 0, JSON.stringify(bad)?.slice(0, 80))
+    }
+  })
 })

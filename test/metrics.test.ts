@@ -215,3 +215,29 @@ describe('metrics of daemons in one process', () => {
     for (const t of [ta, tb, tc]) assert.equal(t.match(/^# TYPE process_cpu_seconds_total /gm)?.length, 1)
   })
 })
+
+describe('metrics history across a restart', () => {
+  let net: Testnet
+  before(async () => { net = await startTestnet(2) })
+  after(async () => { await net?.stop() })
+
+  it('keeps the seconds and minutes recorded before the daemon stopped', async () => {
+    const [a, b] = net.nodes
+    await a.client.connectPeer(b.addr)
+    const listener = await b.client.listen(APP, ch => ch.onMessage(() => {}))
+    const ch = await a.client.open(b.peerId, APP)
+    await ch.send(new Uint8Array(SIZE))
+    await ch.close()
+    listener.close()
+    const sent = (h: Awaited<ReturnType<typeof a.client.history>>): number => h.series[0].points.reduce<number>((s, p) => s + (p ?? 0), 0)
+    await until('the send in the history', async () => sent(await a.client.history({ series: ['bytes.out'], points: 60 })) > SIZE)
+    const before = await a.client.history({ series: ['bytes.out', `app:${APP}:out`], points: 120 })
+    assert.equal(await a.kill('SIGTERM'), 0)
+    await a.start()
+    const after = await a.client.history({ series: ['bytes.out', `app:${APP}:out`], points: 180 })
+    assert.ok(sent(after) >= sent(before) * 0.99, `the seconds before the restart are kept: ${sent(after)} vs ${sent(before)}`)
+    assert.ok(after.series[1].points.some(p => p != null && p > 0), 'the app\'s series too')
+    const minutes = await a.client.history({ series: ['bytes.out'], resolution: 'minute', points: 3 })
+    assert.ok(minutes.series[0].points.some(p => p != null && p > 0))
+  })
+})

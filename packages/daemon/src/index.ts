@@ -131,7 +131,9 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     peerId: node.peerId.toString(),
     connections: () => node.getConnections(),
     reach: () => node.services.reach.counts(),
-    storage: () => node.services.storage.status()
+    storage: () => node.services.storage.status(),
+    datastore,
+    log
   })
   const monitorComponent = monitor
 

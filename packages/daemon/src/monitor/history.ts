@@ -2,7 +2,8 @@
  * The daemon's own history of a few series (docs/spec/metrics.md §History), so graphs exist without a
  * Prometheus server: one point a second for the last hour, and one a minute (the mean of its seconds)
  * for the last week, in fixed rings of 32-bit floats — 3600 + 10080 points, 54.6 KiB a series, allocated
- * when a series first gets a value. Nothing is written to disk: a restarted daemon starts a new history.
+ * when a series first gets a value. `export`/`import` turn it into bytes and back: the monitor keeps them
+ * in the datastore (saved every 5 minutes and on stop), so a restarted daemon keeps its history.
  *
  * Written by hand: prom-client keeps only the current value, and the libraries that keep time series
  * (a TSDB, Netdata's dbengine) are servers or native code; two arrays and an index are all this needs.
@@ -47,6 +48,21 @@ class Ring {
   }
 
   get bytes (): number { return this.values.byteLength }
+
+  export (): { last: number, values: string } {
+    return { last: this.last, values: Buffer.from(this.values.buffer, this.values.byteOffset, this.values.byteLength).toString('base64') }
+  }
+
+  /** Restores an exported ring of the same size; false (and nothing changed) if it does not fit. */
+  import (x: unknown): boolean {
+    const o = x as { last?: unknown, values?: unknown } | null
+    if (o == null || typeof o !== 'object' || !Number.isSafeInteger(o.last) || typeof o.values !== 'string') return false
+    const buf = Buffer.from(o.values, 'base64')
+    if (buf.byteLength !== this.values.byteLength) return false
+    this.values.set(new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)))
+    this.last = o.last as number
+    return true
+  }
 }
 
 export interface SeriesInfo { name: string, unit: 'B/s' | 'count' | 'B' }
@@ -66,9 +82,16 @@ class Series {
     this.seconds.put(second, value)
     const minute = Math.floor(second / 60)
     if (minute !== this.minute) {
+      // a minute begins with the seconds of it the ring has already (after a restart: those saved before it)
       this.minute = minute
       this.sum = 0
       this.n = 0
+      const earlier = second - minute * 60
+      if (earlier > 0) {
+        for (const v of this.seconds.read(second - 1, earlier)) {
+          if (v != null) { this.sum += v; this.n++ }
+        }
+      }
     }
     this.sum += value
     this.n++
@@ -96,6 +119,30 @@ export class History {
   }
 
   names (): string[] { return [...this.series.keys()] }
+
+  /** Every series' rings, as JSON-able data (the saved history). */
+  export (): unknown {
+    return { v: 1, series: [...this.series.values()].map(s => ({ ...s.info, seconds: s.seconds.export(), minutes: s.minutes.export() })) }
+  }
+
+  /**
+   * Restores saved series (those not recorded yet in this run); anything malformed is skipped, never
+   * thrown: a history is worth less than a daemon that starts. Returns how many series it restored.
+   */
+  import (data: unknown): number {
+    const d = data as { v?: unknown, series?: unknown } | null
+    if (d == null || typeof d !== 'object' || d.v !== 1 || !Array.isArray(d.series)) return 0
+    let n = 0
+    for (const x of d.series as Array<Record<string, unknown>>) {
+      if (x == null || typeof x.name !== 'string' || !['B/s', 'count', 'B'].includes(x.unit as string) || this.series.has(x.name)) continue
+      if (this.series.size >= this.maxSeries) break
+      const s = new Series({ name: x.name, unit: x.unit as SeriesInfo['unit'] })
+      if (!s.seconds.import(x.seconds) || !s.minutes.import(x.minutes)) continue
+      this.series.set(x.name, s)
+      n++
+    }
+    return n
+  }
   has (name: string): boolean { return this.series.has(name) }
 
   /** The newest `points` of the named series at a resolution, ending at `endSecond`'s second or minute. */

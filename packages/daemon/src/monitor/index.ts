@@ -8,6 +8,7 @@
  * The sampler reads the same figures once a second into the history.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { Key, type Datastore } from 'interface-datastore'
 import { P2posError, SOFTWARE_VERSION, type History as HistoryResult, type StorageStatus, type TrafficReport } from '@p2pos/api'
 import type { Connection } from '@libp2p/interface'
 import type { RouteTable } from '../core/routes.ts'
@@ -47,7 +48,15 @@ export interface MonitorComponents {
   reach: () => ReachCounts
   storage: () => StorageStatus
   peerId: string
+  /** Where the history is kept across restarts (HISTORY_KEY). */
+  datastore: Pick<Datastore, 'get' | 'put'>
+  log: (msg: string) => void
 }
+
+/** The datastore key of the saved history (metrics.md §History). */
+export const HISTORY_KEY = new Key('/p2pos/monitor/history')
+/** The history is saved this often, and when the daemon stops. */
+export const HISTORY_SAVE_MS = 300_000
 
 /** History series besides the per-app and per-peer ones (metrics.md §History). */
 const SERIES = {
@@ -207,14 +216,31 @@ export class Monitor implements ChannelObserver {
     new Gauge({ name: 'p2pos_history_bytes', help: 'memory held by the metrics history', registers, collect () { this.set(self.history.bytes) } })
   }
 
-  start (): void {
+  private saveTimer: NodeJS.Timeout | undefined
+
+  async start (): Promise<void> {
+    try {
+      const saved = JSON.parse(Buffer.from(await this.c.datastore.get(HISTORY_KEY)).toString('utf8'))
+      const n = this.history.import(saved)
+      if (n > 0) this.c.log(`metrics history: ${n} series restored`)
+    } catch (err: any) {
+      if (err?.name !== 'NotFoundError') this.c.log(`metrics history not restored: ${String(err?.message ?? err)}`)
+    }
     this.sample()
     this.timer = setInterval(() => { this.sample() }, 1000)
     this.timer.unref()
+    this.saveTimer = setInterval(() => { this.save().catch(() => {}) }, HISTORY_SAVE_MS)
+    this.saveTimer.unref()
   }
 
-  stop (): void {
+  async stop (): Promise<void> {
     clearInterval(this.timer)
+    clearInterval(this.saveTimer)
+    await this.save().catch((err) => { this.c.log(`metrics history not saved: ${String(err?.message ?? err)}`) })
+  }
+
+  private async save (): Promise<void> {
+    await this.c.datastore.put(HISTORY_KEY, Buffer.from(JSON.stringify(this.history.export())))
   }
 
   // ---- ChannelObserver ----
