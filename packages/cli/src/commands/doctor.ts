@@ -84,8 +84,10 @@ function explain (r: ReachReport, peers: PeerConnection[], advice: string[], che
   }
   const direct = peers.filter(p => !p.relayed).length
   lines.push(`Connections: ${peers.length} (${direct} direct, ${peers.length - direct} relayed); DHT ${r.dhtMode} mode`)
-  lines.push(r.relay.reservations.length > 0
-    ? `Relays: reserved on ${r.relay.reservations.length} — peers can reach us through ${r.relay.reservations.map(x => short(x.relay)).join(', ')}`
+  // one relay announces a circuit address per address of its own: name each relay once
+  const relays = [...new Set(r.relay.reservations.map(x => x.relay))]
+  lines.push(relays.length > 0
+    ? `Relays: reserved on ${relays.length} — peers can reach us through ${relays.map(short).join(', ')}`
     : 'Relays: no reservation')
   if (r.relay.serving) lines.push('Serving as a relay for others: yes (at most 16 reservations)')
   const hp = r.holePunch

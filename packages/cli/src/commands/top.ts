@@ -181,7 +181,7 @@ export function render (f: Frame, width: number, height: number, color: boolean)
   const r = f.reach!
   const reachPaint = r.reachability === 'public' ? green : r.reachability === 'private' ? yellow : (x: string) => x
   line(`Reach      ${r.reachability} — ${r.reason}`, x => x.replace(r.reachability, m => reachPaint(m)))
-  const relays = r.relay.reservations.length
+  const relays = new Set(r.relay.reservations.map(x => x.relay)).size
   const hp = r.holePunch
   line(`           relays: ${relays === 0 ? 'no reservation' : `reserved on ${relays}`}${r.relay.serving ? ', serving as a relay' : ''}; ` +
     `hole punching: ${hp.relayedConnections === 0 ? 'not needed so far' : `${hp.upgradedToDirect} of ${hp.relayedConnections} relayed became direct`}; DHT ${r.dhtMode}`)
