@@ -90,6 +90,8 @@ describe('web dashboard', { timeout: 180_000 }, () => {
     const ch = await a.client.open(b.peerId, APP)
     for (let i = 0; i < 12; i++) await ch.send(new Uint8Array(256 * 1024))
     await page.locator(`#apps li[data-app="${APP}"]`).waitFor()
+    // B's row draws its last minute from its own history series (per-peer history, metrics.md §History)
+    await page.locator(`#peers tr[data-peer="${b.peerId}"] svg.spark path.spark-line`).waitFor()
     // the graph draws the seconds with the transfer: the peak is at least a few hundred KiB a second
     await page.locator('#chart-max', { hasText: /peak [\d.]+ (KiB|MiB)\/s/ }).waitFor()
     await ch.close()

@@ -145,7 +145,20 @@ function bestPerPeer (conns) {
   return [...by.values()]
 }
 
-function renderPeers (conns, traffic) {
+/** The last minute of a peer's bytes a second (in + out), from its history series, as a small SVG. */
+function peerSpark (peer, series) {
+  const a = series.get(`peer:${peer}:in`)
+  const b = series.get(`peer:${peer}:out`)
+  const box = svg('svg', { class: 'spark', viewBox: '0 0 60 16', preserveAspectRatio: 'none', 'aria-label': 'the last minute' })
+  if (a == null || b == null) return box
+  const pts = a.map((v, i) => (v ?? 0) + (b[i] ?? 0))
+  const max = Math.max(1, ...pts)
+  const d = pts.map((v, i) => `${i === 0 ? 'M' : 'L'}${(i * 60 / Math.max(1, pts.length - 1)).toFixed(1)},${(15 - (v / max) * 14).toFixed(1)}`).join('')
+  box.append(svg('path', { d: `${d}L60,16L0,16Z`, class: 'spark-area' }), svg('path', { d, class: 'spark-line' }))
+  return box
+}
+
+function renderPeers (conns, traffic, series = new Map()) {
   const rows = bestPerPeer(conns)
   const t = new Map(traffic.peers.map(p => [p.peer, p]))
   rows.sort((a, b) => ((t.get(b.peerId)?.in ?? 0) + (t.get(b.peerId)?.out ?? 0)) - ((t.get(a.peerId)?.in ?? 0) + (t.get(a.peerId)?.out ?? 0)) || a.peerId.localeCompare(b.peerId))
@@ -164,7 +177,8 @@ function renderPeers (conns, traffic) {
       el('td', { class: 'r', text: rtt(c.rttMs ?? pinged.get(c.peerId)) }),
       el('td', { class: 'r', text: rate(x?.rateIn ?? 0) }),
       el('td', { class: 'r', text: rate(x?.rateOut ?? 0) }),
-      el('td', { class: 'r dim', text: bytes((x?.in ?? 0) + (x?.out ?? 0)) }))
+      el('td', { class: 'r dim', text: bytes((x?.in ?? 0) + (x?.out ?? 0)) }),
+      el('td', { class: 'r' }, peerSpark(c.peerId, series)))
     return tr
   }))
   $('peers-count').textContent = String(rows.length)
@@ -253,7 +267,7 @@ function renderApps (apps, traffic) {
     const state = a?.state ?? 'connected'
     return el('li', { 'data-app': id },
       el('span', { class: 'name' }, el('span', { class: `state ${state === 'connected' ? 'running' : state}` }), id),
-      el('span', { class: 'meta', text: `${a != null ? state : 'talking to peers'} · ↓ ${rate(x?.rateIn ?? 0)} ↑ ${rate(x?.rateOut ?? 0)} · ${bytes((x?.in ?? 0) + (x?.out ?? 0))} in all` }))
+      el('span', { class: 'meta', title: a != null ? `installed, ${state}` : 'not installed: an app using the API', text: `${a != null ? `${state} · ` : ''}↓ ${rate(x?.rateIn ?? 0)} ↑ ${rate(x?.rateOut ?? 0)} · ${bytes((x?.in ?? 0) + (x?.out ?? 0))}` }))
   }))
   $('apps-count').textContent = String(ids.length)
   $('no-apps').hidden = ids.length > 0
@@ -296,8 +310,9 @@ function setLive (ok, text) {
 }
 
 async function fast () {
-  const [conns, traffic] = await Promise.all([call('peers.list'), call('metrics.traffic')])
-  renderPeers(conns, traffic)
+  // every history series' last minute: the peers' own (metrics.md §History) draw their rows' sparklines
+  const [conns, traffic, recent] = await Promise.all([call('peers.list'), call('metrics.traffic'), call('metrics.history', { points: 60 })])
+  renderPeers(conns, traffic, new Map(recent.series.map(x => [x.name, x.points])))
   $('n-in').textContent = rate(traffic.total.rateIn)
   $('n-out').textContent = rate(traffic.total.rateOut)
   await renderChart()
