@@ -7,6 +7,8 @@
  *               TCP + Noise + Yamux like the daemon                                (bench/libp2p-peer.ts)
  *   p2pos       app → daemon → network → daemon → app: two daemons (testnet) and
  *               two app processes using the SDK                                    (bench/app-peer.ts)
+ *   p2pos-nometrics  the same with the daemons' `metrics` setting off (no byte counting, no libp2p
+ *               metrics): what metrics cost is p2pos against it (docs/spec/metrics.md §Cost)
  *
  * 1. Throughput of a one-way bulk transfer: BENCH_MB MiB in BENCH_CHUNK_KB KiB writes; the clock runs
  *    from the first write to the receiver's acknowledgement that it counted every byte. Runs of the
@@ -17,7 +19,7 @@
  *
  * Environment (defaults): BENCH_MB=256 BENCH_CHUNK_KB=64 BENCH_RUNS=3 BENCH_WARMUP_MB=BENCH_MB
  * BENCH_RTT_COUNT=2000 BENCH_RTT_WARMUP=200 BENCH_RTT_BYTES=64 BENCH_TIMEOUT_S=90 (per measurement)
- * BENCH_ONLY=tcp,libp2p,p2pos (a subset) BENCH_PROF=<dir> (CPU profiles of the libp2p peers, the
+ * BENCH_ONLY=tcp,libp2p,p2pos,p2pos-nometrics (a subset, run in this order) BENCH_PROF=<dir> (CPU profiles of the libp2p peers, the
  * daemons and the app processes, written when they exit) BENCH_VERBOSE=1 (helpers' stderr).
  */
 import { join, dirname } from 'node:path'
@@ -42,11 +44,11 @@ const RTT_WARMUP = envInt('BENCH_RTT_WARMUP', 200, 0)
 const RTT_BYTES = envInt('BENCH_RTT_BYTES', 64)
 const TIMEOUT_MS = envInt('BENCH_TIMEOUT_S', 90) * 1000
 const PROF = process.env.BENCH_PROF
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'tcp,libp2p,p2pos').split(',').map(s => s.trim()).filter(s => s !== ''))
-for (const k of ONLY) if (!['tcp', 'libp2p', 'p2pos'].includes(k)) throw new Error(`BENCH_ONLY: unknown path "${k}"`)
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'tcp,libp2p,p2pos,p2pos-nometrics').split(',').map(s => s.trim()).filter(s => s !== ''))
+for (const k of ONLY) if (!['tcp', 'libp2p', 'p2pos', 'p2pos-nometrics'].includes(k)) throw new Error(`BENCH_ONLY: unknown path "${k}"`)
 
-type PathName = 'tcp' | 'libp2p' | 'p2pos'
-const LABEL: Record<PathName, string> = { tcp: 'raw TCP (node:net)', libp2p: 'raw js-libp2p stream', p2pos: 'p2pos app → app' }
+type PathName = 'tcp' | 'libp2p' | 'p2pos' | 'p2pos-nometrics'
+const LABEL: Record<PathName, string> = { tcp: 'raw TCP (node:net)', libp2p: 'raw js-libp2p stream', p2pos: 'p2pos app → app', 'p2pos-nometrics': 'p2pos, metrics off' }
 
 /** The processes of a path, by role, for CPU accounting. */
 const ROLES = ['sender', 'sender daemon', 'receiver daemon', 'receiver'] as const
@@ -87,9 +89,9 @@ async function withCpu<T> (p: Path, into: CpuUse, fn: () => Promise<T>): Promise
 }
 
 const helpers: Helper[] = []
-let testnet: Testnet | undefined
-/** Set while the daemons start, so that a signal then still finds and stops them. */
-let testnetStarting: Promise<Testnet> | undefined
+const testnets: Testnet[] = []
+/** Set while daemons start, so that a signal then still finds and stops them. */
+const testnetsStarting: Array<Promise<Testnet>> = []
 
 function helper (name: string, script: string, argv: string[], profile: boolean): Helper {
   const execArgv = profile && PROF != null ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`, `--cpu-prof-name=${name}-${process.pid}.cpuprofile`] : []
@@ -117,27 +119,30 @@ async function startBaseline (name: 'tcp' | 'libp2p', file: string, target: 'por
   }
 }
 
-async function startP2pos (): Promise<Path> {
+async function startP2pos (name: 'p2pos' | 'p2pos-nometrics'): Promise<Path> {
   // the daemons inherit NODE_OPTIONS from this process (testnet spawns them with process.env)
   const saved = process.env.NODE_OPTIONS
   if (PROF != null) process.env.NODE_OPTIONS = `${saved ?? ''} --cpu-prof --cpu-prof-dir=${PROF}`.trim()
+  let testnet: Testnet
   try {
-    testnetStarting = startTestnet(2)
-    testnet = await testnetStarting
+    const starting = startTestnet(2, name === 'p2pos' ? {} : { metrics: false })
+    testnetsStarting.push(starting)
+    testnet = await starting
+    testnets.push(testnet)
   } finally {
     if (saved == null) delete process.env.NODE_OPTIONS
     else process.env.NODE_OPTIONS = saved
   }
   await within(30_000, 'connecting the daemons', testnet.connectAll())
   const [a, b] = testnet.nodes
-  const receiver = helper('app-receiver', 'app-peer.ts', ['--role=receiver', `--home=${b.home}`, `--app=${APP}`], true)
-  const sender = helper('app-sender', 'app-peer.ts', ['--role=sender', `--home=${a.home}`, `--app=${APP}`], true)
+  const receiver = helper(`${name}-receiver`, 'app-peer.ts', ['--role=receiver', `--home=${b.home}`, `--app=${APP}`], true)
+  const sender = helper(`${name}-sender`, 'app-peer.ts', ['--role=sender', `--home=${a.home}`, `--app=${APP}`], true)
   await receiver.waitReady(30_000)
   await sender.waitReady(30_000)
   const peer = b.peerId
   if (PROF != null) log(`profiles in ${PROF}: sender daemon pid ${a.process?.pid}, receiver daemon pid ${b.process?.pid}`)
   return {
-    name: 'p2pos',
+    name,
     procs: { sender: sender.child.pid, 'sender daemon': a.process?.pid, 'receiver daemon': b.process?.pid, receiver: receiver.child.pid },
     bulk: async (bytes) => await sender.request('bulk', { peer, bytes, chunk: CHUNK, timeoutMs: TIMEOUT_MS }, TIMEOUT_MS + 30_000),
     rtt: async () => await sender.request('rtt', { peer, count: RTT_COUNT, warmup: RTT_WARMUP, size: RTT_BYTES, timeoutMs: TIMEOUT_MS }, TIMEOUT_MS + 30_000)
@@ -150,15 +155,15 @@ let cleaning: Promise<void> | undefined
 async function cleanup (): Promise<void> {
   cleaning ??= (async () => {
     await Promise.all(helpers.map(async h => await h.stop().catch(() => {})))
-    const net = testnet ?? await (testnetStarting != null ? within(40_000, 'testnet start', testnetStarting).catch(() => undefined) : undefined)
-    await net?.stop().catch(() => {})
+    const nets = await Promise.all(testnetsStarting.map(async s => await within(40_000, 'testnet start', s).catch(() => undefined)))
+    await Promise.all(nets.map(async net => await net?.stop().catch(() => {})))
   })()
   await cleaning
 }
 
 function killEverythingNow (): void {
   killAllHelpers()
-  for (const n of testnet?.nodes ?? []) {
+  for (const n of testnets.flatMap(t => t.nodes)) {
     const p = n.process
     if (p != null && p.exitCode == null && p.signalCode == null) p.kill('SIGKILL')
   }
@@ -197,10 +202,12 @@ async function main (): Promise<void> {
   const starters: Record<PathName, () => Promise<Path>> = {
     tcp: async () => await startBaseline('tcp', 'tcp-peer.ts', 'port', false),
     libp2p: async () => await startBaseline('libp2p', 'libp2p-peer.ts', 'addr', true),
-    p2pos: startP2pos
+    p2pos: async () => await startP2pos('p2pos'),
+    'p2pos-nometrics': async () => await startP2pos('p2pos-nometrics')
   }
-  for (const name of ['tcp', 'libp2p', 'p2pos'] as PathName[]) {
-    if (!ONLY.has(name)) continue
+  // in BENCH_ONLY's order (the round-trip series run one path after the other: swapping the order shows
+  // whether a difference between two paths is the order's)
+  for (const name of [...ONLY] as PathName[]) {
     log(`starting ${name}`)
     paths.push(await starters[name]())
   }
@@ -286,6 +293,15 @@ async function main (): Promise<void> {
     console.log('')
   }
 
+  if (mbps('p2pos') != null && mbps('p2pos-nometrics') != null && rtt.p2pos != null && rtt['p2pos-nometrics'] != null) {
+    const on = mbps('p2pos')!
+    const off = mbps('p2pos-nometrics')!
+    console.log(`metrics on vs off (docs/spec/metrics.md §Cost): throughput ${ratio(on, off)} (${on >= off ? '+' : '−'}${Math.abs(100 * (on / off - 1)).toFixed(1)} %), ` +
+      `round trip p50 ${ratio(rtt.p2pos.p50, rtt['p2pos-nometrics'].p50)}; per run: ` +
+      bulk.p2pos!.map((b, i) => ratio(b.mbps, bulk['p2pos-nometrics']![i].mbps)).join(', '))
+    console.log('')
+  }
+
   console.log('Markdown:')
   console.log('')
   console.log(`| Path (loopback, separate processes) | MB/s (median of ${RUNS}) | vs TCP | RTT ${RTT_BYTES} B p50 / p99 µs | p50 vs TCP |`)
@@ -312,7 +328,7 @@ try {
   await main()
 } catch (err: any) {
   console.error(`benchmark failed: ${err?.stack ?? err}`)
-  for (const n of testnet?.nodes ?? []) {
+  for (const n of testnets.flatMap(t => t.nodes)) {
     console.error(`--- daemon ${n.home} (exit ${n.process?.exitCode ?? n.process?.signalCode ?? 'running'}), log tail ---\n${n.log.slice(-3000)}`)
   }
   exitCode = 1

@@ -39,6 +39,19 @@ for (const topo of TOPOLOGIES) {
       assert.ok(r.connected, 'a message from a reached b')
       assert.equal(r.direct, r.expectDirect, `path a↔b: expected ${r.expectDirect ? 'direct' : 'relayed'}, got ${r.direct ? 'direct' : 'relayed'}`)
       assert.equal(r.pingPath, r.direct ? 'direct' : 'relayed', 'p2pos ping reports the path the connection takes')
+      // p2pos trace: one hop when direct; when relayed, a's hop to the relay and the relay's to b
+      assert.equal(r.trace.path, r.pingPath, `p2pos trace reports the same path: ${JSON.stringify(r.trace)}`)
+      assert.equal(r.trace.hops.length, r.trace.path === 'direct' ? 1 : 2)
+      assert.equal(r.trace.hops.at(-1).to, r.trace.peer)
+      if (r.trace.path === 'relayed') {
+        assert.equal(r.trace.hops[0].to, r.trace.hops[1].from, 'the second hop starts at the relay')
+        assert.notEqual(r.trace.hops[0].to, r.trace.peer)
+        assert.ok(r.trace.hops[0].rttMs > 0 && r.trace.hops[0].measured, 'the hop to the relay is pinged')
+        // the lab adds no delay (netns.ts), so the round trips are noise: the hop figures are checked for form only
+        assert.equal(r.trace.hops[1].transport, 'circuit-relay')
+        assert.equal(r.trace.hops[1].measured, false)
+        assert.ok(r.trace.hops[1].rttMs >= 0)
+      }
       assert.ok(r.bulk.ok, `a 1 MiB file reached b intact (path ${r.bulk.path ?? '?'})`)
       const natted = topo.id >= 2 && topo.id <= 5
       if (natted) {

@@ -38,6 +38,8 @@ export interface RunResult {
   /** Median of `p2pos ping -c 5` at the end, with the path it reported. */
   pingMs: number | null
   pingPath: 'direct' | 'relayed' | null
+  /** `p2pos trace b --json` from a, after the ping. */
+  trace: any
   expectDirect: boolean
   /** A 1 MiB file (8× a stock relay's 128 KiB limit) sent a→b with `p2pos send --file`, and its path. */
   bulk: { ok: boolean, path: 'direct' | 'relayed' | null, ms: number | null }
@@ -118,6 +120,7 @@ async function scenario ({ lab, root, start, daemons }: LabRun, topo: Topology, 
     upgradeMs: null,
     pingMs: null,
     pingPath: null,
+    trace: null,
     expectDirect: topo.expectDirect[transport],
     bulk: { ok: false, path: null, ms: null },
     doctor: { a: null, b: null }
@@ -178,6 +181,8 @@ async function scenario ({ lab, root, start, daemons }: LabRun, topo: Topology, 
       result.pingMs = rtts[Math.floor(rtts.length / 2)]
       result.pingPath = rows[rows.length - 1].relayed === true ? 'relayed' : 'direct'
     }
+    const trace = await a.cli(['trace', b.peerId, '--json'], { timeoutMs: 30_000 })
+    result.trace = trace.code === 0 ? JSON.parse(trace.stdout) : { error: (trace.stderr + trace.stdout).trim() }
     // a host behind a NAT holds a relay reservation; one whose relay connection just closed makes a
     // new one within seconds (the reservation store redials; reach/ checks every 10 s), so give it 25 s
     const natted = topo.id >= 2 && topo.id <= 5

@@ -95,7 +95,7 @@ describe('fuzzing (seeded sample)', () => {
     for (const { surface, input } of corpus) {
       if (surface === 'api') {
         const { status, body } = await callApi(target, input)
-        const v = judgeApi(status, body)
+        const v = judgeApi(status, body, input.method)
         assert.equal(v.why, undefined, `${JSON.stringify(input)}: ${v.why}`)
       } else if (surface === 'wire') {
         const { outcome } = await speak(target, input.protocol, Buffer.from(input.bytes, 'hex'))

@@ -77,7 +77,9 @@ export async function callApi (t: Target, input: ApiInput, timeoutMs = 5000): Pr
 }
 
 /** Checks one API answer: 200 with a result, or the status of a known error code with its JSON body. */
-export function judgeApi (status: number, body: string): { kind: string, why?: string } {
+export function judgeApi (status: number, body: string, method?: string): { kind: string, why?: string } {
+  // a method whose result is bytes (storage.cat, metrics.prometheus) answers 200 with them, not JSON
+  if (status === 200 && method != null && (METHODS as any)[method]?.bytes === true) return { kind: 'ok' }
   let json: any
   try { json = JSON.parse(body) } catch { return { kind: `http ${status}`, why: `answer is not JSON: ${body.slice(0, 120)}` } }
   if (status === 200) return 'result' in json || Object.keys(json).length === 0 ? { kind: 'ok' } : { kind: 'ok', why: 'a 200 without a result' }
@@ -95,7 +97,7 @@ export async function fuzzApi (t: Target, numRuns: number, seed: number, finding
     let verdict: { kind: string, why?: string }
     try {
       const { status, body } = await callApi(t, input)
-      verdict = judgeApi(status, body)
+      verdict = judgeApi(status, body, input.method)
     } catch (err: any) {
       verdict = { kind: 'no answer', why: String(err?.message ?? err) }
     }
@@ -150,7 +152,7 @@ export async function fuzzValidApi (t: Target, numRuns: number, seed: number, fi
     let verdict: { kind: string, why?: string }
     try {
       const { status, body } = await callApi(t, input, 20_000)
-      verdict = judgeApi(status, body)
+      verdict = judgeApi(status, body, input.method)
     } catch (err: any) {
       verdict = { kind: 'no answer', why: String(err?.message ?? err) }
     }

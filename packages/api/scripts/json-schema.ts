@@ -25,7 +25,8 @@ export function apiJsonSchema (): unknown {
       ...(spec.grant != null ? { grant: spec.grant } : {}),
       ...(spec.upgrade != null ? { upgrade: `/v${API_VERSION}${spec.upgrade}` } : {}),
       ...(spec.actingDefault === true ? { actingDefault: true } : {}),
-      ...(spec.bytes === true ? { bytes: true } : {})
+      ...(spec.bytes === true ? { bytes: true } : {}),
+      ...(spec.contentType != null ? { contentType: spec.contentType } : {})
     }
   }
   defs.config = ConfigFileSchema

@@ -14,8 +14,10 @@ import { Base64, Int, Multiaddr, Name, Obj, PeerId, PeerRef, Type, Utf8, check, 
  * - `admin`: the daemon's admin token only (the CLI's; changes the node itself).
  * - `owner`: a token allowed to act as the app that owns the resource the call names (an inbound
  *   channel belongs to the app it was announced to).
+ * - `once`: a one-time code made for this method (dashboard.open's), used as the token; it is good for
+ *   nothing else, and the method consumes it.
  */
-export type Permission = 'read' | 'app' | 'admin' | 'owner'
+export type Permission = 'read' | 'app' | 'admin' | 'owner' | 'once'
 
 /**
  * A grant an installed app's manifest must hold for the call, on top of `perm` (apps.md §Permissions):
@@ -44,6 +46,8 @@ export interface MethodSpec {
    * (local-api.md §3, "Byte results").
    */
   bytes?: boolean
+  /** A bytes method's Content-Type (default application/octet-stream). */
+  contentType?: string
 }
 
 /** The app id a service call made with the admin token (the CLI) names as its caller when it names none. */
@@ -108,10 +112,26 @@ export const ReachReportSchema = Type.Object({
     upgrades: Type.Array(Type.Object({ peer: Str, afterMs: Type.Number(), at: Str })),
     relayedNow: Type.Array(Str, { description: 'peers reached only through a relay right now' })
   }),
-  dhtMode: Str
+  dhtMode: Str,
+  bootstrap: Type.Array(Str, { description: 'the bootstrap peers this node was configured with (multiaddrs): what p2pos doctor checks' })
 })
 
 export const PingResultSchema = Type.Object({ peerId: Str, rttMs: Type.Number(), relayed: Type.Boolean(), addr: Str })
+
+export const TraceSchema = Type.Object({
+  peer: Str,
+  path: OneOf('direct', 'relayed'),
+  rttMs: Type.Number({ description: 'the median round trip to the peer, over the whole path' }),
+  hops: Type.Array(Type.Object({
+    from: Type.String({ description: 'a peer id (the first hop starts at this node)' }),
+    to: Str,
+    path: OneOf('direct', 'relayed'),
+    transport: Type.String({ description: 'tcp, quic, websockets, webrtc, or circuit-relay for the relay\'s hop to the peer' }),
+    addr: Type.String({ description: 'the address this node\'s connection uses for the hop (the relayed address for the last hop of a relayed path)' }),
+    rttMs: Type.Number({ description: 'the hop\'s median round trip; for the relay\'s hop to the peer: the whole round trip less the one to the relay' }),
+    measured: Type.Boolean({ description: 'true: pinged directly; false: the difference of two measured round trips' })
+  }), { description: 'from this node to the peer: one hop for a direct path; for a relayed one, to the relay, then from it to the peer' })
+})
 
 export const AppStateSchema = OneOf('running', 'stopped', 'crashed')
 
@@ -228,6 +248,35 @@ export const StorageItemSchema = Type.Object({
   created: Str
 })
 
+const TrafficFields = {
+  in: Type.Integer({ description: 'bytes received since the daemon started' }),
+  out: Type.Integer({ description: 'bytes sent since the daemon started' }),
+  rateIn: Type.Number({ description: 'bytes a second received over the last second' }),
+  rateOut: Type.Number({ description: 'bytes a second sent over the last second' })
+}
+
+export const TrafficSchema = Type.Object({
+  since: Type.String({ description: 'ISO-8601: when counting began (the daemon started)' }),
+  counting: Type.Boolean({ description: 'false when the metrics setting is off: every figure is 0' }),
+  total: Type.Object(TrafficFields, { description: 'all connections, raw bytes on the link (encryption and muxing included)' }),
+  peers: Type.Array(Type.Object({ peer: Type.String({ description: 'a peer id, or "other" (metrics.md §Cardinality)' }), ...TrafficFields }), { description: 'raw bytes by peer, most first' }),
+  apps: Type.Array(Type.Object({ app: Type.String({ description: 'an app id, or "other"' }), ...TrafficFields }), { description: 'channel payload bytes by local app, most first' }),
+  protocols: Type.Array(Type.Object({ protocol: Str, ...TrafficFields }), { description: 'stream payload bytes by libp2p protocol, most first' })
+})
+
+export const HistoryResolutionSchema = OneOf('second', 'minute')
+
+export const HistorySchema = Type.Object({
+  resolution: HistoryResolutionSchema,
+  stepMs: Type.Integer({ description: '1000 or 60000' }),
+  end: Type.Integer({ description: 'ms since 1970 of the last point (the newest complete second or minute)' }),
+  series: Type.Array(Type.Object({
+    name: Type.String({ description: 'metrics.md §History lists the names' }),
+    unit: Type.String({ description: '"B/s", "count" or "B"' }),
+    points: Type.Array(Nullable(Type.Number()), { description: 'oldest first, one per step, the last at `end`; null: the daemon was not running or the series did not exist yet' })
+  }))
+})
+
 const Cid = () => Type.String({ minLength: 1, maxLength: 256, description: 'a CID (v0 Qm… or v1, any multibase)' })
 const AbsPath = (description: string) => Utf8(4096, { minLength: 1, description })
 
@@ -249,6 +298,11 @@ export const METHODS = {
   'peers.connect': { perm: 'admin', params: Obj({ addr: Multiaddr(), timeoutMs: timeout(120_000) }), result: PeerConnectionSchema },
   'peers.disconnect': { perm: 'admin', params: Obj({ peer: PeerRef() }), result: Type.Object({ closed: Type.Integer() }) },
   'peers.ping': { perm: 'read', params: Obj({ peer: PeerRef(), timeoutMs: timeout(120_000) }), result: PingResultSchema },
+  'peers.trace': {
+    perm: 'read',
+    params: Obj({ peer: PeerRef(), count: Type.Optional(Int(20, 1, { description: 'pings per hop (default 3); the median counts' })), timeoutMs: timeout(120_000) }),
+    result: TraceSchema
+  },
   'apps.register': { perm: 'app', params: Obj({ session, app: Name() }), result: Type.Object({ app: Str, session: Str }) },
   'apps.unregister': { perm: 'app', params: Obj({ session, app: Name() }), result: Type.Object({ app: Str }) },
   'pubsub.subscribe': { perm: 'app', params: Obj({ session, app: Name(), topic: Name() }), result: Type.Object({ topic: Str }) },
@@ -347,6 +401,33 @@ export const METHODS = {
   'storage.cat': { perm: 'read', bytes: true, params: Obj({ cid: Cid(), timeoutMs: timeout(3600_000) }) },
   'storage.ls': { perm: 'read', params: none, result: Type.Array(StorageItemSchema) },
   'storage.rm': { perm: 'admin', params: Obj({ cid: Cid(), timeoutMs: timeout(300_000) }), result: Type.Object({ cid: Str, released: Type.Array(Str) }) },
+  'metrics.prometheus': { perm: 'admin', bytes: true, contentType: 'text/plain; version=0.0.4; charset=utf-8', params: none },
+  'metrics.traffic': { perm: 'read', params: none, result: TrafficSchema },
+  'metrics.history': {
+    perm: 'read',
+    params: Obj({
+      series: Type.Optional(Type.Array(Utf8(200), { maxItems: 64, description: 'names of series (default: all)' })),
+      resolution: Type.Optional(HistoryResolutionSchema),
+      points: Type.Optional(Int(10_080, 1, { description: 'at most this many newest points (default: all kept: 3600 seconds or 10080 minutes)' }))
+    }),
+    result: HistorySchema
+  },
+  'dashboard.open': {
+    perm: 'admin',
+    params: Obj({ ttlMs: Type.Optional(Int(3600_000, 10_000, { description: 'how long the link works if nobody opens it (default 300000)' })) }),
+    result: Type.Object({
+      url: Type.String({ description: 'http://127.0.0.1:PORT/dashboard/#code=… — the one-time code is in the fragment, which browsers never send' }),
+      expires: Type.String({ description: 'ISO-8601: the link works until then, and once' })
+    })
+  },
+  'dashboard.claim': {
+    perm: 'once',
+    params: none,
+    result: Type.Object({
+      token: Type.String({ description: 'a read-only session token (read methods and event sessions only), kept in memory' }),
+      expires: Type.String({ description: 'ISO-8601: 12 hours from now' })
+    })
+  },
   'channels.open': { perm: 'app', upgrade: '/channels/open', params: Obj({ peer: PeerRef(), app: Name(), timeoutMs: openTimeout }) },
   'channels.accept': { perm: 'owner', upgrade: '/channels/accept', params: Obj({ channel: Type.String({ maxLength: 64 }) }) },
   'services.connect': {
@@ -396,6 +477,7 @@ export type PeerConnection = Static<typeof PeerConnectionSchema>
 /** `node.reach`: what this node knows about how it can be reached (local-api.md §node.reach). */
 export type ReachReport = Static<typeof ReachReportSchema>
 export type PingResult = Static<typeof PingResultSchema>
+export type Trace = Static<typeof TraceSchema>
 export type AppState = Static<typeof AppStateSchema>
 export type AppInfo = Static<typeof AppInfoSchema>
 export type ServiceInfo = Static<typeof ServiceInfoSchema>
@@ -403,6 +485,9 @@ export type Invitation = Static<typeof InvitationSchema>
 export type SentInvitation = Static<typeof SentInvitationSchema>
 export type StorageStatus = Static<typeof StorageStatusSchema>
 export type StorageItem = Static<typeof StorageItemSchema>
+export type TrafficReport = Static<typeof TrafficSchema>
+export type History = Static<typeof HistorySchema>
+export type HistoryResolution = Static<typeof HistoryResolutionSchema>
 
 /** Event names pushed on an event session (local-api.md §Events). */
 export type EventName =

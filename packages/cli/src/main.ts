@@ -10,8 +10,11 @@ const VERBS: Record<string, () => Promise<{ run: (argv: string[]) => Promise<num
   id: async () => await import('./commands/id.ts'),
   peers: async () => await import('./commands/peers.ts'),
   doctor: async () => await import('./commands/doctor.ts'),
+  top: async () => await import('./commands/top.ts'),
+  dashboard: async () => await import('./commands/dashboard.ts'),
   connect: async () => await import('./commands/connect.ts'),
   ping: async () => await import('./commands/ping.ts'),
+  trace: async () => await import('./commands/trace.ts'),
   listen: async () => await import('./commands/listen.ts'),
   send: async () => await import('./commands/send.ts'),
   token: async () => await import('./commands/token.ts'),
@@ -41,8 +44,11 @@ const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; de
   id [--json]                     peer id and dialable addresses
   peers [--json]                  connections: direct or relayed, round-trip time
   doctor [--json]                 the network in plain words: reachability, NAT, relays, hole punching
+  top [--interval S] [--once]     a live view: peers and their paths, traffic by peer and app, reach, storage (q quits)
+  dashboard [--no-open] [--json]  a one-time link to the web dashboard (opened in the browser where there is a desktop)
   connect MULTIADDR               connect to a peer
   ping PEER [-c N]                round trips, and whether the path is direct or relayed
+  trace PEER [-c N] [--json]      the path hop by hop (direct, or which relay) with each hop's round trip
   listen APPID [--out DIR]        print messages (and store files) sent to APPID
   send PEER APPID TEXT            send a message; exits 0 once the remote app acknowledged it
   send PEER APPID --file PATH     send a file, with a progress bar

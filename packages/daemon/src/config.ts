@@ -30,7 +30,9 @@ export function defaults (home: string): Config {
     relayService: 'auto',
     reconnectPeers: 50,
     maxConnections: 300,
-    publicNetworks: []
+    publicNetworks: [],
+    metrics: true,
+    metricsListen: ''
   }
 }
 

@@ -38,6 +38,8 @@ import { servicesProtocol } from './services/protocol.ts'
 import { reach } from './reach/index.ts'
 import { followReachability } from './reach/follow.ts'
 import { Networks } from './reach/networks.ts'
+import { DaemonMetrics, Monitor, Traffic } from './monitor/index.ts'
+import { DASHBOARD_DIR, dashboardRoutes } from './monitor/dashboard.ts'
 
 export { loadConfig, defaultHome, type Config }
 
@@ -73,10 +75,14 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   const newest = new NewestSeqs()
   // the connection guard keeps these whatever happens (node/guard.ts): bootstrap peers, group fellows
   const bootstrapPeers = new Set(config.bootstrap.map(a => /\/p2p\/([^/]+)$/.exec(a)?.[1]).filter((p): p is string => p != null))
+  // bytes by peer, protocol and app are counted where libp2p hands them over (monitor/, metrics.md)
+  const traffic = new Traffic()
+  const metrics = new DaemonMetrics(traffic)
+  let monitor: Monitor | undefined
   let node: P2posNode
   try {
     node = await createNode({ ...config, listen }, privateKey, datastore, networks, {
-      channels: channels({ sessions, apps, registry, log }),
+      channels: channels({ sessions, apps, registry, log, observe: { opened: (...a) => monitor?.opened(...a), closed: (app) => monitor?.closed(app) } }),
       services: servicesProtocol({ registry, sessions }),
       people: peopleProtocol({ home, privateKey, datastore, newest, node: () => node, log }),
       invitations: invitationsProtocol({
@@ -101,15 +107,19 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
         networks,
         dialPort: dialPortFor(listen),
         dhtMode: () => node.services.dht.getMode(),
+        bootstrap: config.bootstrap,
         onReachability: followReachability({ node: () => node, events: sessions, dhtAuto: config.dhtMode === 'auto', log })
       })
-    }, newest, (peer) => bootstrapPeers.has(peer) || (node?.services.groups.isFellowDevice(peer) ?? false))
+    }, newest, {
+      keep: (peer) => bootstrapPeers.has(peer) || (node?.services.groups.isFellowDevice(peer) ?? false),
+      metrics: config.metrics ? metrics : undefined
+    })
   } catch (err) {
     await datastore.close().catch(() => {})
     throw err
   }
   const peers = new PeerService({ node, events: sessions, reconnect: config.reconnectPeers })
-  const pubsub = new PubsubService({ pubsub: node.services.pubsub, peerId: node.peerId, sessions })
+  const pubsub = new PubsubService({ pubsub: node.services.pubsub, peerId: node.peerId, sessions, observe: { message: (app, d) => monitor?.message(app, d) } })
   const people = node.services.people
   const invitations = node.services.invitations
   const groups = node.services.groups
@@ -117,6 +127,20 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
   invitations.handle(GROUP_INVITATION_APP, async (inv) => { await groups.acceptInvite(String((inv.context as { code?: unknown } | null)?.code ?? '')) })
   const dht = new DhtService({ dht: node.services.dht, peerRouting: node.peerRouting, peerId: node.peerId, privateKey })
   const { channels: channelService, services: servicesService } = node.services
+  node.addEventListener('connection:open', (e) => { traffic.identify(e.detail) })
+  monitor = new Monitor({
+    registry: metrics.registry,
+    text: async () => await metrics.text(),
+    traffic,
+    counting: config.metrics,
+    peerId: node.peerId.toString(),
+    connections: () => node.getConnections(),
+    reach: () => node.services.reach.counts(),
+    storage: () => node.services.storage.status(),
+    datastore,
+    log
+  })
+  const monitorComponent = monitor
 
   const routes: Routes = {
     ...nodeRoutes({ node, apiUrl, socketPath }),
@@ -129,6 +153,8 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     ...invitations.routes,
     ...groups.routes,
     ...node.services.storage.routes,
+    ...monitor.routes,
+    ...dashboardRoutes({ tokens, apiUrl }),
     // every PEER parameter may be a name or a petname: resolved here, once, before these handlers run
     ...resolvingPeers(people, { ...peers.routes, ...dht.routes, ...servicesService.routes, ...channelService.routes })
   }
@@ -139,6 +165,9 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     authority: { grants: apps.grants, owners: { ...channelService.owners, ...invitations.owners } },
     allowOrigins: config.allowOrigins,
     port: config.apiPort,
+    metricsListen: config.metricsListen,
+    metricsText: async () => await monitorComponent.prometheusText(),
+    dashboardDir: DASHBOARD_DIR,
     socketPath,
     checkResults: process.env.P2POS_CHECK_RESULTS === '1',
     log
@@ -154,6 +183,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     { name: 'node', start: async () => { await node.start() }, stop: async () => { await node.stop() } },
     peers,
     pubsub,
+    monitorComponent,
     // stopped before the API, so an event session's last line (session.closed) still reaches its client
     localApi,
     sessions,
@@ -162,7 +192,13 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
       name: 'api.json',
       start: async () => {
         await writeSecretFile(apiFile, JSON.stringify({
-          api: apiUrl(), socket: socketPath, pid: process.pid, peerId: node.peerId.toString(), version: SOFTWARE_VERSION, apiVersion: API_VERSION
+          api: apiUrl(),
+          socket: socketPath,
+          pid: process.pid,
+          peerId: node.peerId.toString(),
+          version: SOFTWARE_VERSION,
+          apiVersion: API_VERSION,
+          ...(localApi.metricsPort !== 0 ? { metrics: `http://${config.metricsListen.slice(0, config.metricsListen.lastIndexOf(':'))}:${localApi.metricsPort}/metrics` } : {})
         }, null, 2) + '\n')
       },
       stop: async () => { await unlink(apiFile).catch(() => {}) }

@@ -96,6 +96,11 @@ export class P2pos {
   }
 
   /** Opens an event session (node-wide events, and the ones of apps this token may act as). */
+  /** The path to a peer hop by hop (direct, or which relay), with each hop's round trip. */
+  async trace (peer: string, options?: CallOptions & { count?: number, timeoutMs?: number }): Promise<Result<'peers.trace'>> {
+    return await this.call('peers.trace', { peer, count: options?.count, timeoutMs: options?.timeoutMs }, options)
+  }
+
   async events (options?: CallOptions): Promise<EventSession> { return await EventSession.open(this.endpoint, options?.signal) }
 
   /**
@@ -373,6 +378,28 @@ export class P2pos {
   /** Forgets an item of this computer; its replicas are asked to release it. */
   async rm (cid: string, options?: CallOptions & { timeoutMs?: number }): Promise<Result<'storage.rm'>> {
     return await this.call('storage.rm', { cid, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  // ---- monitoring (metrics.md) ----
+
+  /** The daemon's metrics in Prometheus's text format (admin token). */
+  async metricsText (options?: CallOptions): Promise<string> {
+    const chunks: Uint8Array[] = []
+    for await (const c of await this.callBytes('metrics.prometheus', {}, options)) chunks.push(c)
+    return Buffer.concat(chunks).toString('utf8')
+  }
+
+  /** Bytes in and out since start, and over the last second, in total and by peer, app and protocol. */
+  async traffic (options?: CallOptions): Promise<Result<'metrics.traffic'>> { return await this.call('metrics.traffic', {}, options) }
+
+  /** The daemon's history of a few series: per second for an hour, per minute for a week (metrics.md §History). */
+  async history (options?: CallOptions & { series?: string[], resolution?: 'second' | 'minute', points?: number }): Promise<Result<'metrics.history'>> {
+    return await this.call('metrics.history', { series: options?.series, resolution: options?.resolution, points: options?.points }, options)
+  }
+
+  /** A link to the daemon's web dashboard with a one-time code (admin token); it opens once. */
+  async dashboardLink (options?: CallOptions & { ttlMs?: number }): Promise<Result<'dashboard.open'>> {
+    return await this.call('dashboard.open', { ttlMs: options?.ttlMs }, options)
   }
 
   /**

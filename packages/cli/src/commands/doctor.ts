@@ -1,23 +1,72 @@
 /**
  * `p2pos doctor` — the network in plain words: reachability and why, the NAT as peers observe it, relay
- * reservations, whether hole punching has worked, and what to try. `--json` prints the daemon's
- * `node.reach` report plus `peers` and the same `advice`.
+ * reservations, whether hole punching has worked, whether each bootstrap peer and each relay answers, and
+ * what to try. `--json` prints the daemon's `node.reach` report plus `peers`, `checks` and the same `advice`.
  */
-import { DEFAULT_P2P_PORT, type PeerConnection, type ReachReport } from '@p2pos/sdk'
+import { DEFAULT_P2P_PORT, P2posError, type P2pos, type PeerConnection, type ReachReport } from '@p2pos/sdk'
 import { args, client, print } from '../output.ts'
+
+/** A bootstrap or relay peer, pinged. */
+export interface PeerCheck {
+  peer: string
+  roles: Array<'bootstrap' | 'relay'>
+  addr?: string
+  ok: boolean
+  rttMs?: number
+  path?: 'direct' | 'relayed'
+  error?: { code: string, message: string }
+}
+
+const CHECK_TIMEOUT_MS = 5000
 
 export async function run (argv: string[]): Promise<number> {
   const { values } = args(argv, {}, 'p2pos doctor [--json]')
   const p2p = await client()
   const [report, peers] = await Promise.all([p2p.reach(), p2p.peers()])
-  const advice = adviseOn(report, peers)
-  print(values.json === true, { ...report, peers: peers.length, advice }, () => explain(report, peers, advice))
+  const checks = await checkPeers(p2p, report)
+  const advice = [...adviseOn(report, peers), ...adviseOnChecks(checks)]
+  print(values.json === true, { ...report, peers: peers.length, checks, advice }, () => explain(report, peers, advice, checks))
   return 0
+}
+
+/** Pings every configured bootstrap peer and every relay holding a reservation for us, all at once. */
+async function checkPeers (p2p: P2pos, r: ReachReport): Promise<PeerCheck[]> {
+  const targets = new Map<string, PeerCheck>()
+  for (const addr of r.bootstrap) {
+    const peer = /\/p2p\/([^/]+)$/.exec(addr)?.[1]
+    if (peer == null) continue
+    const t = targets.get(peer) ?? { peer, roles: [], addr, ok: false }
+    t.roles.push('bootstrap')
+    targets.set(peer, t)
+  }
+  for (const { relay } of r.relay.reservations) {
+    const t = targets.get(relay) ?? { peer: relay, roles: [], ok: false }
+    if (!t.roles.includes('relay')) t.roles.push('relay')
+    targets.set(relay, t)
+  }
+  return await Promise.all([...targets.values()].map(async (t) => {
+    try {
+      const pong = await p2p.ping(t.peer, { timeoutMs: CHECK_TIMEOUT_MS })
+      return { ...t, ok: true, rttMs: pong.rttMs, path: pong.relayed ? 'relayed' as const : 'direct' as const }
+    } catch (err) {
+      const e = err instanceof P2posError ? err : new P2posError('E_INTERNAL', String(err))
+      return { ...t, ok: false, error: { code: e.code, message: e.message } }
+    }
+  }))
+}
+
+function adviseOnChecks (checks: PeerCheck[]): string[] {
+  const boot = checks.filter(c => c.roles.includes('bootstrap'))
+  if (boot.length > 0 && boot.every(c => !c.ok)) {
+    return ['None of the bootstrap peers answers: check their addresses in config.json ("bootstrap") and this computer\'s internet connection; a firewall may block outgoing TCP/UDP to their ports.']
+  }
+  const bad = boot.filter(c => !c.ok)
+  return bad.length > 0 ? [`${bad.length} of ${boot.length} bootstrap peers do not answer: the others suffice, but check those addresses in config.json.`] : []
 }
 
 const short = (id: string): string => `…${id.slice(-8)}`
 
-function explain (r: ReachReport, peers: PeerConnection[], advice: string[]): string {
+function explain (r: ReachReport, peers: PeerConnection[], advice: string[], checks: PeerCheck[]): string {
   const lines: string[] = []
   lines.push(`Reachability: ${r.reachability} — ${r.reason}`)
   if (r.nat.behindNat == null) lines.push('NAT: not known yet (no peer has told us how it sees us)')
@@ -35,8 +84,10 @@ function explain (r: ReachReport, peers: PeerConnection[], advice: string[]): st
   }
   const direct = peers.filter(p => !p.relayed).length
   lines.push(`Connections: ${peers.length} (${direct} direct, ${peers.length - direct} relayed); DHT ${r.dhtMode} mode`)
-  lines.push(r.relay.reservations.length > 0
-    ? `Relays: reserved on ${r.relay.reservations.length} — peers can reach us through ${r.relay.reservations.map(x => short(x.relay)).join(', ')}`
+  // one relay announces a circuit address per address of its own: name each relay once
+  const relays = [...new Set(r.relay.reservations.map(x => x.relay))]
+  lines.push(relays.length > 0
+    ? `Relays: reserved on ${relays.length} — peers can reach us through ${relays.map(short).join(', ')}`
     : 'Relays: no reservation')
   if (r.relay.serving) lines.push('Serving as a relay for others: yes (at most 16 reservations)')
   const hp = r.holePunch
@@ -45,6 +96,17 @@ function explain (r: ReachReport, peers: PeerConnection[], advice: string[]): st
     : `Hole punching: ${hp.upgradedToDirect} of ${hp.relayedConnections} relayed connection(s) became direct` +
       (hp.upgrades.length > 0 ? ` (last after ${(hp.upgrades[hp.upgrades.length - 1].afterMs / 1000).toFixed(1)} s)` : ''))
   if (hp.relayedNow.length > 0) lines.push(`Relayed now: ${hp.relayedNow.map(short).join(', ')} — traffic passes through a relay`)
+  if (checks.length > 0) {
+    lines.push('Bootstrap and relay peers:')
+    for (const c of checks) {
+      const what = `  ${short(c.peer)} (${c.roles.join(', ')})`
+      lines.push(c.ok
+        ? `${what}: answers, ${c.path}, ${c.rttMs} ms`
+        : `${what}: does NOT answer — ${c.error?.message ?? '?'} [${c.error?.code ?? '?'}]${c.addr != null ? `\n      at ${c.addr}` : ''}`)
+    }
+  } else {
+    lines.push('Bootstrap and relay peers: none configured, no reservation')
+  }
   lines.push('Listening on:', ...r.listenAddrs.map(a => `  ${a}`))
   if (advice.length > 0) lines.push('What to try:', ...advice.map(a => `  - ${a}`))
   return lines.join('\n')

@@ -23,6 +23,7 @@ import type { AppService } from '../apps/index.ts'
 import type { ServiceRegistry } from '../services/registry.ts'
 import { readJson, sendJson, writeJson } from '../wire/framing.ts'
 import { reset, splice, spliceSockets } from './splice.ts'
+import type { ChannelObserver } from '../monitor/index.ts'
 
 /** What the channel protocol needs from libp2p (handed to it as a libp2p service). */
 export type ChannelComponents = ProtocolComponents
@@ -33,6 +34,8 @@ export interface ChannelInit {
   apps: AppService
   registry: ServiceRegistry
   log: (msg: string) => void
+  /** Told of every channel to a peer that opens and closes (monitor/: counts and bytes by app). */
+  observe?: ChannelObserver
 }
 
 /** `{app}` opens a channel to that app; `{service, app}` connects to a service, `app` naming the caller (wire.md §2). */
@@ -126,6 +129,7 @@ export class ChannelService implements Startable {
       return
     }
     const peerId = parsePeer(peer)
+    const began = performance.now()
     const gone = new AbortController()
     socket.once('close', () => gone.abort(new P2posError('E_ABORTED', 'the client went away')))
     const signal = AbortSignal.any([gone.signal, AbortSignal.timeout(timeoutMs)])
@@ -149,7 +153,7 @@ export class ChannelService implements Startable {
       throw new P2posError('E_PEER_UNREACHABLE', `channel to ${peer} failed: ${err.message}`)
     }
     const conn = this.c.connectionManager.getConnections(peerId).find(c => c.streams.includes(stream))
-    this.attach(newId(), target, peer, req, bs.unwrap(), conn != null && isRelayed(conn), 'outbound')
+    this.attach(newId(), target, peer, req, bs.unwrap(), conn != null && isRelayed(conn), 'outbound', performance.now() - began)
   }
 
   /** Finds (or launches) the session that serves `target`; throws the code the opener should get. */
@@ -242,7 +246,7 @@ export class ChannelService implements Startable {
       } catch (err: any) {
         throw new P2posError('E_CHANNEL_CLOSED', `the remote side went away: ${err.message}`)
       }
-      this.attach(channelId, target, peer, req, raw, relayed, 'inbound')
+      this.attach(channelId, target, peer, req, raw, relayed, 'inbound', undefined, served.owner)
     }, (code, message) => { void refuse(raw, code, message) })
     // if the opener gives up first, forget it
     raw.addEventListener('close', () => this.forget(id), { once: true })
@@ -267,7 +271,8 @@ export class ChannelService implements Startable {
     opener.socket.once('close', () => this.forget(id))
   }
 
-  private attach (id: string, target: Target, peer: string, req: ChannelRequest, stream: Stream, relayed: boolean, direction: 'inbound' | 'outbound'): void {
+  /** `local`: the app at this end (the accepting provider of an inbound service connection; else the channel's app). */
+  private attach (id: string, target: Target, peer: string, req: ChannelRequest, stream: Stream, relayed: boolean, direction: 'inbound' | 'outbound', openMs?: number, local = ownerOf(target)): void {
     const { socket, head } = req
     if (socket.destroyed) { stream.abort(new Error('client went away')); return }
     req.open(opened(id, peer, target, relayed))
@@ -275,8 +280,10 @@ export class ChannelService implements Startable {
     const events = this.init.sessions
     this.live.set(id, { destroy: () => { reset(socket); stream.abort(new Error('daemon stopping')) } })
     events.broadcast({ event: 'channel.opened', data: { channel: id, peer, app, direction, relayed } }, app)
+    this.init.observe?.opened(local, direction, stream, openMs)
     splice(socket, head, stream, (error) => {
       this.live.delete(id)
+      this.init.observe?.closed(local)
       if (error != null) this.init.log(`channel ${id} (${describe(target)} with ${peer}) ended abnormally: ${error}`)
       events.broadcast({ event: 'channel.closed', data: { channel: id, peer, app, ...(error != null ? { error } : {}) } }, app)
     })

@@ -19,6 +19,8 @@ export interface Authority { grants: GrantCheck, owners: OwnerLookup }
  */
 export function authorise (principal: Principal, method: MethodName, params: Record<string, unknown>, authority: Authority): void {
   const spec: MethodSpec = METHODS[method]
+  if (principal.only != null && principal.only !== method) throw new P2posError('E_FORBIDDEN', `this one-time code may only be used for ${principal.only}`)
+  if (spec.perm === 'once' && principal.only !== method) throw new P2posError('E_FORBIDDEN', `${method} takes a one-time code (Authorization: Bearer <code>), not a token`)
   if (spec.perm === 'admin' && !principal.admin) throw new P2posError('E_FORBIDDEN', `${method} needs the admin token`)
   if (spec.actingDefault === true && params.app == null) params.app = defaultActing(principal)
   const app = params.app as string | undefined

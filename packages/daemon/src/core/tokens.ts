@@ -15,7 +15,12 @@ export interface Principal {
   apps: ReadonlySet<string>
   token: string
   label: string
+  /** A one-time code: it may call this method only (the method's perm is `once`). */
+  only?: string
 }
+
+/** A token kept in memory only, with an expiry: the dashboard's codes and sessions (metrics.md §Dashboard). */
+interface EphemeralToken { label: string, expires: number, only?: string }
 
 interface StoredToken { apps: string[], label: string, created: string }
 
@@ -24,6 +29,7 @@ export class TokenStore {
   private readonly home: string
   private admin = ''
   private apps = new Map<string, StoredToken>()
+  private readonly ephemeral = new Map<string, EphemeralToken>()
 
   constructor (home: string) {
     this.home = home
@@ -54,6 +60,11 @@ export class TokenStore {
     for (const [t, rec] of this.apps) {
       if (safeEqual(token, t)) return { admin: false, apps: new Set(rec.apps), token, label: rec.label }
     }
+    const now = Date.now()
+    for (const [t, rec] of this.ephemeral) {
+      if (rec.expires <= now) { this.ephemeral.delete(t); continue }
+      if (safeEqual(token, t)) return { admin: false, apps: new Set(), token, label: rec.label, ...(rec.only != null ? { only: rec.only } : {}) }
+    }
     throw new P2posError('E_UNAUTHORIZED', 'the token is not valid')
   }
 
@@ -62,6 +73,22 @@ export class TokenStore {
     this.apps.set(token, { apps, label, created: new Date().toISOString() })
     await this.save()
     return token
+  }
+
+  /**
+   * A token kept in memory only, valid for `ttlMs`: with no apps it may call only `read` methods; with
+   * `only`, only that method (a one-time code, removed with `consume`). Gone when the daemon stops.
+   */
+  issueEphemeral (label: string, ttlMs: number, only?: string): { token: string, expires: number } {
+    const token = randomBytes(32).toString('base64url')
+    const expires = Date.now() + ttlMs
+    this.ephemeral.set(token, { label, expires, ...(only != null ? { only } : {}) })
+    return { token, expires }
+  }
+
+  /** Removes an in-memory token (a one-time code once used); false if it was not there. */
+  consume (token: string): boolean {
+    return this.ephemeral.delete(token)
   }
 
   list (): Array<{ token: string, apps: string[], label: string, created: string }> {

@@ -6,6 +6,8 @@
  *   POST /v0/channels/open      with `Upgrade: p2pos-channel`: becomes a raw channel to a remote app
  *   POST /v0/channels/accept    with `Upgrade: p2pos-channel`: takes an inbound channel
  *   POST /v0/services/connect   with `Upgrade: p2pos-channel`: becomes a channel to a service
+ *   GET  /v0/metrics            the method metrics.prometheus, for Prometheus (which scrapes with GET)
+ * and, when `metricsListen` is set, a second server with only `GET /metrics` and no token (metrics.md).
  * Every request passes the same gate first: loopback Host, allowed Origin, valid token. Calls and
  * upgrades alike are methods of the method table: their parameters are checked by the table's schema
  * and their permission by `authorise` (core/), never by the handler. This is the only module of the
@@ -14,7 +16,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { unlink } from 'node:fs/promises'
+import { readdir, readFile, unlink } from 'node:fs/promises'
+import { extname, join } from 'node:path'
 import {
   API_PREFIX, API_VERSION, CHANNEL_UPGRADE, LIMITS, METHODS, P2posError, SOFTWARE_VERSION,
   check, isMethodName, validateParams, type MethodName, type TSchema, type UpgradeMethod
@@ -38,6 +41,12 @@ export interface LocalApiComponents {
    * turn it on with P2POS_CHECK_RESULTS=1): a result that breaks the spec fails loudly as E_INTERNAL.
    */
   checkResults: boolean
+  /** HOST:PORT of the separate metrics server ('' for none). */
+  metricsListen: string
+  /** The Prometheus text the metrics server answers with. */
+  metricsText: () => Promise<string>
+  /** The dashboard's files (name → bytes), served at /dashboard/ with no token: they hold no secret. */
+  dashboardDir: string
   log: (msg: string) => void
 }
 
@@ -45,6 +54,15 @@ export interface LocalApiComponents {
 const UPGRADES = new Map<string, UpgradeMethod>(
   Object.entries(METHODS).flatMap(([m, spec]) => 'upgrade' in spec ? [[spec.upgrade, m as UpgradeMethod]] : [])
 )
+
+const STATIC_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml'
+}
+
+const METRICS_CONTENT_TYPE = METHODS['metrics.prometheus'].contentType
 
 const LOOPBACK_HOST = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/i
 
@@ -54,6 +72,9 @@ export class LocalApi {
   private readonly servers: Server[] = []
   private readonly sockets = new Set<Socket>()
   port = 0
+  /** The metrics server's port (0: none). */
+  metricsPort = 0
+  private readonly dashboard = new Map<string, { type: string, body: Buffer }>()
 
   constructor (components: LocalApiComponents) {
     this.c = components
@@ -61,6 +82,10 @@ export class LocalApi {
 
   async start (): Promise<void> {
     const { port, socketPath } = this.c
+    for (const name of await readdir(this.c.dashboardDir)) {
+      const type = STATIC_TYPES[extname(name)]
+      if (type != null) this.dashboard.set(name, { type, body: await readFile(join(this.c.dashboardDir, name)) })
+    }
     const tcp = this.makeServer(false)
     try {
       await listenOn(tcp, { port, host: '127.0.0.1' })
@@ -75,6 +100,44 @@ export class LocalApi {
     const unix = this.makeServer(true)
     await listenOn(unix, { path: socketPath })
     this.servers.push(unix)
+    if (this.c.metricsListen !== '') {
+      try {
+        await this.startMetricsServer(this.c.metricsListen)
+      } catch (err: any) {
+        await this.stop()
+        throw new P2posError(err.code === 'EADDRINUSE' ? 'E_CONFLICT' : 'E_BAD_REQUEST', `metricsListen "${this.c.metricsListen}": ${err.code === 'EADDRINUSE' ? 'the port is taken' : String(err.message)}`)
+      }
+    }
+  }
+
+  /**
+   * The metrics server (metrics.md §Serving): only `GET /metrics`, without a token, so that a Prometheus
+   * server can scrape it like any exporter. It is a second door beside the API's gate on purpose and
+   * serves nothing else; bound to loopback, it checks the Host header like the API (DNS rebinding).
+   */
+  private async startMetricsServer (listen: string): Promise<void> {
+    const i = listen.lastIndexOf(':')
+    const host = listen.slice(0, i).replace(/^\[(.*)\]$/, '$1')
+    const port = Number(listen.slice(i + 1))
+    const loopback = /^(127\.|::1$|localhost$)/.test(host)
+    const server = createServer((req, res) => {
+      const fail = (e: P2posError): void => { sendJson(res, e.status, { error: e.toJSON() }) }
+      if (loopback && !LOOPBACK_HOST.test(req.headers.host ?? '')) { fail(new P2posError('E_BAD_HOST', `Host "${req.headers.host ?? ''}" is not a loopback name`)); return }
+      const path = new URL(req.url ?? '/', 'http://localhost').pathname
+      if (path !== '/metrics') { fail(new P2posError('E_NOT_FOUND', `no such endpoint ${path}: this server has only GET /metrics`)); return }
+      if (req.method !== 'GET' && req.method !== 'HEAD') { fail(new P2posError('E_METHOD_NOT_ALLOWED', `${req.method ?? ''} is not allowed: GET /metrics`)); return }
+      this.c.metricsText().then((text) => {
+        res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' })
+        res.end(req.method === 'HEAD' ? undefined : text)
+      }, (err) => { sendError(res, err) })
+    })
+    server.on('connection', (s: Socket) => {
+      this.sockets.add(s)
+      s.on('close', () => this.sockets.delete(s))
+    })
+    await listenOn(server, { host, port })
+    this.metricsPort = (server.address() as any).port
+    this.servers.push(server)
   }
 
   async stop (): Promise<void> {
@@ -141,6 +204,26 @@ export class LocalApi {
       res.end()
       return
     }
+    if ((path === '/dashboard' || path.startsWith('/dashboard/')) && !unix) {
+      // the page and its scripts hold no secret: served after Host and Origin, without a token; the page
+      // then trades the one-time code in its address for a session token (dashboard.claim)
+      this.gate(req, unix, false)
+      if (req.method !== 'GET' && req.method !== 'HEAD') throw new P2posError('E_METHOD_NOT_ALLOWED', 'the dashboard\'s files are read with GET')
+      if (path === '/dashboard') { res.writeHead(308, { location: '/dashboard/' }); res.end(); return }
+      const file = this.dashboard.get(path === '/dashboard/' ? 'index.html' : path.slice('/dashboard/'.length))
+      if (file == null) throw new P2posError('E_NOT_FOUND', `no such file ${path}`)
+      res.writeHead(200, {
+        'content-type': file.type,
+        'content-length': file.body.length,
+        'cache-control': 'no-store',
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'no-referrer',
+        // everything from the daemon itself: no CDN, no inline script, no framing by other pages
+        'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+      })
+      res.end(req.method === 'HEAD' ? undefined : file.body)
+      return
+    }
     if (path === `${API_PREFIX}/version` && req.method === 'GET') {
       this.gate(req, unix, false)
       corsHeaders(req, res)
@@ -149,10 +232,17 @@ export class LocalApi {
     }
     const principal = this.gate(req, unix)!
     corsHeaders(req, res)
+    if (path === `${API_PREFIX}/metrics` && req.method === 'GET') {
+      // Prometheus scrapes with GET: this is the method metrics.prometheus (admin), through the same dispatch
+      const body = await this.dispatch('metrics.prometheus', {}, { principal }) as AsyncIterable<Uint8Array>
+      await sendBytes(res, body, METRICS_CONTENT_TYPE)
+      return
+    }
     if (req.method !== 'POST') {
       throw new P2posError('E_METHOD_NOT_ALLOWED', `${req.method} is not allowed: every call is a POST (no state changes by GET)`)
     }
     if (path === `${API_PREFIX}/events`) {
+      if (principal.only != null) throw new P2posError('E_FORBIDDEN', `this one-time code may only be used for ${principal.only}`)
       await readBody(req)
       const session = this.c.sessions.open(principal, eventSink(res))
       res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-p2pos-session': session.id })
@@ -183,7 +273,7 @@ export class LocalApi {
     }
     const result = (await this.dispatch(method, params, { principal })) ?? null
     if ('bytes' in spec && spec.bytes) {
-      await sendBytes(res, result as AsyncIterable<Uint8Array>)
+      await sendBytes(res, result as AsyncIterable<Uint8Array>, 'contentType' in spec ? spec.contentType : undefined)
       return
     }
     if (this.c.checkResults && 'result' in spec) {
@@ -300,10 +390,10 @@ function corsHeaders (req: IncomingMessage, res: ServerResponse): void {
  * error found before any byte is an ordinary error response; one after it cuts the chunked body short
  * (the client sees the response end without its last chunk), never a body that looks complete.
  */
-async function sendBytes (res: ServerResponse, body: AsyncIterable<Uint8Array>): Promise<void> {
+async function sendBytes (res: ServerResponse, body: AsyncIterable<Uint8Array>, contentType = 'application/octet-stream'): Promise<void> {
   const it = body[Symbol.asyncIterator]()
   let next = await it.next()
-  res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store' })
+  res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' })
   try {
     while (next.done !== true) {
       if (!res.write(next.value)) {

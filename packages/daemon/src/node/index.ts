@@ -16,7 +16,7 @@ import { mdns } from '@libp2p/mdns'
 import { bootstrap } from '@libp2p/bootstrap'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
-import type { PrivateKey, PeerDiscovery } from '@libp2p/interface'
+import type { PrivateKey, PeerDiscovery, Metrics } from '@libp2p/interface'
 import type { Datastore } from 'interface-datastore'
 import { DHT_PROTOCOL, SOFTWARE_VERSION } from '@p2pos/api'
 import type { Config } from '../config.ts'
@@ -74,7 +74,7 @@ function fastMsgId (msg: { from?: Uint8Array, seqno?: Uint8Array }): string {
 
 export async function createNode (
   config: Config, privateKey: PrivateKey, datastore: Datastore, networks: Networks, protocols: P2posProtocols, newest = new NewestSeqs(),
-  keep: GuardInit['keep'] = () => false
+  options: { keep?: GuardInit['keep'], metrics?: Metrics } = {}
 ): Promise<P2posNode> {
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   // a peer that mDNS found is handed to reach, which dials it at once (reach/index.ts: onLanPeer); peers
@@ -121,7 +121,7 @@ export async function createNode (
     }),
     ...protocols,
     reach: (components: any) => (reachService = protocols.reach(components)),
-    guard: connectionGuard({ max: config.maxConnections, keep })
+    guard: connectionGuard({ max: config.maxConnections, keep: options.keep })
   }
   if (config.relayService !== 'off') {
     // few reservations, but no per-circuit limit: stock relays cut a relayed connection after 2 minutes
@@ -161,6 +161,9 @@ export async function createNode (
     // ends): 50 connected daemons kept more than a core busy doing nothing. Yamux's keep-alive already
     // pings every connection every 30 s without a stream; a minute is enough to refresh the RTT shown
     connectionMonitor: { pingInterval: 60_000 },
+    // libp2p's modules register their metrics here and it counts every connection's and stream's bytes
+    // (monitor/: docs/spec/metrics.md); absent with the metrics setting off
+    ...(options.metrics != null ? { metrics: () => options.metrics! } : {}),
     start: false
   })
   return node as unknown as P2posNode

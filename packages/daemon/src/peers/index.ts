@@ -4,7 +4,7 @@
  */
 import type { Connection, Libp2pEvents } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
-import { P2posError, type PeerConnection, type PingResult } from '@p2pos/api'
+import { P2posError, type PeerConnection, type PingResult, type Trace } from '@p2pos/api'
 import type { P2posNode } from '../node/index.ts'
 import type { EventBus } from '../core/events.ts'
 import type { RouteTable } from '../core/routes.ts'
@@ -56,7 +56,8 @@ export class PeerService {
     this.c.node.removeEventListener('connection:close', this.onClose)
   }
 
-  readonly routes: RouteTable<'peers.list' | 'peers.connect' | 'peers.disconnect' | 'peers.ping'> = {
+  readonly routes: RouteTable<'peers.list' | 'peers.connect' | 'peers.disconnect' | 'peers.ping' | 'peers.trace'> = {
+    'peers.trace': async (p) => await this.trace(p.peer, p.count, p.timeoutMs),
     'peers.list': async () => this.list(),
     'peers.connect': async (p) => await this.connect(p.addr, p.timeoutMs),
     'peers.disconnect': async (p) => await this.disconnect(p.peer),
@@ -115,10 +116,67 @@ export class PeerService {
     return { peerId: peer, rttMs: rtt, relayed: isRelayed(conn), addr: conn.remoteAddr.toString() }
   }
 
+  /**
+   * The path to a peer hop by hop (local-api.md §peers.trace): pings it `count` times over the connection
+   * it has (dialling if needed); if every connection to it is relayed, also pings the relay, and gives the
+   * relay's hop to the peer as the rest of the round trip. Medians, so that one slow ping does not count.
+   */
+  async trace (peer: string, count = 3, timeoutMs = 10_000): Promise<Trace> {
+    const deadline = Date.now() + timeoutMs
+    const left = (): number => Math.max(1, deadline - Date.now())
+    const pings = async (who: string): Promise<{ rtt: number, last: PingResult }> => {
+      const got: number[] = []
+      let last: PingResult | undefined
+      for (let i = 0; i < count; i++) {
+        last = await this.ping(who, left())
+        got.push(last.rttMs)
+      }
+      return { rtt: median(got), last: last! }
+    }
+    const self = this.c.node.peerId.toString()
+    const whole = await pings(peer)
+    const conns = this.c.node.getConnections(parsePeer(peer))
+    const direct = conns.find(c => !isRelayed(c))
+    if (direct != null || conns.length === 0) {
+      const addr = direct?.remoteAddr.toString() ?? whole.last.addr
+      return { peer, path: 'direct', rttMs: whole.rtt, hops: [{ from: self, to: peer, path: 'direct', transport: transportOf(addr), addr, rttMs: whole.rtt, measured: true }] }
+    }
+    const relayedAddr = conns[0].remoteAddr.toString()
+    const relay = /\/p2p\/([^/]+)\/p2p-circuit/.exec(relayedAddr)?.[1]
+    if (relay == null) throw new P2posError('E_PROTOCOL', `a relayed connection to ${peer} names no relay (${relayedAddr})`)
+    const toRelay = await pings(relay)
+    const relayConn = this.c.node.getConnections(parsePeer(relay)).find(c => !isRelayed(c))
+    const relayAddr = relayConn?.remoteAddr.toString() ?? toRelay.last.addr
+    return {
+      peer,
+      path: 'relayed',
+      rttMs: whole.rtt,
+      hops: [
+        { from: self, to: relay, path: 'direct', transport: transportOf(relayAddr), addr: relayAddr, rttMs: toRelay.rtt, measured: true },
+        { from: relay, to: peer, path: 'relayed', transport: 'circuit-relay', addr: relayedAddr, rttMs: Math.max(0, whole.rtt - toRelay.rtt), measured: false }
+      ]
+    }
+  }
+
   /** Redials peers remembered in the persisted peer store, so a restart needs no bootstrap. */
   private async reconnectKnown (max: number): Promise<void> {
     const peers = await this.c.node.peerStore.all()
     const withAddrs = peers.filter(p => p.addresses.length > 0 && !p.id.equals(this.c.node.peerId))
     await Promise.allSettled(withAddrs.slice(0, max).map(async p => this.c.node.dial(p.id, { signal: AbortSignal.timeout(15_000) })))
   }
+}
+
+function median (xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+function transportOf (addr: string): string {
+  if (addr.includes('/p2p-circuit')) return 'circuit-relay'
+  if (addr.includes('/quic')) return 'quic'
+  if (addr.includes('/webrtc')) return 'webrtc'
+  if (addr.includes('/ws')) return 'websockets'
+  if (addr.includes('/tcp/')) return 'tcp'
+  return 'other'
 }

@@ -13,7 +13,13 @@ export function topicName (app: string, topic: string): string {
   return `/p2pos/app/${app}/${topic}`
 }
 
-export interface PubsubComponents { pubsub: GossipSub, peerId: PeerId, sessions: Sessions }
+export interface PubsubComponents {
+  pubsub: GossipSub
+  peerId: PeerId
+  sessions: Sessions
+  /** Told of every app message published here and received from peers (monitor/: counts by app). */
+  observe?: { message: (app: string, direction: 'in' | 'out') => void }
+}
 
 export class PubsubService {
   readonly name = 'pubsub'
@@ -45,6 +51,7 @@ export class PubsubService {
       const msg = e.detail
       const m = /^\/p2pos\/app\/([^/]+)\/([^/]+)$/.exec(msg.topic)
       if (m == null) return
+      this.c.observe?.message(m[1], 'in')
       const data = {
         app: m[1],
         topic: m[2],
@@ -85,6 +92,7 @@ export class PubsubService {
     if (data.length > LIMITS.pubsubBytes) throw new P2posError('E_TOO_LARGE', `pubsub messages are limited to ${LIMITS.pubsubBytes} bytes`)
     const t = topicName(app, topic)
     const res = await this.c.pubsub.publish(t, data)
+    this.c.observe?.message(app, 'out')
     // deliver to local subscribers too: gossipsub does not echo our own messages
     const local = { app, topic, from: this.c.peerId.toString(), data: dataB64 }
     for (const s of this.wanted.get(t) ?? []) s.send({ event: 'pubsub.message', data: local })

@@ -43,6 +43,8 @@ export interface ReachInit {
   onReachability: (r: Reachability) => void
   /** The DHT's mode now, for the report. */
   dhtMode: () => string
+  /** The configured bootstrap peers, for the report (doctor checks each). */
+  bootstrap: string[]
 }
 
 /** Reach as a libp2p service: `services: { reach: reach(init) }`. */
@@ -77,6 +79,8 @@ export class ReachService implements Startable {
   private readonly relayedSince = new Map<string, number>()
   private readonly upgrades: Array<{ peer: string, afterMs: number, at: number }> = []
   private relayedEver = 0
+  /** Running totals since start, for metrics (the arrays above keep only the newest few). */
+  private readonly totals = { punchesTried: 0, punchesWon: 0, upgrades: 0 }
   private readonly punches: Array<{ peer: string, ok: boolean, started: boolean, addrs: string[], error?: string, ms: number, at: number }> = []
   private readonly puncher: HolePuncher
   private relayWatch?: ReturnType<typeof setInterval>
@@ -91,6 +95,8 @@ export class ReachService implements Startable {
       offer: () => this.punchAddrs(),
       onAttempt: (peer, o) => {
         this.punches.push({ peer, ...o, at: Date.now() })
+        this.totals.punchesTried++
+        if (o.ok) this.totals.punchesWon++
         if (this.punches.length > MAX_PROBES_KEPT) this.punches.shift()
       }
     })
@@ -235,6 +241,7 @@ export class ReachService implements Startable {
     if (since != null) {
       this.relayedSince.delete(peer)
       this.upgrades.push({ peer, afterMs: Date.now() - since, at: Date.now() })
+      this.totals.upgrades++
       if (this.upgrades.length > MAX_PROBES_KEPT) this.upgrades.shift()
     }
   }
@@ -325,6 +332,19 @@ export class ReachService implements Startable {
     return [...relayedAll].filter(([, relayed]) => relayed).map(([peer]) => peer)
   }
 
+  /** Running totals and the state now, cheap enough for every scrape (monitor/, metrics.md). */
+  counts (): { punchesTried: number, punchesWon: number, relayedConnections: number, upgradedToDirect: number, reservations: number, serving: boolean, reachability: Reachability } {
+    return {
+      ...this.totals,
+      upgradedToDirect: this.totals.upgrades,
+      relayedConnections: this.relayedEver,
+      // one relay announces one circuit address per address of its own: count relays, not addresses
+      reservations: new Set(this.c.addressManager.getAddresses().map(a => /\/p2p\/([^/]+)\/p2p-circuit/.exec(a.toString())?.[1]).filter(r => r != null)).size,
+      serving: this.c.registrar.getProtocols().includes(RELAY_HOP_PROTOCOL),
+      reachability: this.reachability
+    }
+  }
+
   report (): ReachReport {
     const { addressManager, transportManager, registrar } = this.c
     const networks = this.init.networks
@@ -364,7 +384,8 @@ export class ReachService implements Startable {
         upgrades: this.upgrades.map(u => ({ peer: u.peer, afterMs: u.afterMs, at: new Date(u.at).toISOString() })),
         relayedNow: this.relayedOnly()
       },
-      dhtMode: this.init.dhtMode()
+      dhtMode: this.init.dhtMode(),
+      bootstrap: this.init.bootstrap
     }
   }
 }
