@@ -335,9 +335,15 @@ export class Monitor implements ChannelObserver {
       for (const [k, io] of snap.protocols) rates.set(`protocol:${k}`, rate(io, prev.snap.protocols.get(k)))
     }
     this.rates = rates
+    // a rate covers every second since the last sample: when the timer fired late (a busy event loop),
+    // the seconds it skipped get the same rate, so that the history still adds up to the bytes moved
+    const from = prev == null ? second : Math.max(Math.floor(prev.at / 1000) + 1, second - 3599)
+    const recordRate = (info: SeriesInfo, value: number): void => {
+      for (let t = Math.min(from, second); t <= second; t++) h.record(info, t, value)
+    }
     const total = rates.get('total') ?? { in: 0, out: 0 }
-    h.record(SERIES.bytesIn, second, total.in)
-    h.record(SERIES.bytesOut, second, total.out)
+    recordRate(SERIES.bytesIn, total.in)
+    recordRate(SERIES.bytesOut, total.out)
     const conns = this.c.connections()
     h.record(SERIES.connections, second, conns.length)
     h.record(SERIES.relayed, second, conns.filter(isRelayed).length)
@@ -361,8 +367,8 @@ export class Monitor implements ChannelObserver {
           if (have >= max || (r.in === 0 && r.out === 0)) continue
           have++
         }
-        h.record({ name: inName, unit: 'B/s' }, second, r.in)
-        h.record({ name: `${kind}:${k}:out`, unit: 'B/s' }, second, r.out)
+        recordRate({ name: inName, unit: 'B/s' }, r.in)
+        recordRate({ name: `${kind}:${k}:out`, unit: 'B/s' }, r.out)
       }
     }
     own('app', snap.apps.keys(), HISTORY_APPS_MAX)
