@@ -75,6 +75,11 @@ export const LIMITS = {
   helloBytes: 4096,
   /** Largest pubsub message (decoded bytes). */
   pubsubBytes: 64 * 1024,
+  /**
+   * Messages a second one remote peer's publications on one app topic are delivered at; more are dropped
+   * and reported to gossipsub as invalid, which lowers that peer's score (wire.md §4).
+   */
+  pubsubPerPeerPerSecond: 50,
   /** Largest DHT record value (UTF-8 bytes). */
   dhtValueBytes: 8 * 1024,
   /** Longest app id or topic. */

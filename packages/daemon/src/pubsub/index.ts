@@ -4,7 +4,7 @@
  * session; the daemon stays subscribed while at least one session wants the topic.
  */
 import type { PeerId } from '@libp2p/interface'
-import type { GossipSub, GossipSubEvents } from '@libp2p/gossipsub'
+import { TopicValidatorResult, type GossipSub, type GossipSubEvents, type TopicValidatorFn } from '@libp2p/gossipsub'
 import { LIMITS, P2posError } from '@p2pos/api'
 import type { Session, Sessions } from '../core/sessions.ts'
 import type { RouteTable } from '../core/routes.ts'
@@ -26,6 +26,8 @@ export class PubsubService {
   private readonly c: PubsubComponents
   /** gossipsub topic → sessions wanting it */
   private readonly wanted = new Map<string, Set<Session>>()
+  /** gossipsub topic → author → its token bucket (the per-author rate, rateLimit below) */
+  private readonly buckets = new Map<string, Map<string, { tokens: number, at: number }>>()
 
   constructor (c: PubsubComponents) {
     this.c = c
@@ -68,6 +70,7 @@ export class PubsubService {
     if (set == null) {
       set = new Set()
       this.wanted.set(t, set)
+      this.c.pubsub.topicValidators.set(t, this.rateLimit(t))
       this.c.pubsub.subscribe(t)
     }
     if (!set.has(session)) {
@@ -82,6 +85,8 @@ export class PubsubService {
     const set = this.wanted.get(t)
     if (set?.delete(session) === true && set.size === 0) {
       this.wanted.delete(t)
+      this.buckets.delete(t)
+      this.c.pubsub.topicValidators.delete(t)
       this.c.pubsub.unsubscribe(t)
     }
     return { topic }
@@ -97,6 +102,35 @@ export class PubsubService {
     const local = { app, topic, from: this.c.peerId.toString(), data: dataB64 }
     for (const s of this.wanted.get(t) ?? []) s.send({ event: 'pubsub.message', data: local })
     return { recipients: res?.recipients?.length ?? 0 }
+  }
+
+  /**
+   * Each author's messages on an app topic are delivered (and forwarded) at LIMITS.pubsubPerPeerPerSecond
+   * at most, in bursts of as many: a token bucket per author. More are ignored — neither delivered to the
+   * apps nor forwarded — without a score penalty for the peer that relayed them, which may be honest
+   * (gossipsub would punish the relaying neighbour for a Reject). Unsigned messages have no author and
+   * share one bucket. The buckets of a topic live while it is subscribed; past 10 000 authors, those
+   * whose buckets have filled again are forgotten.
+   */
+  private rateLimit (topic: string): TopicValidatorFn {
+    const rate = LIMITS.pubsubPerPeerPerSecond
+    const authors = new Map<string, { tokens: number, at: number }>()
+    this.buckets.set(topic, authors)
+    return (_from, msg) => {
+      const author = msg.type === 'signed' ? msg.from.toString() : ''
+      const now = Date.now()
+      const b = authors.get(author) ?? { tokens: rate, at: now }
+      b.tokens = Math.min(rate, b.tokens + (now - b.at) * rate / 1000)
+      b.at = now
+      authors.set(author, b)
+      if (authors.size > 10_000) {
+        // forget the authors whose buckets have filled up again (they are as if never seen)
+        for (const [k, v] of authors) if (v.tokens + (now - v.at) * rate / 1000 >= rate) authors.delete(k)
+      }
+      if (b.tokens < 1) return TopicValidatorResult.Ignore
+      b.tokens -= 1
+      return TopicValidatorResult.Accept
+    }
   }
 
   peers (app: string, topic: string): { peers: string[] } {
