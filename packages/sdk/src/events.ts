@@ -100,6 +100,7 @@ export class EventSession extends EventEmitter<{ event: [ApiEvent], close: [Erro
 function whyClosed (code: string | undefined, complete: boolean): P2posError {
   if (code === 'E_SLOW_CONSUMER') return new P2posError('E_SLOW_CONSUMER', 'the daemon closed the event session: this client fell too far behind reading its events')
   if (code === 'E_NOT_RUNNING') return new P2posError('E_NOT_RUNNING', 'the daemon is stopping')
+  if (code === 'E_LIMIT') return new P2posError('E_LIMIT', 'the daemon closed this idle event session to make room for a new one of the same token (local-api.md §6)')
   return new P2posError('E_DAEMON_NOT_RUNNING', complete
     ? 'the daemon ended the event session'
     : 'the daemon went away: its event session broke off (was it killed?)')

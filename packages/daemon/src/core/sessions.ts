@@ -27,13 +27,20 @@ export class Session {
   readonly apps = new Set<string>()
   private readonly sink: EventSink
   private closed = false
+  /** What capabilities tied to the session (subscriptions, providers…): run when it ends. */
   private readonly onClose: Array<() => void> = []
+  private readonly onEnd: () => void
 
-  constructor (principal: Principal, sink: EventSink) {
+  /** `onEnd`: the registry's own bookkeeping, run last when the session ends. */
+  constructor (principal: Principal, sink: EventSink, onEnd: () => void = () => {}) {
     this.principal = principal
     this.sink = sink
+    this.onEnd = onEnd
     sink.onClose(() => this.close())
   }
+
+  /** Holds nothing: no app registered, nothing tied to it (it only receives events). */
+  get idle (): boolean { return this.apps.size === 0 && this.onClose.length === 0 }
 
   send (ev: ApiEvent): void {
     if (this.closed) return
@@ -54,13 +61,14 @@ export class Session {
   get isClosed (): boolean { return this.closed }
 
   /** Ends the session; with `code`, its last line says why (`session.closed`, local-api.md §6). */
-  close (code?: 'E_NOT_RUNNING'): void {
+  close (code?: 'E_NOT_RUNNING' | 'E_LIMIT'): void {
     if (this.closed) return
     this.closed = true
     this.sink.end(code == null ? undefined : JSON.stringify({ event: 'session.closed', data: { code } }) + '\n')
     for (const fn of this.onClose.splice(0)) {
       try { fn() } catch {}
     }
+    this.onEnd()
   }
 }
 
@@ -99,12 +107,21 @@ export class Sessions implements EventBus {
     })
   }
 
+  /**
+   * Opens a session for `principal`. A token holds at most LIMITS.sessionsPerToken; at the limit, its
+   * oldest idle session (no app registered, no subscription or provider) is closed with `E_LIMIT` to make
+   * room, so that a client that leaks sessions cannot lock out another client of the same token (the CLI
+   * and every admin tool share the admin token): only when all are in use is the new one refused.
+   */
   open (principal: Principal, sink: EventSink): Session {
-    const mine = [...this.byId.values()].filter(s => s.principal.token === principal.token).length
-    if (mine >= LIMITS.sessionsPerToken) throw new P2posError('E_LIMIT', `at most ${LIMITS.sessionsPerToken} event sessions per token`)
-    const s = new Session(principal, sink)
+    const mine = [...this.byId.values()].filter(s => s.principal.token === principal.token)
+    if (mine.length >= LIMITS.sessionsPerToken) {
+      const oldestIdle = mine.find(s => s.idle) // Map order: the oldest first
+      if (oldestIdle == null) throw new P2posError('E_LIMIT', `at most ${LIMITS.sessionsPerToken} event sessions per token, all in use`)
+      oldestIdle.close('E_LIMIT')
+    }
+    const s = new Session(principal, sink, () => this.byId.delete(s.id))
     this.byId.set(s.id, s)
-    s.whenClosed(() => this.byId.delete(s.id))
     return s
   }
 
