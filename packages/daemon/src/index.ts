@@ -32,6 +32,7 @@ import { GROUP_INVITATION_APP, groups as groupsProtocol, type GroupsService } fr
 import { NewestSeqs } from './people/records.ts'
 import { invitations as invitationsProtocol } from './invitations/index.ts'
 import { storage as storageProtocol } from './storage/index.ts'
+import { compute as computeProtocol } from './compute/index.ts'
 import { AppService } from './apps/index.ts'
 import { ServiceRegistry } from './services/registry.ts'
 import { servicesProtocol } from './services/protocol.ts'
@@ -95,6 +96,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
         log
       }),
       storage: storageProtocol({ home, datastore, node: () => node, events: sessions, log }),
+      compute: computeProtocol({ datastore, node: () => node, groups: () => node.services.groups, events: sessions, log }),
       reach: reach({
         networks,
         dialPort: dialPortFor(listen),
@@ -127,6 +129,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     ...invitations.routes,
     ...groups.routes,
     ...node.services.storage.routes,
+    ...node.services.compute.routes,
     // every PEER parameter may be a name or a petname: resolved here, once, before these handlers run
     ...resolvingPeers(people, { ...peers.routes, ...dht.routes, ...servicesService.routes, ...channelService.routes })
   }

@@ -8,6 +8,8 @@ export interface GroupMember { person: string, role: 'admin' | 'member', peers: 
 export interface Groups {
   /** Whether `peer` is a registered device of a current member of `group` (false for unknown groups). */
   hasDevice: (group: string, peer: string) => boolean
+  /** The id of a group this computer belongs to, from its id or name; E_NOT_FOUND, E_CONFLICT (a name of several). */
+  resolve: (ref: string) => string
   /** The current members of a group this computer belongs to; E_NOT_FOUND otherwise. */
   membersOf: (group: string) => GroupMember[]
   /**

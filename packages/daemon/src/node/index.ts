@@ -30,6 +30,7 @@ import type { PeopleService } from '../people/index.ts'
 import type { InvitationsService } from '../invitations/index.ts'
 import type { GroupsService } from '../groups/index.ts'
 import type { StorageService } from '../storage/index.ts'
+import type { ComputeService } from '../compute/index.ts'
 import { NewestSeqs, PERSON_NAMESPACES, personRecordValidator } from '../people/records.ts'
 import { pacedRelayDiscovery, relayServer, type RelayServer } from './relay.ts'
 
@@ -42,6 +43,7 @@ export interface P2posProtocols {
   invitations: (components: any) => InvitationsService
   groups: (components: any) => GroupsService
   storage: (components: any) => StorageService
+  compute: (components: any) => ComputeService
 }
 
 // a type, not an interface: libp2p's ServiceMap needs the implicit index signature
@@ -60,6 +62,7 @@ export type P2posServices = {
   invitations: InvitationsService
   groups: GroupsService
   storage: StorageService
+  compute: ComputeService
 }
 
 export type P2posNode = Libp2p<P2posServices>

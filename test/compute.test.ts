@@ -1,0 +1,256 @@
+/**
+ * Compute with real daemons (docs/spec/compute.md): computers offer CPU; a job's tasks run replicated on
+ * them and are accepted by quorum, with results equal to a local run of the same module; a lying worker
+ * written from the spec (a bare libp2p peer speaking /p2pos/compute/1.0.0, returning wrong bytes) never
+ * gets a result accepted and loses its trust, while honest workers earn trust and then run tasks with
+ * fewer replicas; a worker killed mid-task has its task rerun elsewhere; a submitter that restarts
+ * resumes its job; bad input gets a clear error and the daemons keep serving.
+ */
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Libp2p } from 'libp2p'
+import type { Stream } from '@libp2p/interface'
+import { byteStream } from '@libp2p/utils'
+import { COMPUTE_PROTOCOL } from '@p2pos/api'
+import { readBytes, readJson, writeBytes, writeJson } from '../packages/daemon/src/wire/framing.ts'
+import { compileTask } from '../packages/daemon/src/compute/module.ts'
+import { Sandbox } from '../packages/daemon/src/compute/sandbox.ts'
+import { startTestnet, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
+import { until } from '../packages/testnet/src/wait.ts'
+import { bareLibp2p } from './spec-peer.ts'
+import { FIXTURES, buildWasm } from './compute-build.ts'
+
+const json = async (d: TestDaemon, argv: string[], code = 0, timeoutMs = 180_000): Promise<any> => {
+  const r = await d.cli([...argv, '--json'], { timeoutMs })
+  assert.equal(r.code, code, `${argv.join(' ')}: ${r.stderr}${r.stdout}`)
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!)
+}
+
+/** The same module run here, in the test process, on each input: what every accepted result must equal. */
+async function localRun (wasm: string, inputs: string): Promise<Map<string, Buffer>> {
+  const sandbox = new Sandbox(1)
+  try {
+    const mod = await compileTask(await readFile(wasm), 64 << 20)
+    const out = new Map<string, Buffer>()
+    for (const name of (await readdir(inputs)).sort()) {
+      const r = await sandbox.run(mod, await readFile(join(inputs, name)), { cpuMs: 60_000, memoryBytes: 64 << 20, outputBytes: 1 << 20 })
+      out.set(name, Buffer.from(r.output))
+    }
+    return out
+  } finally {
+    await sandbox.close()
+  }
+}
+
+async function assertOut (out: string, expected: Map<string, Buffer>): Promise<void> {
+  assert.deepEqual((await readdir(out)).sort(), [...expected.keys()].sort())
+  for (const [name, bytes] of expected) assert.deepEqual(await readFile(join(out, name)), bytes, `result of ${name}`)
+}
+
+/**
+ * A worker that lies, written from wire.md §12: it offers 4 cores, takes every task, reads the module and
+ * the input as the protocol says, and answers "done" with bytes that are not the program's output.
+ */
+async function lyingWorker (): Promise<{ node: Libp2p, tasks: () => number }> {
+  const node = await bareLibp2p()
+  let tasks = 0
+  await node.handle(COMPUTE_PROTOCOL, async (stream: Stream) => {
+    const bs = byteStream(stream, { maxBufferSize: 32 << 20 })
+    const signal = AbortSignal.timeout(30_000)
+    try {
+      const req = await readJson<any>(bs, signal, 16384)
+      if (req.type === 'offer') {
+        await writeJson(bs, { ok: true, cores: 4, memoryPerTask: 1 << 30, free: 4, accepts: true })
+      } else if (req.type === 'task') {
+        tasks++
+        await writeJson(bs, { ok: true, needModule: true })
+        await readBytes(bs, signal, req.moduleSize)
+        const input = await readBytes(bs, signal, req.inputSize)
+        const lie = new TextEncoder().encode(`not the result of ${input.byteLength} bytes\n`)
+        await writeJson(bs, { type: 'done', size: lie.byteLength })
+        await writeBytes(bs, lie)
+      }
+    } finally {
+      bs.unwrap()
+      await stream.close().catch(() => {})
+    }
+  }, { runOnLimitedConnection: true })
+  await node.start()
+  return { node, tasks: () => tasks }
+}
+
+describe('compute between real daemons', () => {
+  let net: Testnet
+  let a: TestDaemon, b: TestDaemon, c: TestDaemon, d: TestDaemon
+  let dir: string
+  let upper: string, trap: string, slow: string, clock: string
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'p2pos-compute-'))
+    ;[upper, trap, slow, clock] = await Promise.all(['echo-upper', 'trap', 'slow', 'clock'].map(async n => await buildWasm(join(FIXTURES, `${n}.c`))))
+    net = await startTestnet(4)
+    ;[a, b, c, d] = net.nodes
+    await net.connectAll()
+  })
+  after(async () => {
+    await net?.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const inputs = async (name: string, files: Record<string, string | Buffer>): Promise<string> => {
+    const p = join(dir, name)
+    await mkdir(p, { recursive: true })
+    for (const [f, content] of Object.entries(files)) await writeFile(join(p, f), content)
+    return p
+  }
+
+  it('bad input gets a clear error; with no volunteer in reach a job says so and fails at its timeout', async () => {
+    const some = await inputs('some', { 'a.txt': 'x' })
+    const notWasm = join(dir, 'not.wasm')
+    await writeFile(notWasm, '#!/bin/sh\necho hello\n')
+    assert.equal((await json(a, ['job', 'run', notWasm, '--inputs', some], 1)).error.code, 'E_BAD_MODULE')
+    const imports = await json(a, ['job', 'run', clock, '--inputs', some], 1)
+    assert.equal(imports.error.code, 'E_BAD_MODULE')
+    assert.deepEqual(imports.error.details.imports, ['wasi_snapshot_preview1.clock_time_get'])
+    const big = await inputs('big', { 'huge.bin': Buffer.alloc(4 * 1024 * 1024 + 1) })
+    const tooLarge = await json(a, ['job', 'run', upper, '--inputs', big], 1)
+    assert.equal(tooLarge.error.code, 'E_TOO_LARGE')
+    assert.equal(tooLarge.error.details.input, 'huge.bin')
+    await mkdir(join(dir, 'empty'))
+    assert.equal((await json(a, ['job', 'run', upper, '--inputs', join(dir, 'empty')], 1)).error.code, 'E_BAD_REQUEST')
+    assert.equal((await json(a, ['job', 'run', join(dir, 'nope.wasm'), '--inputs', some], 1)).error.code, 'E_NOT_FOUND')
+    assert.equal((await json(a, ['job', 'run', upper, '--inputs', some, '--replicas', '1', '--quorum', '2'], 1)).error.code, 'E_BAD_REQUEST')
+    assert.equal((await json(a, ['job', 'status', 'feedfeedfeed'], 1)).error.code, 'E_NOT_FOUND')
+    assert.equal((await a.cli(['compute', 'offer', '--cores', 'many'])).code, 2)
+    assert.equal((await a.cli(['job', 'run', upper])).code, 2)
+
+    // nobody offers CPU yet: the job waits, says why, and fails at its timeout with E_NO_WORKERS
+    const started = await a.client.runJob({ module: upper, inputs: some, timeoutMs: 3000 })
+    await until('the job says it waits for volunteers', async () => /waiting for volunteers/.test((await a.client.jobStatus(started.job)).waiting ?? ''), 10_000)
+    const end = await a.client.waitJob(started.job)
+    assert.equal(end.state, 'failed')
+    assert.equal(end.error?.code, 'E_NO_WORKERS')
+    assert.equal(end.failed, 1)
+    const viaCli = await a.cli(['job', 'run', upper, '--inputs', some, '--timeout', '2000'], { timeoutMs: 60_000 })
+    assert.match(viaCli.stderr, /E_NO_WORKERS/)
+    assert.notEqual(viaCli.code, 0)
+    assert.equal((await a.client.info()).peerId, a.peerId, 'the daemon still serves')
+  })
+
+  it('offers persist across a restart; compute status says what this computer offers and runs', async () => {
+    for (const w of [b, c, d]) await json(w, ['compute', 'offer', '--cores', '2', '--memory', '512MiB'])
+    await b.kill('SIGTERM')
+    await b.start()
+    for (const y of [a, c, d]) await b.client.connectPeer(y.addr)
+    const s = await json(b, ['compute', 'status'])
+    assert.deepEqual(Object.keys(s).sort(), ['cores', 'done', 'from', 'memory', 'running', 'trust'])
+    assert.equal(s.cores, 2)
+    assert.equal(s.memory, 512 * 2 ** 20)
+    assert.equal(s.running, 0)
+    await until('a knows b speaks compute again', async () => (await a.client.peers()).some(p => p.peerId === b.peerId))
+  })
+
+  it('a job runs on the workers, each task on 2 of them, and its results equal a local run', async () => {
+    const files: Record<string, string> = {}
+    for (let i = 0; i < 8; i++) files[`part-${i}.txt`] = `task ${i}: ${'hello, volunteers '.repeat(i * 50)}\n`
+    const dirIn = await inputs('upper-in', files)
+    const out = join(dir, 'upper-out')
+    const r = await json(a, ['job', 'run', upper, '--inputs', dirIn, '--out', out, '--replicas', '2', '--quorum', '2', '--fixed'])
+    assert.deepEqual(Object.keys(r).sort(), ['accepted', 'failed', 'job', 'replicasUsed', 'tasks'])
+    assert.deepEqual({ tasks: r.tasks, accepted: r.accepted, failed: r.failed, replicasUsed: r.replicasUsed }, { tasks: 8, accepted: 8, failed: 0, replicasUsed: 2 })
+    await assertOut(out, await localRun(upper, dirIn))
+    // every result was run by workers, none here: 16 runs in all
+    let done = 0
+    for (const w of [b, c, d]) done += (await json(w, ['compute', 'status'])).done
+    assert.equal(done, 16)
+    assert.equal((await json(a, ['compute', 'status'])).done, 0)
+    const st = await json(a, ['job', 'status', r.job])
+    assert.equal(st.state, 'done')
+    assert.equal(st.module.slice(0, 7), 'bafkrei')
+    const list = await json(a, ['job', 'list'])
+    assert.equal(list[0].job, r.job)
+    assert.ok((await a.cli(['job', 'list'])).stdout.includes(`${r.job}  done`))
+  })
+
+  it('a program that traps fails each task with E_TRAP, agreed by quorum; the workers keep serving', async () => {
+    const dirIn = await inputs('trap-in', { 'one.txt': '1', 'two.txt': '2' })
+    const out = join(dir, 'trap-out')
+    const r = await json(a, ['job', 'run', trap, '--inputs', dirIn, '--out', out, '--fixed'], 1)
+    assert.deepEqual({ accepted: r.accepted, failed: r.failed }, { accepted: 0, failed: 2 })
+    const st = await json(a, ['job', 'status', r.job])
+    assert.deepEqual(st.taskErrors.map((e: any) => e.code), ['E_TRAP', 'E_TRAP'])
+    assert.match(await readFile(join(out, 'one.txt.error'), 'utf8'), /^E_TRAP/)
+    for (const w of [b, c, d]) assert.equal((await w.client.info()).peerId, w.peerId)
+  })
+
+  it('a lying worker never gets a result accepted and loses its trust; honest workers earn it and then need fewer replicas', async () => {
+    const liar = await lyingWorker()
+    try {
+      await a.client.connectPeer(liar.node.getMultiaddrs()[0].toString())
+      await until('a knows the liar speaks compute', async () => {
+        const p = await liar.node.peerStore.get(liar.node.getPeers()[0]).catch(() => undefined)
+        return p != null && (await a.client.peers()).some(x => x.peerId === liar.node.peerId.toString())
+      })
+      const files: Record<string, string> = {}
+      for (let i = 0; i < 24; i++) files[`t${String(i).padStart(2, '0')}`] = `input number ${i}\n`
+      const dirIn = await inputs('liar-in', files)
+      const expected = await localRun(upper, dirIn)
+      const out1 = join(dir, 'liar-out-1')
+      const fixed = await json(a, ['job', 'run', upper, '--inputs', dirIn, '--out', out1, '--fixed'])
+      assert.equal(fixed.accepted, 24)
+      await assertOut(out1, expected)
+      assert.ok(liar.tasks() > 0, 'the liar was sent tasks')
+      assert.ok(fixed.replicasUsed > 2, `disagreements cost more replicas (${fixed.replicasUsed})`)
+      const trust = new Map((await json(a, ['compute', 'status'])).trust.map((t: any) => [t.peer, t]))
+      const lt: any = trust.get(liar.node.peerId.toString())
+      assert.ok(lt != null && lt.valid === 0 && lt.invalid > 0 && lt.streak === 0 && !lt.trusted, JSON.stringify(lt))
+      for (const w of [b, c, d]) assert.equal((trust.get(w.peerId) as any)?.invalid, 0)
+
+      // adaptive replication: once honest workers are trusted, tasks run with fewer replicas, and the liar still gains nothing
+      const out2 = join(dir, 'liar-out-2')
+      const adaptive = await json(a, ['job', 'run', upper, '--inputs', dirIn, '--out', out2])
+      assert.equal(adaptive.accepted, 24)
+      await assertOut(out2, expected)
+      const after = new Map((await json(a, ['compute', 'status'])).trust.map((t: any) => [t.peer, t]))
+      assert.ok([b, c, d].some(w => (after.get(w.peerId) as any)?.trusted === true), 'some honest worker is trusted')
+      assert.ok(adaptive.replicasUsed < fixed.replicasUsed, `adaptive ${adaptive.replicasUsed} < fixed ${fixed.replicasUsed}`)
+      assert.equal((after.get(liar.node.peerId.toString()) as any).valid, 0)
+    } finally {
+      await liar.node.stop()
+    }
+  })
+
+  it('a worker killed mid-task has its task rerun elsewhere; every task completes', async () => {
+    const files: Record<string, string> = {}
+    for (let i = 0; i < 6; i++) files[`spin-${i}`] = `${600 + i}\n`
+    const dirIn = await inputs('spin-in', files)
+    const expected = await localRun(slow, dirIn)
+    const out = join(dir, 'spin-out')
+    const started = await a.client.runJob({ module: slow, inputs: dirIn, out, replicas: 1, quorum: 1, adaptive: false })
+    await until('d runs a task', async () => (await d.client.computeStatus()).running > 0, 60_000)
+    await d.kill('SIGKILL')
+    const end = await a.client.waitJob(started.job)
+    assert.deepEqual({ state: end.state, accepted: end.accepted, failed: end.failed }, { state: 'done', accepted: 6, failed: 0 })
+    await assertOut(out, expected)
+    assert.match(a.log, /lost task/)
+  })
+
+  it('a submitter that restarts resumes its job; no task is accepted twice', async () => {
+    const files: Record<string, string> = {}
+    for (let i = 0; i < 8; i++) files[`r-${i}`] = `${400 + i}\n`
+    const dirIn = await inputs('resume-in', files)
+    const expected = await localRun(slow, dirIn)
+    const out = join(dir, 'resume-out')
+    const started = await a.client.runJob({ module: slow, inputs: dirIn, out, replicas: 1, quorum: 1, adaptive: false })
+    await until('a task is accepted', async () => (await a.client.jobStatus(started.job)).accepted > 0, 120_000)
+    await a.kill('SIGTERM')
+    await a.start()
+    for (const w of [b, c]) await a.client.connectPeer(w.addr)
+    const end = await a.client.waitJob(started.job)
+    assert.deepEqual({ state: end.state, accepted: end.accepted, failed: end.failed, tasks: end.tasks }, { state: 'done', accepted: 8, failed: 0, tasks: 8 })
+    await assertOut(out, expected)
+  })
+})
