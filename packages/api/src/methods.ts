@@ -233,7 +233,8 @@ export const TrustRecordSchema = Type.Object({
   valid: Type.Integer({ description: 'results of this worker that equalled the accepted one' }),
   invalid: Type.Integer({ description: 'results of this worker that differed from the accepted one' }),
   streak: Type.Integer({ description: 'valid results in a row since the last invalid one' }),
-  trusted: Type.Boolean({ description: 'streak ≥ 10: its tasks may run unreplicated (compute.md §4)' })
+  trusted: Type.Boolean({ description: 'streak ≥ 10: its tasks may run unreplicated (compute.md §4)' }),
+  shunned: Type.Boolean({ description: 'at least 3 invalid results and more invalid than valid: it gets no more tasks from this computer' })
 })
 
 export const ComputeStatusSchema = Type.Object({

@@ -24,7 +24,7 @@ export async function run (argv: string[]): Promise<number> {
         `offered   ${s.cores === 0 ? 'nothing (p2pos compute offer --cores N)' : `${s.cores} cores, ${human(s.memory)}, to ${s.from}`}`,
         `running   ${s.running} tasks of other computers; ${s.done} done`,
         `workers   ${s.trust.length} known, ${s.trust.filter(t => t.trusted).length} trusted` +
-          s.trust.map(t => `\n  ${t.peer}  ${t.valid} valid, ${t.invalid} invalid, streak ${t.streak}${t.trusted ? ' (trusted)' : ''}`).join('')
+          s.trust.map(t => `\n  ${t.peer}  ${t.valid} valid, ${t.invalid} invalid, streak ${t.streak}${t.trusted ? ' (trusted)' : ''}${t.shunned ? ' (shunned)' : ''}`).join('')
       ].join('\n'))
       return 0
     }

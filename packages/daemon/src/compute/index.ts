@@ -26,7 +26,7 @@ import { compileTask, moduleId } from './module.ts'
 import { Sandbox } from './sandbox.ts'
 import { ComputeStore, type JobRecord } from './store.ts'
 import { JobRun, type RemoteTask, type TaskValue, type WorkerOffer } from './jobs.ts'
-import { NEW_TRUST, afterResult, isTrusted } from './trust.ts'
+import { NEW_TRUST, afterResult, isShunned, isTrusted } from './trust.ts'
 
 export interface ComputeInit {
   datastore: import('interface-datastore').Datastore
@@ -47,6 +47,8 @@ const ASK_MS = 10_000
 /** Offers are announced again this often (compute.md §3, as storage.md §4). */
 const REANNOUNCE_MS = 12 * 3600_000
 const FIND_OFFERS_MS = 10_000
+/** The DHT is asked for workers at most this often while connected peers offer CPU (compute.md §3). */
+const DHT_LOOKUP_MS = 60_000
 /** Default memory per offered core (compute.md §3). */
 const MEMORY_PER_CORE = 256 * 1024 * 1024
 /** Programs kept compiled on a worker (by id and memory limit) and their bytes. */
@@ -80,6 +82,8 @@ export class ComputeService implements Startable {
   private readonly runs = new Map<string, JobRun>()
   private timer: NodeJS.Timeout | undefined
   private started = false
+  private lastLookup = 0
+  private readonly providers = new Set<string>()
 
   constructor (components: ComputeComponents, init: ComputeInit) {
     this.c = components
@@ -129,7 +133,7 @@ export class ComputeService implements Startable {
   // ---- the worker's side: offer, status, serving tasks (compute.md §3, wire.md §12) ----
 
   status (): ComputeStatus {
-    const trust = [...this.store.trust.entries()].map(([peer, t]) => ({ peer, ...t, trusted: isTrusted(t) }))
+    const trust = [...this.store.trust.entries()].map(([peer, t]) => ({ peer, ...t, trusted: isTrusted(t), shunned: isShunned(t) }))
     const { cores, memory, from } = this.store.offer
     return { cores, memory, from, running: this.running, done: this.store.done, trust }
   }
@@ -234,7 +238,11 @@ export class ComputeService implements Startable {
 
   // ---- the submitter's side: finding workers, sending tasks ----
 
-  /** Workers that offer cores to this computer: connected peers that speak the protocol, then providers of the offer key. */
+  /**
+   * Workers that offer cores to this computer: connected peers that speak the protocol, and providers of
+   * the offer key — looked up in the DHT only when no connected peer is a worker, or when the last lookup
+   * is older than DHT_LOOKUP_MS (a lookup takes up to seconds; a job should not wait for it each time).
+   */
   private async findWorkers (group: string | null, signal: AbortSignal): Promise<WorkerOffer[]> {
     const self = this.c.peerId.toString()
     const peers = new Set<string>()
@@ -244,24 +252,38 @@ export class ComputeService implements Startable {
       const known = await this.c.peerStore.get(conn.remotePeer).catch(() => undefined)
       if (known?.protocols.includes(COMPUTE_PROTOCOL) === true) peers.add(p)
     }
+    const ask = async (candidates: string[]): Promise<WorkerOffer[]> => {
+      const asked = await Promise.all(candidates.filter(p => group == null || this.init.groups().hasDevice(group, p)).map(async (peer) => {
+        try {
+          const o = await this.askOffer(peer, AbortSignal.any([signal, AbortSignal.timeout(ASK_MS)]))
+          return o.accepts === true && isInt(o.cores, 1, 256) && isInt(o.memoryPerTask, 0, Number.MAX_SAFE_INTEGER) ? { peer, cores: o.cores, memoryPerTask: o.memoryPerTask } : undefined
+        } catch {
+          return undefined
+        }
+      }))
+      return asked.filter((x): x is WorkerOffer => x != null)
+    }
+    // connected workers first, at once; providers of the offer key (a DHT lookup, at most every
+    // DHT_LOOKUP_MS, in the background) are dialled only when no connected peer is a worker (compute.md §3)
+    const lookup = Date.now() - this.lastLookup > DHT_LOOKUP_MS ? this.lookupProviders(signal) : undefined
+    const first = await ask([...peers])
+    if (first.length > 0) return first
+    await lookup
+    return await ask([...this.providers].filter(p => p !== self && !peers.has(p)))
+  }
+
+  /** Providers of the offer key in the DHT, remembered in `providers` (at most 1000, the newest). */
+  private async lookupProviders (signal: AbortSignal): Promise<void> {
+    this.lastLookup = Date.now()
     try {
       const key = await computeOfferKey()
       for await (const prov of this.routing.findProviders(key, { signal: AbortSignal.any([signal, AbortSignal.timeout(FIND_OFFERS_MS)]) })) {
-        const p = prov.id.toString()
-        if (p === self || peers.has(p)) continue
-        peers.add(p)
+        this.providers.delete(prov.id.toString())
+        this.providers.add(prov.id.toString())
+        if (this.providers.size > 1000) this.providers.delete(this.providers.values().next().value!)
         await this.c.peerStore.merge(prov.id, { multiaddrs: prov.multiaddrs }).catch(() => {})
       }
     } catch {}
-    const asked = await Promise.all([...peers].filter(p => group == null || this.init.groups().hasDevice(group, p)).map(async (peer) => {
-      try {
-        const o = await this.askOffer(peer, AbortSignal.any([signal, AbortSignal.timeout(ASK_MS)]))
-        return o.accepts === true && isInt(o.cores, 1, 256) && isInt(o.memoryPerTask, 0, Number.MAX_SAFE_INTEGER) ? { peer, cores: o.cores, memoryPerTask: o.memoryPerTask } : undefined
-      } catch {
-        return undefined
-      }
-    }))
-    return asked.filter((x): x is WorkerOffer => x != null)
   }
 
   private async open (peer: string, signal: AbortSignal): Promise<Stream> {

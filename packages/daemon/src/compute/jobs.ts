@@ -10,7 +10,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { P2posError, type JobStatus } from '@p2pos/api'
 import type { ComputeStore, JobRecord, TaskRecord, Trust } from './store.ts'
-import { runsAlone, isTrusted } from './trust.ts'
+import { isShunned, isTrusted, runsAlone } from './trust.ts'
 
 /** What a worker answered `offer` (wire.md §12). */
 export interface WorkerOffer { peer: string, cores: number, memoryPerTask: number }
@@ -40,6 +40,8 @@ const REFRESH_MS = 10_000
 const REFRESH_IDLE_MS = 2_000
 /** A worker that answered E_LIMIT (busy) is not sent a task for this long. */
 const BUSY_BACKOFF_MS = 1_000
+/** Tasks an untrusted worker runs at once as their first replica while trusted workers exist (onProbation). */
+const PROBATION_TASKS = 1
 
 interface Worker extends WorkerOffer { inflight: number, busyUntil: number, lost: boolean }
 
@@ -190,7 +192,19 @@ export class JobRun {
 
   private freeWorkers (): Worker[] {
     const now = Date.now()
-    return [...this.workers.values()].filter(w => !w.lost && w.inflight < w.cores && w.busyUntil <= now && w.memoryPerTask >= this.job.memoryBytes)
+    return [...this.workers.values()].filter(w => !w.lost && w.inflight < w.cores && w.busyUntil <= now && w.memoryPerTask >= this.job.memoryBytes &&
+      !isShunned(this.deps.trustOf(w.peer)))
+  }
+
+  /**
+   * Probation (compute.md §4): with adaptive replication and a trusted worker among this job's workers, an
+   * untrusted worker runs at most PROBATION_TASKS of the job's tasks at once as their first replica — it
+   * still earns trust, but a liar's share of the tasks (each of which then needs more replicas) stays small.
+   */
+  private onProbation (w: Worker): boolean {
+    if (!this.job.adaptive || w.inflight < PROBATION_TASKS || isTrusted(this.deps.trustOf(w.peer))) return false
+    for (const x of this.workers.values()) if (!x.lost && isTrusted(this.deps.trustOf(x.peer))) return true
+    return false
   }
 
   /** Sends replicas to free workers, task by task in order, while there are any. */
@@ -203,7 +217,9 @@ export class JobRun {
         if (t.results.length === 0 && t.inflight.size === 0) {
           // the first replica: a trusted worker if one is free; alone unless a spot check falls (compute.md §4)
           const trusted = free.filter(x => isTrusted(this.deps.trustOf(x.peer)))
-          w = shuffle(trusted.length > 0 ? trusted : free)[0]
+          const others = free.filter(x => !this.onProbation(x))
+          if (trusted.length === 0 && others.length === 0) break
+          w = shuffle(trusted.length > 0 ? trusted : others)[0]
           t.alone = this.job.adaptive && runsAlone(this.deps.trustOf(w.peer), Math.random())
           t.target = t.alone ? 1 : Math.max(t.target, this.job.replicas)
           t.quorum = t.alone ? 1 : this.job.quorum
@@ -296,8 +312,8 @@ export class JobRun {
 
   /** Records a task's end once: the datastore, then the out directory, then the count. */
   private async settle (t: Task, record: TaskRecord, output?: Uint8Array): Promise<void> {
+    // decided at once (no second acceptance), open until recorded (the loop ends the job when none is open)
     t.decided = true
-    this.open.delete(t.n)
     await this.deps.store.putTask(this.job.id, t.n, record, output)
     if (this.job.out != null) {
       try {
@@ -311,7 +327,9 @@ export class JobRun {
       }
     }
     this.finished.set(t.n, record)
+    this.open.delete(t.n)
     this.deps.progress(this.status())
+    this.wake()
   }
 
   /**
@@ -333,7 +351,7 @@ export class JobRun {
   }
 
   private async failJob (err: P2posError): Promise<void> {
-    for (const t of [...this.open.values()]) {
+    for (const t of [...this.open.values()].filter(x => !x.decided)) {
       await this.settle(t, { state: 'failed', value: err.code, results: t.results.length, error: { code: err.code, message: err.message } })
     }
     this.job.state = 'failed'
