@@ -97,9 +97,12 @@ describe('compute between real daemons', () => {
     assert.equal(end.state, 'failed')
     assert.equal(end.error?.code, 'E_NO_WORKERS')
     assert.equal(end.failed, 1)
-    const viaCli = await a.cli(['job', 'run', upper, '--inputs', some, '--timeout', '2000'], { timeoutMs: 60_000 })
-    assert.match(viaCli.stderr, /E_NO_WORKERS/)
-    assert.notEqual(viaCli.code, 0)
+    const viaCli = await json(a, ['job', 'run', upper, '--inputs', some, '--timeout', '2000'], 1, 60_000)
+    assert.equal(viaCli.error.code, 'E_NO_WORKERS')
+    assert.deepEqual({ tasks: viaCli.error.details.tasks, accepted: viaCli.error.details.accepted, failed: viaCli.error.details.failed }, { tasks: 1, accepted: 0, failed: 1 })
+    // an offer to a group this computer is not in
+    assert.equal((await json(a, ['compute', 'offer', '--cores', '1', '--from', 'no-such-group'], 1)).error.code, 'E_NOT_FOUND')
+    assert.equal((await a.client.computeStatus()).cores, 0)
     assert.equal((await a.client.info()).peerId, a.peerId, 'the daemon still serves')
   })
 

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path'
-import { P2posError, type JobStatus } from '@p2pos/sdk'
+import { P2posError, type ErrorCode, type JobStatus } from '@p2pos/sdk'
 import { UsageError, args, client, print } from '../output.ts'
 
 const USAGE = `p2pos job run MODULE.wasm --inputs DIR [--replicas K] [--quorum Q] [--fixed] [--group GROUP] [--out DIR] [--cpu MS] [--timeout MS] [--json]
@@ -61,8 +61,8 @@ export async function run (argv: string[]): Promise<number> {
       const s = await p2p.waitJob(started.job, { onProgress: bar })
       if (bar != null) process.stderr.write('\n')
       if (s.state === 'failed' && s.error != null) {
-        if (json) process.stdout.write(JSON.stringify({ job: s.job, tasks: s.tasks, accepted: s.accepted, failed: s.failed, replicasUsed: s.replicasUsed, error: s.error }) + '\n')
-        throw new P2posError(s.error.code as any, `job ${s.job}: ${s.error.message}`)
+        // the job itself failed (E_NO_WORKERS): its error, with the summary in its details
+        throw new P2posError(s.error.code as ErrorCode, `job ${s.job}: ${s.error.message}`, { job: s.job, tasks: s.tasks, accepted: s.accepted, failed: s.failed, replicasUsed: s.replicasUsed })
       }
       print(json, { job: s.job, tasks: s.tasks, accepted: s.accepted, failed: s.failed, replicasUsed: s.replicasUsed }, () => details(s))
       return s.failed === 0 ? 0 : 1

@@ -392,9 +392,10 @@ export class ComputeService implements Startable {
     const names = entries.filter(e => e.isFile()).map(e => e.name).sort()
     if (names.length === 0) throw new P2posError('E_BAD_REQUEST', `${p.inputs} holds no file: a job needs one input file per task`, { field: 'inputs' })
     if (names.length > LIMITS.computeTasks) throw new P2posError('E_TOO_LARGE', `${names.length} inputs; a job may have ${LIMITS.computeTasks} tasks`, { field: 'inputs', limit: LIMITS.computeTasks })
+    const tooLarge = (name: string, size: number): P2posError => new P2posError('E_TOO_LARGE', `input ${name} is ${size} bytes; a task's input may have ${LIMITS.computeInputBytes}`, { field: 'inputs', input: name, limit: LIMITS.computeInputBytes })
     for (const name of names) {
       const size = (await stat(join(p.inputs, name))).size
-      if (size > LIMITS.computeInputBytes) throw new P2posError('E_TOO_LARGE', `input ${name} is ${size} bytes; a task's input may have ${LIMITS.computeInputBytes}`, { field: 'inputs', input: name, limit: LIMITS.computeInputBytes })
+      if (size > LIMITS.computeInputBytes) throw tooLarge(name, size)
     }
     const group = p.group != null ? this.init.groups().resolve(p.group) : null
     if (p.out != null) await mkdir(p.out, { recursive: true })
@@ -416,7 +417,17 @@ export class ComputeService implements Startable {
       timeoutMs: p.timeoutMs ?? LIMITS.computeJobTimeoutMs
     }
     await this.store.putModule(module, moduleBytes)
-    for (const [n, name] of names.entries()) await this.store.putInput(job.id, n, new Uint8Array(await readFile(join(p.inputs, name))))
+    try {
+      for (const [n, name] of names.entries()) {
+        // read again: a file that grew since it was measured is still refused
+        const bytes = new Uint8Array(await readFile(join(p.inputs, name)))
+        if (bytes.byteLength > LIMITS.computeInputBytes) throw tooLarge(name, bytes.byteLength)
+        await this.store.putInput(job.id, n, bytes)
+      }
+    } catch (err) {
+      await this.store.deleteInputs(job.id, names.length)
+      throw err
+    }
     await this.store.putJob(job)
     this.init.log(`compute: job ${job.id}: ${names.length} tasks of ${module}, ${replicas} replicas, quorum ${quorum}${job.adaptive ? ', adaptive' : ''}`)
     return this.startRun(job, moduleBytes, new Map()).status()

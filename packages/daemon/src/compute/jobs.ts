@@ -171,6 +171,8 @@ export class JobRun {
     if (signal.aborted) return
     this.job.state = 'done'
     await this.deps.store.putJob(this.job)
+    // the inputs are no longer needed once every task is decided (the results stay)
+    await this.deps.store.deleteInputs(this.job.id, this.job.names.length)
     this.deps.progress(this.status())
     this.deps.log(`compute: job ${this.job.id} done`)
   }
@@ -357,6 +359,7 @@ export class JobRun {
     this.job.state = 'failed'
     this.job.error = { code: err.code, message: err.message }
     await this.deps.store.putJob(this.job)
+    await this.deps.store.deleteInputs(this.job.id, this.job.names.length)
     this.deps.progress(this.status())
     this.deps.log(`compute: job ${this.job.id} failed: ${err.message}`)
   }

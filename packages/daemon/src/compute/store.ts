@@ -97,6 +97,12 @@ export class ComputeStore {
   }
 
   async putInput (job: string, n: number, bytes: Uint8Array): Promise<void> { await this.ds.put(new Key(`${PREFIX}/input/${job}/${n}`), bytes) }
+  async deleteInputs (job: string, count: number): Promise<void> {
+    for (let n = 0; n < count; n++) {
+      try { await this.ds.delete(new Key(`${PREFIX}/input/${job}/${n}`)) } catch {}
+    }
+  }
+
   async getInput (job: string, n: number): Promise<Uint8Array> { return await this.ds.get(new Key(`${PREFIX}/input/${job}/${n}`)) }
 
   async putTask (job: string, n: number, t: TaskRecord, result?: Uint8Array): Promise<void> {
