@@ -4,7 +4,8 @@
  * written from the spec (a bare libp2p peer speaking /p2pos/compute/1.0.0, returning wrong bytes) never
  * gets a result accepted and loses its trust, while honest workers earn trust and then run tasks with
  * fewer replicas; a worker killed mid-task has its task rerun elsewhere; a submitter that restarts
- * resumes its job; bad input gets a clear error and the daemons keep serving.
+ * resumes its job; an offer to a group serves only its members and a job may keep to a group; bad input
+ * gets a clear error and the daemons keep serving.
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -187,6 +188,36 @@ describe('compute between real daemons', () => {
     } finally {
       await liar.node.stop()
     }
+  })
+
+  it('whose work a computer runs is its owner\'s choice: an offer to a group serves only its members, and a job may keep to a group', async () => {
+    const g = await json(d, ['group', 'create', 'lab'])
+    const inv = await json(d, ['group', 'invite', 'lab', c.peerId])
+    assert.deepEqual(await json(c, ['group', 'join', inv.code]), { id: g.id, name: 'lab' })
+    const offered = await json(d, ['compute', 'offer', '--cores', '2', '--from', 'lab'])
+    assert.equal(offered.from, g.id)
+    const files: Record<string, string> = {}
+    for (let i = 0; i < 4; i++) files[`g${i}`] = `group task ${i}\n`
+    const dirIn = await inputs('group-in', files)
+    const expected = await localRun(upper, dirIn)
+    const done = async (): Promise<number[]> => await Promise.all([b, c, d].map(async w => (await w.client.computeStatus()).done))
+    // a (not in the group): d takes none of its tasks
+    const before = await done()
+    const fromA = await json(a, ['job', 'run', upper, '--inputs', dirIn, '--out', join(dir, 'group-a'), '--replicas', '1', '--quorum', '1', '--fixed'])
+    assert.equal(fromA.accepted, 4)
+    const afterA = await done()
+    assert.equal(afterA[2], before[2], 'd ran nothing for a')
+    assert.equal(afterA[0] + afterA[1] - before[0] - before[1], 4)
+    // c (a member) keeps its job to the group: only d runs it
+    const fromC = await json(c, ['job', 'run', upper, '--inputs', dirIn, '--out', join(dir, 'group-c'), '--replicas', '1', '--quorum', '1', '--fixed', '--group', 'lab'])
+    assert.equal(fromC.accepted, 4)
+    await assertOut(join(dir, 'group-c'), expected)
+    const afterC = await done()
+    assert.equal(afterC[2] - afterA[2], 4, 'd ran all of c\'s group job')
+    assert.equal(afterC[0], afterA[0], 'b, not in the group, ran none of it')
+    // a group this computer is not in
+    assert.equal((await json(a, ['job', 'run', upper, '--inputs', dirIn, '--group', 'lab'], 1)).error.code, 'E_NOT_FOUND')
+    await json(d, ['compute', 'offer', '--cores', '2', '--from', 'anyone'])
   })
 
   it('a worker killed mid-task has its task rerun elsewhere; every task completes', async () => {
