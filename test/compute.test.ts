@@ -3,9 +3,9 @@
  * them and are accepted by quorum, with results equal to a local run of the same module; a lying worker
  * written from the spec (a bare libp2p peer speaking /p2pos/compute/1.0.0, returning wrong bytes) never
  * gets a result accepted and loses its trust, while honest workers earn trust and then run tasks with
- * fewer replicas; a worker killed mid-task has its task rerun elsewhere; a submitter that restarts
- * resumes its job; an offer to a group serves only its members and a job may keep to a group; bad input
- * gets a clear error and the daemons keep serving.
+ * fewer replicas; a worker killed mid-task has its task rerun elsewhere; a submitter killed mid-job finds
+ * the results that waited on the workers when it is back; an offer to a group serves only its members and
+ * a job may keep to a group; bad input gets a clear error and the daemons keep serving.
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -235,19 +235,27 @@ describe('compute between real daemons', () => {
     assert.match(a.log, /lost task/)
   })
 
-  it('a submitter that restarts resumes its job; no task is accepted twice', async () => {
+  it('a submitter killed mid-job: the running tasks finish, their results wait on the workers, and when it is back the job completes with no task run twice', async () => {
     const files: Record<string, string> = {}
-    for (let i = 0; i < 8; i++) files[`r-${i}`] = `${400 + i}\n`
+    for (let i = 0; i < 6; i++) files[`r-${i}`] = `${1200 + i}\n`
     const dirIn = await inputs('resume-in', files)
     const expected = await localRun(slow, dirIn)
     const out = join(dir, 'resume-out')
+    const doneBefore = (await b.client.computeStatus()).done + (await c.client.computeStatus()).done
     const started = await a.client.runJob({ module: slow, inputs: dirIn, out, replicas: 1, quorum: 1, adaptive: false })
-    await until('a task is accepted', async () => (await a.client.jobStatus(started.job)).accepted > 0, 120_000)
-    await a.kill('SIGTERM')
+    const running = async (): Promise<number> => (await b.client.computeStatus()).running + (await c.client.computeStatus()).running
+    await until('every offered core runs a task', async () => await running() === 4, 60_000)
+    await a.kill('SIGKILL')
+    await until('the tasks went on without the submitter, to their end', async () => await running() === 0, 120_000)
+    const doneAway = (await b.client.computeStatus()).done + (await c.client.computeStatus()).done
+    assert.equal(doneAway - doneBefore, 4)
     await a.start()
     for (const w of [b, c]) await a.client.connectPeer(w.addr)
     const end = await a.client.waitJob(started.job)
-    assert.deepEqual({ state: end.state, accepted: end.accepted, failed: end.failed, tasks: end.tasks }, { state: 'done', accepted: 8, failed: 0, tasks: 8 })
+    assert.deepEqual({ state: end.state, accepted: end.accepted, failed: end.failed, tasks: end.tasks }, { state: 'done', accepted: 6, failed: 0, tasks: 6 })
     await assertOut(out, expected)
+    const doneAfter = (await b.client.computeStatus()).done + (await c.client.computeStatus()).done
+    assert.equal(doneAfter - doneBefore, 6, 'the 4 results that waited were collected, not run again')
+    assert.match(a.log, /4 results had waited on the workers/)
   })
 })

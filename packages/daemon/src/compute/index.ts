@@ -21,7 +21,7 @@ import type { RouteTable } from '../core/routes.ts'
 import type { Groups } from '../groups/types.ts'
 import { USER_DIAL_PRIORITY, dialError, parsePeer, type ProtocolComponents } from '../node/dial.ts'
 import type { P2posNode } from '../node/index.ts'
-import { readBytes, readJson, writeBytes, writeJson } from '../wire/framing.ts'
+import { readBytes, readJson, writeBytes, writeJson, type ByteStream } from '../wire/framing.ts'
 import { compileTask, moduleId } from './module.ts'
 import { Sandbox } from './sandbox.ts'
 import { ComputeStore, type JobRecord } from './store.ts'
@@ -67,6 +67,7 @@ export function compute (init: ComputeInit): (components: ComputeComponents) => 
 
 type Request =
   | { type: 'offer' }
+  | { type: 'result', job: unknown, task: unknown }
   | { type: 'task', job: unknown, task: unknown, module: unknown, moduleSize: unknown, inputSize: unknown, limits: { cpuMs: unknown, memoryBytes: unknown, outputBytes: unknown } }
 
 const isInt = (v: unknown, min: number, max: number): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max
@@ -191,14 +192,21 @@ export class ComputeService implements Startable {
         }
         const input = await readBytes(bs, signal, inputSize)
         const value = await this.runTask(module, input, limits as RemoteTask['limits'])
-        if (value.ok) {
-          await writeJson(bs, { type: 'done', size: value.output.byteLength })
-          await writeBytes(bs, value.output)
-        } else {
-          await writeJson(bs, { type: 'failed', code: value.code, message: value.message.slice(0, 8192) })
-        }
+        // kept until the submitter acknowledges it: if it is gone now, the result waits for it (compute.md §6)
+        await this.store.putWaiting(opener, job, task, value.ok
+          ? { type: 'done', size: value.output.byteLength, at: Date.now() }
+          : { type: 'failed', code: value.code, message: value.message.slice(0, 8192), size: 0, at: Date.now() }, value.ok ? value.output : undefined)
         await this.store.countDone()
+        this.running--
+        reserved = false
         this.init.log(`compute: ran task ${task} of job ${job} for ${opener}: ${value.ok ? `${value.output.byteLength} bytes` : value.code}`)
+        await this.deliver(bs, opener, job, task, value)
+      } else if (req?.type === 'result') {
+        const { job, task } = req
+        if (typeof job !== 'string' || job.length > 64 || !isInt(task, 0, LIMITS.computeTasks)) throw new P2posError('E_BAD_REQUEST', 'a result request with a missing or out-of-range field')
+        const w = await this.store.getWaiting(opener, job, task)
+        if (w == null) throw new P2posError('E_NOT_FOUND', `no result of task ${task} of job ${job} waits here for ${opener}`)
+        await this.deliver(bs, opener, job, task, w.waiting.type === 'done' ? { ok: true, output: w.output ?? new Uint8Array(0) } : { ok: false, code: w.waiting.code ?? 'E_INTERNAL', message: w.waiting.message ?? '' })
       } else {
         throw new P2posError('E_PROTOCOL', 'unknown request type')
       }
@@ -210,6 +218,18 @@ export class ComputeService implements Startable {
     }
     bs.unwrap()
     await stream.close().catch(() => {})
+  }
+
+  /** Sends a task's result; once the submitter acknowledges it, it leaves the outbox (wire.md §12). */
+  private async deliver (bs: ByteStream, opener: string, job: string, task: number, value: TaskValue): Promise<void> {
+    if (value.ok) {
+      await writeJson(bs, { type: 'done', size: value.output.byteLength })
+      await writeBytes(bs, value.output)
+    } else {
+      await writeJson(bs, { type: 'failed', code: value.code, message: value.message.slice(0, 8192) })
+    }
+    const ack = await readJson<{ type?: unknown }>(bs, AbortSignal.timeout(ASK_MS), MAX_MESSAGE_BYTES).catch(() => undefined)
+    if (ack?.type === 'ack') await this.store.deleteWaiting(opener, job, task)
   }
 
   private keepModule (id: string, bytes: Uint8Array): void {
@@ -324,16 +344,38 @@ export class ComputeService implements Startable {
       if (ready?.ok !== true) throw this.refusal(peer, ready)
       if (ready.needModule === true) await writeBytes(bs, task.moduleBytes, signal)
       await writeBytes(bs, task.input, signal)
-      const reply = await readJson<any>(bs, signal, MAX_MESSAGE_BYTES)
-      if (reply?.type === 'done' && isInt(reply.size, 0, task.limits.outputBytes)) {
-        return { ok: true, output: new Uint8Array(await readBytes(bs, signal, task.limits.outputBytes)) }
-      }
-      if (reply?.type === 'failed' && isErrorCode(reply.code)) return { ok: false, code: reply.code, message: String(reply.message) }
-      throw this.refusal(peer, reply)
+      return await this.readResult(bs, peer, task.limits.outputBytes, signal)
     } catch (err: any) {
       stream.abort(err)
       if (err instanceof P2posError) throw err
       throw new P2posError(signal.aborted ? 'E_TIMEOUT' : 'E_PEER_UNREACHABLE', `${peer.slice(-8)} was lost: ${String(err?.message ?? err)}`)
+    } finally {
+      bs.unwrap()
+      await stream.close().catch(() => {})
+    }
+  }
+
+  /** Reads a result (done + bytes, or failed) and acknowledges it (wire.md §12). */
+  private async readResult (bs: ByteStream, peer: string, outputBytes: number, signal: AbortSignal): Promise<TaskValue> {
+    const reply = await readJson<any>(bs, signal, MAX_MESSAGE_BYTES)
+    let value: TaskValue
+    if (reply?.type === 'done' && isInt(reply.size, 0, outputBytes)) value = { ok: true, output: new Uint8Array(await readBytes(bs, signal, outputBytes)) }
+    else if (reply?.type === 'failed' && isErrorCode(reply.code)) value = { ok: false, code: reply.code, message: String(reply.message) }
+    else throw this.refusal(peer, reply)
+    await writeJson(bs, { type: 'ack' }, signal).catch(() => {})
+    return value
+  }
+
+  /** A result that waited on `peer` for this computer (compute.md §6); undefined if none does. */
+  private async collect (peer: string, job: string, task: number, outputBytes: number, signal: AbortSignal): Promise<TaskValue | undefined> {
+    const stream = await this.open(peer, signal)
+    const bs = byteStream(stream, { maxBufferSize: outputBytes + MAX_MESSAGE_BYTES })
+    try {
+      await writeJson(bs, { type: 'result', job, task }, signal)
+      return await this.readResult(bs, peer, outputBytes, signal)
+    } catch (err) {
+      if (err instanceof P2posError && err.code === 'E_NOT_FOUND') return undefined
+      throw err
     } finally {
       bs.unwrap()
       await stream.close().catch(() => {})
@@ -353,6 +395,7 @@ export class ComputeService implements Startable {
       store: this.store,
       findWorkers: async (group, signal) => await this.findWorkers(group, signal),
       runRemote: async (peer, task, signal) => await this.runRemote(peer, task, signal),
+      collect: async (peer, task, signal) => await this.collect(peer, job.id, task, job.outputBytes, signal),
       trustOf: (peer) => this.store.trust.get(peer),
       judged: (peer, valid) => { this.judged(peer, valid) },
       progress: (status) => { this.init.events.broadcast({ event: 'job.progress', data: status }) },

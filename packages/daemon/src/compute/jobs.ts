@@ -26,6 +26,8 @@ export interface JobDeps {
   findWorkers: (group: string | null, signal: AbortSignal) => Promise<WorkerOffer[]>
   /** Runs a task on `peer`; rejects when the replica is lost or refused (E_LIMIT: busy). */
   runRemote: (peer: string, task: RemoteTask, signal: AbortSignal) => Promise<TaskValue>
+  /** The result of task `task` that waited on `peer` for this computer, if any (compute.md §6). */
+  collect: (peer: string, task: number, signal: AbortSignal) => Promise<TaskValue | undefined>
   trustOf: (peer: string) => Trust | undefined
   /** A result was judged against the accepted value (the service keeps the trust record, compute.md §4). */
   judged: (peer: string, valid: boolean) => void
@@ -38,6 +40,8 @@ export const EXTRA_REPLICAS = 4
 /** Workers are asked again this often while a job runs, and sooner (2 s) when none is free. */
 const REFRESH_MS = 10_000
 const REFRESH_IDLE_MS = 2_000
+/** How long asking a worker for a result that waited for this computer may take. */
+const COLLECT_MS = 15_000
 /** A worker that answered E_LIMIT (busy) is not sent a task for this long. */
 const BUSY_BACKOFF_MS = 1_000
 /** Tasks an untrusted worker runs at once as their first replica while trusted workers exist (onProbation). */
@@ -145,6 +149,7 @@ export class JobRun {
 
   private async loop (): Promise<void> {
     const signal = this.abort.signal
+    await this.collectWaiting()
     while (this.open.size > 0 && !signal.aborted) {
       const free = this.freeWorkers()
       const since = Date.now() - this.lastRefresh
@@ -173,8 +178,31 @@ export class JobRun {
     await this.deps.store.putJob(this.job)
     // the inputs are no longer needed once every task is decided (the results stay)
     await this.deps.store.deleteInputs(this.job.id, this.job.names.length)
+    await this.deps.store.deleteSent(this.job.id)
     this.deps.progress(this.status())
     this.deps.log(`compute: job ${this.job.id} done`)
+  }
+
+  /**
+   * Before anything is sent: results of this job's open tasks that waited on the workers they were sent to
+   * before this computer stopped (compute.md §6) — they count as those workers' results.
+   */
+  private async collectWaiting (): Promise<void> {
+    const sent = await this.deps.store.sent(this.job.id)
+    let collected = 0
+    await Promise.all([...sent].filter(([n]) => this.open.has(n)).flatMap(([n, peers]) => peers.map(async (peer) => {
+      try {
+        const v = await this.deps.collect(peer, n, AbortSignal.any([this.abort.signal, AbortSignal.timeout(COLLECT_MS)]))
+        const t = this.open.get(n)
+        if (v == null || t == null) return
+        t.tried.add(peer)
+        collected++
+        await this.onResult(t, { peer, value: valueOf(v), ...(v.ok ? { output: v.output } : { error: { code: v.code, message: v.message } }) })
+      } catch (err: any) {
+        this.deps.log(`compute: ${peer} has no result of task ${n} of job ${this.job.id} for us: ${String(err?.message ?? err)}`)
+      }
+    })))
+    if (collected > 0) this.deps.log(`compute: job ${this.job.id}: ${collected} results had waited on the workers`)
   }
 
   private async refresh (): Promise<void> {
@@ -249,6 +277,8 @@ export class JobRun {
     void (async () => {
       try {
         task.input = await this.deps.store.getInput(this.job.id, t.n)
+        // recorded before it is sent: after a restart, the result is asked of this worker (collectWaiting)
+        await this.deps.store.putSent(this.job.id, t.n, w.peer)
         const v = await this.deps.runRemote(w.peer, task, this.abort.signal)
         this.lastTaken = Date.now()
         t.inflight.delete(w.peer)
@@ -360,6 +390,7 @@ export class JobRun {
     this.job.error = { code: err.code, message: err.message }
     await this.deps.store.putJob(this.job)
     await this.deps.store.deleteInputs(this.job.id, this.job.names.length)
+    await this.deps.store.deleteSent(this.job.id)
     this.deps.progress(this.status())
     this.deps.log(`compute: job ${this.job.id} failed: ${err.message}`)
   }

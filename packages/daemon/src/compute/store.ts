@@ -3,7 +3,10 @@
  * trust record of each worker key (`/p2pos-compute/trust/<peer>`), and each job submitted here: its record
  * (`/p2pos-compute/job/<id>`), its program (`/p2pos-compute/module/<cid>`), its inputs
  * (`/p2pos-compute/input/<id>/<n>`), its tasks' states (`/p2pos-compute/task/<id>/<n>`) and accepted
- * results (`/p2pos-compute/result/<id>/<n>`) — so a submitter that restarts resumes its jobs.
+ * results (`/p2pos-compute/result/<id>/<n>`), and the workers each task was sent to
+ * (`/p2pos-compute/sent/<id>/<n>/<peer>`) — so a submitter that restarts resumes its jobs and collects the
+ * results that waited for it. As a worker: the **outbox** of results not yet acknowledged by their
+ * submitter (`/p2pos-compute/outbox/<submitter>/<job>/<n>` and `…/outbox-bytes/…`), bounded (compute.md §6).
  */
 import { Key, type Datastore } from 'interface-datastore'
 
@@ -42,6 +45,14 @@ export interface TaskRecord {
   error?: { code: string, message: string }
 }
 
+/** A result waiting for its submitter (compute.md §6). */
+export interface Waiting { type: 'done' | 'failed', code?: string, message?: string, size: number, at: number }
+
+/** The outbox keeps at most this many results and bytes, each for at most OUTBOX_TTL_MS; the oldest go first. */
+export const OUTBOX_MAX = 1024
+export const OUTBOX_MAX_BYTES = 64 * 1024 * 1024
+export const OUTBOX_TTL_MS = 7 * 86400_000
+
 const PREFIX = '/p2pos-compute'
 const enc = new TextEncoder()
 const dec = new TextDecoder()
@@ -52,6 +63,8 @@ export class ComputeStore {
   done = 0
   readonly trust = new Map<string, Trust>()
   readonly jobs = new Map<string, JobRecord>()
+  /** `<submitter>/<job>/<n>` → the result waiting (oldest first) */
+  private outbox = new Map<string, Waiting>()
   private readonly ds: Datastore
 
   constructor (ds: Datastore) { this.ds = ds }
@@ -65,6 +78,11 @@ export class ComputeStore {
     for await (const { key, value } of this.ds.query({ prefix: `${PREFIX}/trust/` })) {
       try { this.trust.set(key.baseNamespace(), JSON.parse(dec.decode(value))) } catch {}
     }
+    for await (const { key, value } of this.ds.query({ prefix: `${PREFIX}/outbox/` })) {
+      try { this.outbox.set(key.toString().slice(`${PREFIX}/outbox/`.length), JSON.parse(dec.decode(value))) } catch {}
+    }
+    this.outbox = new Map([...this.outbox].sort((a, b) => a[1].at - b[1].at)) as any
+    await this.pruneOutbox()
     for await (const { value } of this.ds.query({ prefix: `${PREFIX}/job/` })) {
       try {
         const j: JobRecord = JSON.parse(dec.decode(value))
@@ -121,6 +139,62 @@ export class ComputeStore {
       try { out.set(Number(key.baseNamespace()), JSON.parse(dec.decode(value))) } catch {}
     }
     return out
+  }
+
+  // ---- the submitter's record of where each task was sent ----
+
+  async putSent (job: string, n: number, peer: string): Promise<void> { await this.ds.put(new Key(`${PREFIX}/sent/${job}/${n}/${peer}`), new Uint8Array(0)) }
+
+  async sent (job: string): Promise<Map<number, string[]>> {
+    const out = new Map<number, string[]>()
+    for await (const { key } of this.ds.query({ prefix: `${PREFIX}/sent/${job}/`, keysOnly: true } as any)) {
+      const [n, peer] = key.toString().slice(`${PREFIX}/sent/${job}/`.length).split('/')
+      out.set(Number(n), [...(out.get(Number(n)) ?? []), peer])
+    }
+    return out
+  }
+
+  async deleteSent (job: string): Promise<void> {
+    const keys: Key[] = []
+    for await (const { key } of this.ds.query({ prefix: `${PREFIX}/sent/${job}/` })) keys.push(key)
+    for (const k of keys) { try { await this.ds.delete(k) } catch {} }
+  }
+
+  // ---- the worker's outbox ----
+
+  async putWaiting (submitter: string, job: string, n: number, w: Waiting, output?: Uint8Array): Promise<void> {
+    const id = `${submitter}/${job}/${n}`
+    if (output != null) await this.ds.put(new Key(`${PREFIX}/outbox-bytes/${id}`), output)
+    await this.ds.put(new Key(`${PREFIX}/outbox/${id}`), json(w))
+    this.outbox.delete(id)
+    this.outbox.set(id, w)
+    await this.pruneOutbox()
+  }
+
+  async getWaiting (submitter: string, job: string, n: number): Promise<{ waiting: Waiting, output?: Uint8Array } | undefined> {
+    const id = `${submitter}/${job}/${n}`
+    const waiting = this.outbox.get(id)
+    if (waiting == null) return undefined
+    if (waiting.type === 'failed') return { waiting }
+    try { return { waiting, output: await this.ds.get(new Key(`${PREFIX}/outbox-bytes/${id}`)) } } catch { return undefined }
+  }
+
+  async deleteWaiting (submitter: string, job: string, n: number): Promise<void> {
+    const id = `${submitter}/${job}/${n}`
+    this.outbox.delete(id)
+    try { await this.ds.delete(new Key(`${PREFIX}/outbox/${id}`)) } catch {}
+    try { await this.ds.delete(new Key(`${PREFIX}/outbox-bytes/${id}`)) } catch {}
+  }
+
+  private async pruneOutbox (): Promise<void> {
+    let bytes = 0
+    for (const w of this.outbox.values()) bytes += w.size
+    for (const [id, w] of [...this.outbox]) {
+      if (this.outbox.size <= OUTBOX_MAX && bytes <= OUTBOX_MAX_BYTES && Date.now() - w.at <= OUTBOX_TTL_MS) break
+      const [submitter, job, n] = id.split('/')
+      await this.deleteWaiting(submitter, job, Number(n))
+      bytes -= w.size
+    }
   }
 
   async getResult (job: string, n: number): Promise<Uint8Array> { return await this.ds.get(new Key(`${PREFIX}/result/${job}/${n}`)) }
