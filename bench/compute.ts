@@ -14,7 +14,8 @@
  *
  * Settings (env): BENCH_TASKS (100), BENCH_WORKERS (4), BENCH_LIARS (1), BENCH_ADAPTIVE_JOBS (3),
  * BENCH_CHURN_WORKERS (10), BENCH_KILL (3), BENCH_SINGLE (10 one-task jobs), BENCH_ITER (tile iterations,
- * 300), BENCH_CHURN_ITER (4000: longer tasks, so that workers die mid-task).
+ * 300), BENCH_CHURN_ITER (4000: longer tasks, so that workers die mid-task), BENCH_PARTS (which of 1,2,3 to
+ * run; default all).
  */
 import { execFile } from 'node:child_process'
 import { cpus, loadavg, tmpdir } from 'node:os'
@@ -37,6 +38,7 @@ const KILL = envInt('BENCH_KILL', 3)
 const SINGLE = envInt('BENCH_SINGLE', 10)
 const ITER = envInt('BENCH_ITER', 300)
 const CHURN_ITER = envInt('BENCH_CHURN_ITER', 4000)
+const PARTS = new Set((process.env.BENCH_PARTS ?? '1,2,3').split(',').map(x => x.trim()))
 const LIMITS = { cpuMs: 60_000, memoryBytes: 64 << 20, outputBytes: 1 << 20 }
 
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] }
@@ -111,43 +113,48 @@ async function main (): Promise<void> {
     const warm = await job(sub, { module: wasm, inputs, replicas: Math.min(WORKERS, 4), quorum: 1, adaptive: false })
     console.log(`warm-up: a ${TASKS}-task job with ${Math.min(WORKERS, 4)} replicas each, ${f(warm.ms)} ms`)
     const singles: number[] = []
-    for (let i = 0; i < SINGLE; i++) singles.push((await job(sub, { module: wasm, inputs: one, replicas: 1, quorum: 1, adaptive: false })).ms)
+    for (let i = 0; i < (PARTS.has('1') ? SINGLE : 0); i++) singles.push((await job(sub, { module: wasm, inputs: one, replicas: 1, quorum: 1, adaptive: false })).ms)
     const oneLocal = median(local.perTaskMs)
-    console.log(`\n1. overhead (${WORKERS} workers × 2 cores)`)
-    console.log(`  one task through the network, 1 replica: median ${f(median(singles))} ms of ${SINGLE} jobs vs ${f(oneLocal, 2)} ms locally: +${f(median(singles) - oneLocal)} ms`)
-    for (const k of [1, 2]) {
+    if (PARTS.has('1')) {
+      console.log(`\n1. overhead (${WORKERS} workers × 2 cores)`)
+      console.log(`  one task through the network, 1 replica: median ${f(median(singles))} ms of ${SINGLE} jobs vs ${f(oneLocal, 2)} ms locally: +${f(median(singles) - oneLocal)} ms`)
+    }
+    for (const k of PARTS.has('1') ? [1, 2] : []) {
       const r = await job(sub, { module: wasm, inputs, out: join(dir, `overhead-${k}`), replicas: k, quorum: k, adaptive: false })
       const wrong = await wrongAccepted(join(dir, `overhead-${k}`), local.out)
       console.log(`  ${TASKS}-task job, ${k} replica${k > 1 ? 's' : ''}: ${f(r.ms)} ms = ${f(r.ms / local.totalMs, 2)} × the local sequential run; accepted ${r.status.accepted}, wrong ${wrong}, results per task ${r.status.replicasUsed}${errors(r.status)}`)
     }
 
     // ---- 2. lying workers ----
-    for (let i = 0; i < LIARS; i++) {
+    for (let i = 0; i < (PARTS.has('2') ? LIARS : 0); i++) {
       const liar = await lyingWorker()
       liars.push(liar)
       await sub.client.connectPeer(liar.node.getMultiaddrs()[0].toString())
     }
-    console.log(`\n2. ${LIARS} lying of ${WORKERS + LIARS} workers (${f(100 * LIARS / (WORKERS + LIARS), 0)} %)`)
-    const rows: string[] = []
-    const fixed = await job(sub, { module: wasm, inputs, out: join(dir, 'liars-fixed'), replicas: 2, quorum: 2, adaptive: false })
-    rows.push(`  fixed 2-of-2:      accepted ${fixed.status.accepted}/${TASKS}, wrong accepted ${await wrongAccepted(join(dir, 'liars-fixed'), local.out)}, results per task ${fixed.status.replicasUsed}, ${f(fixed.ms)} ms${errors(fixed.status)}`)
-    for (let j = 1; j <= ADAPTIVE_JOBS; j++) {
-      const out = join(dir, `liars-adaptive-${j}`)
-      const r = await job(sub, { module: wasm, inputs, out, replicas: 2, quorum: 2 })
-      rows.push(`  adaptive, job ${j}:  accepted ${r.status.accepted}/${TASKS}, wrong accepted ${await wrongAccepted(out, local.out)}, results per task ${r.status.replicasUsed}, ${f(r.ms)} ms${errors(r.status)}`)
+    if (PARTS.has('2')) {
+      console.log(`\n2. ${LIARS} lying of ${WORKERS + LIARS} workers (${f(100 * LIARS / (WORKERS + LIARS), 0)} %)`)
+      const rows: string[] = []
+      const fixed = await job(sub, { module: wasm, inputs, out: join(dir, 'liars-fixed'), replicas: 2, quorum: 2, adaptive: false })
+      rows.push(`  fixed 2-of-2:      accepted ${fixed.status.accepted}/${TASKS}, wrong accepted ${await wrongAccepted(join(dir, 'liars-fixed'), local.out)}, results per task ${fixed.status.replicasUsed}, ${f(fixed.ms)} ms${errors(fixed.status)}`)
+      for (let j = 1; j <= ADAPTIVE_JOBS; j++) {
+        const out = join(dir, `liars-adaptive-${j}`)
+        const r = await job(sub, { module: wasm, inputs, out, replicas: 2, quorum: 2 })
+        rows.push(`  adaptive, job ${j}:  accepted ${r.status.accepted}/${TASKS}, wrong accepted ${await wrongAccepted(out, local.out)}, results per task ${r.status.replicasUsed}, ${f(r.ms)} ms${errors(r.status)}`)
+      }
+      console.log(rows.join('\n'))
+      const trust = (await sub.client.computeStatus()).trust
+      for (const l of liars) {
+        const t = trust.find(x => x.peer === l.node.peerId.toString())
+        console.log(`  liar ${l.node.peerId.toString().slice(-8)}: ran ${l.tasks()} tasks, record valid ${t?.valid} invalid ${t?.invalid} streak ${t?.streak}`)
+      }
+      console.log(`  honest workers trusted: ${trust.filter(t => t.trusted).length} of ${WORKERS}`)
+      for (const l of liars.splice(0)) await l.node.stop()
     }
-    console.log(rows.join('\n'))
-    const trust = (await sub.client.computeStatus()).trust
-    for (const l of liars) {
-      const t = trust.find(x => x.peer === l.node.peerId.toString())
-      console.log(`  liar ${l.node.peerId.toString().slice(-8)}: ran ${l.tasks()} tasks, record valid ${t?.valid} invalid ${t?.invalid} streak ${t?.streak}`)
-    }
-    console.log(`  honest workers trusted: ${trust.filter(t => t.trusted).length} of ${WORKERS}`)
-    for (const l of liars.splice(0)) await l.node.stop()
     await net.stop()
     net = undefined
 
     // ---- 3. churn ----
+    if (!PARTS.has('3')) return
     const heavy = await tiles(join(dir, 'heavy'), TASKS, CHURN_ITER)
     const heavyLocal = await localRun(wasm, heavy)
     net = await startTestnet(1 + CHURN_WORKERS)
