@@ -158,9 +158,12 @@ export class JobRun {
       let inflight = 0
       for (const t of this.open.values()) inflight += t.inflight.size
       if (inflight === 0) {
-        this.waiting = this.workers.size === 0 || [...this.workers.values()].every(w => w.lost)
+        const alive = [...this.workers.values()].filter(w => !w.lost)
+        this.waiting = alive.length === 0
           ? 'waiting for volunteers: no computer in reach offers CPU to this one (p2pos compute offer)'
-          : 'waiting for a worker that has not run these tasks yet'
+          : alive.every(w => w.memoryPerTask < this.job.memoryBytes)
+            ? `waiting for a worker that gives a task ${this.job.memoryBytes} bytes of memory (the workers in reach give at most ${Math.max(...alive.map(w => w.memoryPerTask))})`
+            : 'waiting for a worker that has not run these tasks yet'
         if (Date.now() - this.lastTaken > this.job.timeoutMs) {
           await this.failJob(new P2posError('E_NO_WORKERS', `no computer offering CPU took a task of job ${this.job.id} within ${this.job.timeoutMs} ms`))
           return
