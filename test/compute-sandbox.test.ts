@@ -12,7 +12,7 @@ import { capMemory, compileTask, moduleId } from '../packages/daemon/src/compute
 import { Sandbox, type TaskLimits } from '../packages/daemon/src/compute/sandbox.ts'
 import { fixture } from './compute-build.ts'
 
-const LIMITS: TaskLimits = { cpuMs: 3000, memoryBytes: 32 << 20, outputBytes: 1 << 20 }
+const LIMITS: TaskLimits = { cpuMs: 20_000, memoryBytes: 32 << 20, outputBytes: 1 << 20 }
 const text = (s: string): Uint8Array => new TextEncoder().encode(s)
 
 async function fails (p: Promise<unknown>, code: string): Promise<P2posError> {
@@ -83,7 +83,7 @@ describe('compute sandbox', () => {
   it('the thread\'s heap limit alone would not have stopped it (why module.ts caps memory)', async () => {
     // the same module, not capped: it allocates 128 MiB in a thread whose heap limit is 32 MiB
     const mod = await WebAssembly.compile(await fixture('membomb') as Uint8Array<ArrayBuffer>)
-    const r = await sandbox.run(mod, text('128'), { ...LIMITS, memoryBytes: 1 << 30 })
+    const r = await sandbox.run(mod, text('128'), { ...LIMITS, memoryBytes: 1 << 30, cpuMs: 120_000 })
     assert.equal(new TextDecoder().decode(r.output), 'allocated 128 MiB\n')
     await stillServes()
   })
