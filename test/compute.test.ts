@@ -5,7 +5,8 @@
  * gets a result accepted and loses its trust, while honest workers earn trust and then run tasks with
  * fewer replicas; a worker killed mid-task has its task rerun elsewhere; a submitter killed mid-job finds
  * the results that waited on the workers when it is back; an offer to a group serves only its members and
- * a job may keep to a group; bad input gets a clear error and the daemons keep serving.
+ * a job may keep to a group; a peer speaking the worker protocol from the spec gets stable refusals; bad
+ * input gets a clear error and the daemons keep serving.
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -17,6 +18,12 @@ import { Sandbox } from '../packages/daemon/src/compute/sandbox.ts'
 import { startTestnet, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
 import { until } from '../packages/testnet/src/wait.ts'
 import { lyingWorker } from './compute-liar.ts'
+import { bareLibp2p } from './spec-peer.ts'
+import { multiaddr } from '@multiformats/multiaddr'
+import { byteStream } from '@libp2p/utils'
+import { COMPUTE_PROTOCOL } from '@p2pos/api'
+import { readBytes, readJson, writeBytes, writeJson } from '../packages/daemon/src/wire/framing.ts'
+import { moduleId } from '../packages/daemon/src/compute/module.ts'
 import { FIXTURES, buildWasm } from './compute-build.ts'
 
 const json = async (d: TestDaemon, argv: string[], code = 0, timeoutMs = 180_000): Promise<any> => {
@@ -120,19 +127,70 @@ describe('compute between real daemons', () => {
     await until('a knows b speaks compute again', async () => (await a.client.peers()).some(p => p.peerId === b.peerId))
   })
 
+  it('a peer speaking the worker protocol from the spec gets stable refusals for bad requests, a result for a good one, and the worker goes on', async () => {
+    const peer = await bareLibp2p()
+    try {
+      const ask = async (target: TestDaemon, ...frames: Array<Record<string, unknown> | Uint8Array>): Promise<any[]> => {
+        const stream = await peer.dialProtocol(multiaddr(target.addr), COMPUTE_PROTOCOL)
+        const bs = byteStream(stream, { maxBufferSize: 8 << 20 })
+        const signal = AbortSignal.timeout(30_000)
+        const replies: any[] = []
+        try {
+          for (const f of frames) {
+            if (f instanceof Uint8Array) await writeBytes(bs, f)
+            else await writeJson(bs, f)
+          }
+          // the worker's answers: `{ok, needModule}` first for a task it takes, then its result
+          for (let i = 0; i < 3; i++) {
+            const reply = await readJson<any>(bs, signal, 1 << 20)
+            replies.push(reply)
+            if (reply?.type === 'done') {
+              replies.push(await readBytes(bs, signal, 1 << 20))
+              await writeJson(bs, { type: 'ack' })
+            }
+            if (reply?.ok !== true || reply.needModule == null) break
+          }
+        } finally {
+          bs.unwrap()
+          await stream.close().catch(() => {})
+        }
+        return replies
+      }
+      const module = await readFile(upper)
+      const task = { type: 'task', job: 'spec-peer', task: 0, module: moduleId(module), moduleSize: module.byteLength, inputSize: 5, limits: { cpuMs: 10_000, memoryBytes: 16 << 20, outputBytes: 1024 } }
+      assert.equal((await ask(b, { type: 'nope' }))[0].error.code, 'E_PROTOCOL')
+      assert.equal((await ask(b, { type: 'task', job: 'x' }))[0].error.code, 'E_BAD_REQUEST')
+      assert.equal((await ask(b, { ...task, limits: { ...task.limits, memoryBytes: 1 << 30 } }))[0].error.code, 'E_MEMORY_LIMIT')
+      assert.equal((await ask(a, task))[0].error.code, 'E_FORBIDDEN', 'a computer that offers no CPU')
+      // the module's bytes must be the module named
+      const wrong = await ask(b, task, new Uint8Array(module.byteLength).fill(7), new TextEncoder().encode('hello'))
+      assert.deepEqual(wrong[0], { ok: true, needModule: true })
+      assert.equal(wrong[1].error.code, 'E_PROTOCOL')
+      // the real thing: the module and the input, the output back
+      const good = await ask(b, task, module, new TextEncoder().encode('hello'))
+      assert.deepEqual(good[0], { ok: true, needModule: true })
+      assert.equal(good[1].type, 'done')
+      assert.equal(new TextDecoder().decode(good[2]), 'HELLO')
+      assert.equal((await ask(b, { type: 'result', job: 'spec-peer', task: 0 }))[0].error.code, 'E_NOT_FOUND', 'acknowledged: it no longer waits')
+      assert.equal((await b.client.info()).peerId, b.peerId, 'the worker still serves')
+    } finally {
+      await peer.stop()
+    }
+  })
+
   it('a job runs on the workers, each task on 2 of them, and its results equal a local run', async () => {
     const files: Record<string, string> = {}
     for (let i = 0; i < 8; i++) files[`part-${i}.txt`] = `task ${i}: ${'hello, volunteers '.repeat(i * 50)}\n`
     const dirIn = await inputs('upper-in', files)
     const out = join(dir, 'upper-out')
+    const doneBy = async (): Promise<number> => { let n = 0; for (const w of [b, c, d]) n += (await json(w, ['compute', 'status'])).done; return n }
+    const before = await doneBy()
     const r = await json(a, ['job', 'run', upper, '--inputs', dirIn, '--out', out, '--replicas', '2', '--quorum', '2', '--fixed'])
     assert.deepEqual(Object.keys(r).sort(), ['accepted', 'failed', 'job', 'replicasUsed', 'tasks'])
     assert.deepEqual({ tasks: r.tasks, accepted: r.accepted, failed: r.failed, replicasUsed: r.replicasUsed }, { tasks: 8, accepted: 8, failed: 0, replicasUsed: 2 })
     await assertOut(out, await localRun(upper, dirIn))
     // every result was run by workers, none here: 16 runs in all
-    let done = 0
-    for (const w of [b, c, d]) done += (await json(w, ['compute', 'status'])).done
-    assert.equal(done, 16)
+    assert.equal(await doneBy() - before, 16)
     assert.equal((await json(a, ['compute', 'status'])).done, 0)
     const st = await json(a, ['job', 'status', r.job])
     assert.equal(st.state, 'done')
