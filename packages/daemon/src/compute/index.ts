@@ -96,6 +96,7 @@ export class ComputeService implements Startable {
 
   async start (): Promise<void> {
     await this.store.load()
+    this.sandbox.keep = Math.max(1, this.store.offer.cores)
     await this.c.registrar.handle(COMPUTE_PROTOCOL, (stream, connection) => {
       void this.serve(stream, connection).catch((err) => { stream.abort(err) })
     }, { runOnLimitedConnection: true, maxInboundStreams: 256 })
@@ -145,6 +146,7 @@ export class ComputeService implements Startable {
     if (p.from != null && p.from !== 'anyone') from = this.init.groups().resolve(p.from)
     const memory = p.memory ?? p.cores * MEMORY_PER_CORE
     await this.store.setOffer({ cores: p.cores, memory, from })
+    this.sandbox.keep = Math.max(1, p.cores)
     if (p.cores > 0 && before === 0) this.announceOffer()
     if (p.cores === 0 && before > 0) void computeOfferKey().then(async key => { await this.routing.cancelReprovide(key) }).catch(() => {})
     this.init.log(`compute: offering ${p.cores} cores, ${memory} bytes, to ${from}`)

@@ -31,9 +31,9 @@ export class Sandbox {
   private readonly busy = new Set<Worker>()
   private nextId = 1
   private closed = false
-  private readonly keep: number
+  /** Threads kept warm between tasks (a worker daemon sets it to the cores it offers). */
+  keep: number
 
-  /** `keep`: threads kept warm between tasks. */
   constructor (keep = 2) { this.keep = keep }
 
   get running (): number { return this.busy.size }

@@ -52,6 +52,8 @@ export interface Waiting { type: 'done' | 'failed', code?: string, message?: str
 export const OUTBOX_MAX = 1024
 export const OUTBOX_MAX_BYTES = 64 * 1024 * 1024
 export const OUTBOX_TTL_MS = 7 * 86400_000
+/** …and at most this many for one submitter, so one that never acknowledges cannot push the others' out. */
+export const OUTBOX_PER_SUBMITTER = 256
 
 const PREFIX = '/p2pos-compute'
 const enc = new TextEncoder()
@@ -168,6 +170,11 @@ export class ComputeStore {
     await this.ds.put(new Key(`${PREFIX}/outbox/${id}`), json(w))
     this.outbox.delete(id)
     this.outbox.set(id, w)
+    const own = [...this.outbox.keys()].filter(k => k.startsWith(`${submitter}/`))
+    for (const k of own.slice(0, Math.max(0, own.length - OUTBOX_PER_SUBMITTER))) {
+      const [, j, t] = k.split('/')
+      await this.deleteWaiting(submitter, j, Number(t))
+    }
     await this.pruneOutbox()
   }
 
