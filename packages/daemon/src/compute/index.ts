@@ -304,6 +304,7 @@ export class ComputeService implements Startable {
         this.providers.add(prov.id.toString())
         if (this.providers.size > 1000) this.providers.delete(this.providers.values().next().value!)
         await this.c.peerStore.merge(prov.id, { multiaddrs: prov.multiaddrs }).catch(() => {})
+        this.init.log(`compute: ${prov.id.toString()} offers CPU (a DHT provider of the offer key)`)
       }
     } catch {}
   }
