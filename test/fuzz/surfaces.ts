@@ -39,7 +39,7 @@ const count = (f: Findings, k: string): void => { f.answers[k] = (f.answers[k] ?
  * Methods left out of the API fuzzing: they take a path on this computer's disk (a fuzzed "/" would
  * import or overwrite real files); everything else is called with whatever fast-check makes.
  */
-export const PATH_METHODS = new Set(['apps.install', 'storage.put', 'storage.get'])
+export const PATH_METHODS = new Set(['apps.install', 'storage.put', 'storage.get', 'job.run'])
 const METHOD_NAMES = Object.keys(METHODS).filter(m => !PATH_METHODS.has(m) && !('upgrade' in (METHODS as any)[m]))
 
 // ---- the local API ----

@@ -27,6 +27,9 @@ export const SERVICES_PROTOCOL = '/p2pos/services/1.0.0'
 /** Storage: asking a computer that offered space to hold content, and releasing it (wire.md §11, storage.md). */
 export const STORAGE_PROTOCOL = '/p2pos/storage/1.0.0'
 
+/** Compute: asking a computer that offered CPU what it takes, and running a task on it (wire.md §12, compute.md). */
+export const COMPUTE_PROTOCOL = '/p2pos/compute/1.0.0'
+
 /** Groups: membership log replication, joining by invitation (wire.md §10, groups.md). */
 export const GROUP_PROTOCOL = '/p2pos/group/1.0.0'
 
@@ -109,7 +112,24 @@ export const LIMITS = {
   /** Default time a get waits for a computer that holds the content (storage.md §3). */
   storageGetTimeoutMs: 60_000,
   /** Default time a put waits for its replicas (storage.md §5). */
-  storagePutTimeoutMs: 300_000
+  storagePutTimeoutMs: 300_000,
+  /** Largest task program (a WebAssembly module) and task input (compute.md §1). */
+  computeModuleBytes: 16 * 1024 * 1024,
+  computeInputBytes: 4 * 1024 * 1024,
+  /** A task's output limit: its default and the largest a job may set (compute.md §1). */
+  computeOutputBytes: 1024 * 1024,
+  computeOutputMaxBytes: 16 * 1024 * 1024,
+  /** Most tasks in one job, and most replicas (results) asked for one task (compute.md §1, §4). */
+  computeTasks: 10_000,
+  computeReplicas: 16,
+  /** A task's CPU (wall-clock) limit: default and most (compute.md §2.2). */
+  computeCpuMs: 60_000,
+  computeCpuMaxMs: 3_600_000,
+  /** A task's memory limit: default and most (a wasm32 memory is at most 4 GiB). */
+  computeMemoryBytes: 64 * 1024 * 1024,
+  computeMemoryMaxBytes: 4 * 1024 * 1024 * 1024,
+  /** How long a job waits for any worker to take one of its tasks before it fails with E_NO_WORKERS (compute.md §5). */
+  computeJobTimeoutMs: 600_000
 } as const
 
 /**

@@ -277,6 +277,40 @@ export const HistorySchema = Type.Object({
   }))
 })
 
+export const TrustRecordSchema = Type.Object({
+  peer: Str,
+  valid: Type.Integer({ description: 'results of this worker that equalled the accepted one' }),
+  invalid: Type.Integer({ description: 'results of this worker that differed from the accepted one' }),
+  streak: Type.Integer({ description: 'valid results in a row since the last invalid one' }),
+  trusted: Type.Boolean({ description: 'streak ≥ 10: its tasks may run unreplicated (compute.md §4)' }),
+  shunned: Type.Boolean({ description: 'at least 3 invalid results and more invalid than valid: it gets no more tasks from this computer' })
+})
+
+export const ComputeStatusSchema = Type.Object({
+  cores: Type.Integer({ description: 'tasks of other computers this computer runs at once (0: no offer)' }),
+  memory: Type.Integer({ description: 'bytes of memory for all of them' }),
+  from: Type.String({ description: '"anyone", or the group whose members\' computers may run tasks here' }),
+  running: Type.Integer({ description: 'tasks of other computers running here now' }),
+  done: Type.Integer({ description: 'tasks of other computers run here to their end' }),
+  trust: Type.Array(TrustRecordSchema, { description: 'what this computer, as a submitter, knows of each worker (compute.md §4)' })
+})
+
+export const JobStatusSchema = Type.Object({
+  job: Str,
+  state: OneOf('running', 'done', 'failed'),
+  module: Type.String({ description: 'the content id of the program (compute.md §1)' }),
+  tasks: Type.Integer(),
+  accepted: Type.Integer({ description: 'tasks whose result a quorum agreed on (a failure agreed on counts in failed)' }),
+  failed: Type.Integer(),
+  running: Type.Integer({ description: 'replicas running now' }),
+  replicasUsed: Type.Number({ description: 'results received per finished task (1: no replication)' }),
+  out: Nullable(Str),
+  created: Str,
+  waiting: Type.Optional(Type.String({ description: 'why nothing runs now, in words (no volunteer in reach)' })),
+  error: Type.Optional(Type.Object({ code: Str, message: Str })),
+  taskErrors: Type.Array(Type.Object({ task: Str, code: Str, message: Str }), { description: 'the failed tasks (input name) and why, at most 100' })
+})
+
 const Cid = () => Type.String({ minLength: 1, maxLength: 256, description: 'a CID (v0 Qm… or v1, any multibase)' })
 const AbsPath = (description: string) => Utf8(4096, { minLength: 1, description })
 
@@ -428,6 +462,35 @@ export const METHODS = {
       expires: Type.String({ description: 'ISO-8601: 12 hours from now' })
     })
   },
+  'compute.offer': {
+    perm: 'admin',
+    params: Obj({
+      cores: Int(256, 0, { description: 'tasks of other computers run here at once; 0 withdraws' }),
+      memory: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'bytes for all of them (default 256 MiB per core)' })),
+      from: Type.Optional(Utf8(128, { minLength: 1, description: '"anyone" (default) or a group (id or name) whose members\' computers may run tasks here' }))
+    }),
+    result: ComputeStatusSchema
+  },
+  'compute.status': { perm: 'read', params: none, result: ComputeStatusSchema },
+  'job.run': {
+    perm: 'admin',
+    params: Obj({
+      module: AbsPath('an absolute path of a WASI command module (.wasm)'),
+      inputs: AbsPath('an absolute path of a directory: one task per regular file in it'),
+      out: Type.Optional(AbsPath('an absolute path of a directory the accepted results are written to, under their input\'s name')),
+      replicas: Type.Optional(Int(LIMITS.computeReplicas, 1, { description: 'workers each task is sent to (default 2)' })),
+      quorum: Type.Optional(Int(LIMITS.computeReplicas, 1, { description: 'equal results that accept a task (default 2, at most replicas)' })),
+      adaptive: Type.Optional(Type.Boolean({ description: 'trusted workers run tasks unreplicated, with spot checks (default true; compute.md §4)' })),
+      group: Type.Optional(GroupRef()),
+      cpuMs: Type.Optional(Int(LIMITS.computeCpuMaxMs, 1, { description: `each task's time limit (default ${LIMITS.computeCpuMs})` })),
+      memoryBytes: Type.Optional(Int(LIMITS.computeMemoryMaxBytes, 65536, { description: `each task's memory limit (default ${LIMITS.computeMemoryBytes})` })),
+      outputBytes: Type.Optional(Int(LIMITS.computeOutputMaxBytes, 0, { description: `each task's output limit (default ${LIMITS.computeOutputBytes})` })),
+      timeoutMs: Type.Optional(Int(30 * 86400_000, 1, { description: `fail when no worker took a task for this long (default ${LIMITS.computeJobTimeoutMs})` }))
+    }),
+    result: JobStatusSchema
+  },
+  'job.status': { perm: 'read', params: Obj({ job: Utf8(64, { minLength: 1 }) }), result: JobStatusSchema },
+  'job.list': { perm: 'read', params: none, result: Type.Array(JobStatusSchema) },
   'channels.open': { perm: 'app', upgrade: '/channels/open', params: Obj({ peer: PeerRef(), app: Name(), timeoutMs: openTimeout }) },
   'channels.accept': { perm: 'owner', upgrade: '/channels/accept', params: Obj({ channel: Type.String({ maxLength: 64 }) }) },
   'services.connect': {
@@ -488,12 +551,15 @@ export type StorageItem = Static<typeof StorageItemSchema>
 export type TrafficReport = Static<typeof TrafficSchema>
 export type History = Static<typeof HistorySchema>
 export type HistoryResolution = Static<typeof HistoryResolutionSchema>
+export type ComputeStatus = Static<typeof ComputeStatusSchema>
+export type TrustRecord = Static<typeof TrustRecordSchema>
+export type JobStatus = Static<typeof JobStatusSchema>
 
 /** Event names pushed on an event session (local-api.md §Events). */
 export type EventName =
   | 'session' | 'app.state' | 'service.incoming' | 'peer.connected' | 'peer.disconnected' | 'channel.incoming' | 'channel.opened'
   | 'channel.closed' | 'reachability.changed' | 'pubsub.message' | 'session.closed'
   | 'invitation.received' | 'invitation.accepted' | 'invitation.declined' | 'invitation.answered'
-  | 'group.message' | 'group.changed' | 'storage.progress'
+  | 'group.message' | 'group.changed' | 'storage.progress' | 'job.progress'
 
 export interface ApiEvent { event: EventName, data: Record<string, unknown> }

@@ -35,7 +35,9 @@ const VERBS: Record<string, () => Promise<{ run: (argv: string[]) => Promise<num
   get: async () => await import('./commands/get.ts'),
   cat: async () => await import('./commands/cat.ts'),
   ls: async () => await import('./commands/ls.ts'),
-  rm: async () => await import('./commands/rm.ts')
+  rm: async () => await import('./commands/rm.ts'),
+  compute: async () => await import('./commands/compute.ts'),
+  job: async () => await import('./commands/job.ts')
 }
 
 const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; default ~/.p2pos)
@@ -70,6 +72,11 @@ const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; de
   put PATH [--replicas N]         store a file or directory (public, by CID); exits 0 once N others hold it
   get CID [-o PATH] | cat CID     fetch content from here or any holder (every block checked)
   ls | rm CID                     own items; rm releases their replicas
+  compute offer --cores N [--memory SIZE] [--from GROUP|anyone] | status [--json]
+                                  contributed CPU: run other computers' WebAssembly tasks (0 cores withdraws)
+  job run MODULE.wasm --inputs DIR [--replicas K] [--quorum Q] [--group GROUP] [--out DIR] [--json]
+                                  one task per input file, each on K volunteers, accepted when Q agree
+  job status JOB [--json] | job list [--json]   jobs submitted from this computer
 PEER arguments take a peer id, a name (LABEL.SUFFIX) or a petname.`
 
 async function main (): Promise<number> {

@@ -32,6 +32,7 @@ import { GROUP_INVITATION_APP, groups as groupsProtocol, type GroupsService } fr
 import { NewestSeqs } from './people/records.ts'
 import { invitations as invitationsProtocol } from './invitations/index.ts'
 import { storage as storageProtocol } from './storage/index.ts'
+import { compute as computeProtocol } from './compute/index.ts'
 import { AppService } from './apps/index.ts'
 import { ServiceRegistry } from './services/registry.ts'
 import { servicesProtocol } from './services/protocol.ts'
@@ -103,6 +104,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
         log
       }),
       storage: storageProtocol({ home, datastore, node: () => node, events: sessions, log }),
+      compute: computeProtocol({ datastore, node: () => node, groups: () => node.services.groups, events: sessions, log }),
       reach: reach({
         networks,
         dialPort: dialPortFor(listen),
@@ -137,6 +139,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     connections: () => node.getConnections(),
     reach: () => node.services.reach.counts(),
     storage: () => node.services.storage.status(),
+    compute: () => node.services.compute.status(),
     datastore,
     log
   })
@@ -155,6 +158,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     ...node.services.storage.routes,
     ...monitor.routes,
     ...dashboardRoutes({ tokens, apiUrl }),
+    ...node.services.compute.routes,
     // every PEER parameter may be a name or a petname: resolved here, once, before these handlers run
     ...resolvingPeers(people, { ...peers.routes, ...dht.routes, ...servicesService.routes, ...channelService.routes })
   }

@@ -402,6 +402,46 @@ export class P2pos {
     return await this.call('dashboard.open', { ttlMs: options?.ttlMs }, options)
   }
 
+  // ---- compute (compute.md): contributed CPU, jobs of WebAssembly tasks checked by quorum ----
+
+  /** Offers `cores` of this computer to run other computers' tasks (0 withdraws); `from` "anyone" or a group. */
+  async computeOffer (cores: number, options: CallOptions & { memory?: number, from?: string } = {}): Promise<Result<'compute.offer'>> {
+    return await this.call('compute.offer', { cores, memory: options.memory, from: options.from }, options)
+  }
+
+  async computeStatus (options?: CallOptions): Promise<Result<'compute.status'>> { return await this.call('compute.status', {}, options) }
+
+  /** Submits a job (absolute paths the daemon reads): answers at once; `waitJob` follows it to its end. */
+  async runJob (params: Params<'job.run'>, options?: CallOptions): Promise<Result<'job.run'>> { return await this.call('job.run', params, options) }
+  async jobStatus (job: string, options?: CallOptions): Promise<Result<'job.status'>> { return await this.call('job.status', { job }, options) }
+  async jobs (options?: CallOptions): Promise<Result<'job.list'>> { return await this.call('job.list', {}, options) }
+
+  /**
+   * Resolves with a job's status once it is no longer running; `onProgress` gets each status on the way
+   * (the daemon's `job.progress` events, and a status asked every `pollMs`, default 2000, in case an
+   * event session is lost).
+   */
+  async waitJob (job: string, options: CallOptions & { onProgress?: (s: Result<'job.status'>) => void, pollMs?: number } = {}): Promise<Result<'job.status'>> {
+    const session = await this.events(options)
+    try {
+      return await new Promise<Result<'job.status'>>((resolve, reject) => {
+        let done = false
+        const seen = (s: Result<'job.status'>): void => {
+          if (done) return
+          options.onProgress?.(s)
+          if (s.state !== 'running') { done = true; clearInterval(timer); resolve(s) }
+        }
+        const poll = (): void => { void this.jobStatus(job, options).then(seen, (err) => { done = true; clearInterval(timer); reject(err) }) }
+        const timer = setInterval(poll, options.pollMs ?? 2000)
+        session.on('event', (ev: ApiEvent) => { if (ev.event === 'job.progress' && ev.data.job === job) seen(ev.data as Result<'job.status'>) })
+        options.signal?.addEventListener('abort', () => { done = true; clearInterval(timer); reject(options.signal?.reason) }, { once: true })
+        poll()
+      })
+    } finally {
+      session.close()
+    }
+  }
+
   /**
    * Calls a method whose result is bytes (local-api.md §3): resolves once the daemon started answering
    * (an error before that rejects with its code); the bytes then arrive as they come. A stream the daemon

@@ -204,6 +204,10 @@ export class GroupsService implements Groups, Startable {
     return false
   }
 
+  resolve (ref: string): string {
+    return this.ref(ref).id
+  }
+
   membersOf (group: string): GroupMember[] {
     const g = this.groups.get(group)
     if (g == null) throw perr('E_NOT_FOUND', `this computer is not in group ${group}`)

@@ -10,6 +10,8 @@ export interface Groups {
   hasDevice: (group: string, peer: string) => boolean
   /** Whether `peer` is a device of a current member of any group this computer belongs to. */
   isFellowDevice: (peer: string) => boolean
+  /** The id of a group this computer belongs to, from its id or name; E_NOT_FOUND, E_CONFLICT (a name of several). */
+  resolve: (ref: string) => string
   /** The current members of a group this computer belongs to; E_NOT_FOUND otherwise. */
   membersOf: (group: string) => GroupMember[]
   /**

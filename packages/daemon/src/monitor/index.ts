@@ -9,7 +9,7 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { Key, type Datastore } from 'interface-datastore'
-import { P2posError, SOFTWARE_VERSION, type History as HistoryResult, type StorageStatus, type TrafficReport } from '@p2pos/api'
+import { P2posError, SOFTWARE_VERSION, type History as HistoryResult, type ComputeStatus, type StorageStatus, type TrafficReport } from '@p2pos/api'
 import type { Connection } from '@libp2p/interface'
 import type { RouteTable } from '../core/routes.ts'
 import { isRelayed } from '../node/dial.ts'
@@ -47,6 +47,8 @@ export interface MonitorComponents {
   connections: () => Connection[]
   reach: () => ReachCounts
   storage: () => StorageStatus
+  /** The compute figures (compute.md); absent, no compute gauges. */
+  compute?: () => ComputeStatus
   peerId: string
   /** Where the history is kept across restarts (HISTORY_KEY). */
   datastore: Pick<Datastore, 'get' | 'put'>
@@ -213,6 +215,18 @@ export class Monitor implements ChannelObserver {
     storageGauge('p2pos_storage_own_bytes', 'bytes of this computer\'s own content', s => s.ownBytes)
     storageGauge('p2pos_storage_held_items', '(content, owner) holdings kept for other computers', s => s.heldForOthers)
     storageGauge('p2pos_storage_items', 'items of this computer\'s own', s => s.items)
+    if (components.compute != null) {
+      const compute = components.compute
+      const computeGauge = (name: string, help: string, read: (s: ComputeStatus) => number): void => {
+        new Gauge({ name, help, registers, collect () { this.set(read(compute())) } })
+      }
+      computeGauge('p2pos_compute_cores', 'cores offered to run other computers\' tasks (0: none)', s => s.cores)
+      computeGauge('p2pos_compute_memory_bytes', 'memory offered for all of those tasks at once', s => s.memory)
+      computeGauge('p2pos_compute_running_tasks', 'other computers\' tasks running here now', s => s.running)
+      computeGauge('p2pos_compute_done_tasks', 'other computers\' tasks run here to their end since the offer\'s record began', s => s.done)
+      computeGauge('p2pos_compute_trusted_workers', 'workers this computer, as a submitter, trusts (compute.md §4)', s => s.trust.filter(t => t.trusted).length)
+      computeGauge('p2pos_compute_shunned_workers', 'workers this computer, as a submitter, gives no more tasks', s => s.trust.filter(t => t.shunned).length)
+    }
     new Gauge({ name: 'p2pos_history_bytes', help: 'memory held by the metrics history', registers, collect () { this.set(self.history.bytes) } })
   }
 

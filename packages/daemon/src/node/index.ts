@@ -30,6 +30,7 @@ import type { PeopleService } from '../people/index.ts'
 import type { InvitationsService } from '../invitations/index.ts'
 import type { GroupsService } from '../groups/index.ts'
 import type { StorageService } from '../storage/index.ts'
+import type { ComputeService } from '../compute/index.ts'
 import { NewestSeqs, PERSON_NAMESPACES, personRecordValidator } from '../people/records.ts'
 import { pacedRelayDiscovery, relayServer, type RelayServer } from './relay.ts'
 import { connectionGuard, handshakeGate, headroomFor, type ConnectionGuard, type GuardInit } from './guard.ts'
@@ -43,6 +44,7 @@ export interface P2posProtocols {
   invitations: (components: any) => InvitationsService
   groups: (components: any) => GroupsService
   storage: (components: any) => StorageService
+  compute: (components: any) => ComputeService
 }
 
 // a type, not an interface: libp2p's ServiceMap needs the implicit index signature
@@ -63,6 +65,7 @@ export type P2posServices = {
   storage: StorageService
   /** Who keeps a connection slot when there are more connections than `maxConnections` (guard.ts). */
   guard: ConnectionGuard
+  compute: ComputeService
 }
 
 export type P2posNode = Libp2p<P2posServices>

@@ -59,3 +59,19 @@ export async function receiveJson<T> (stream: Stream, signal: AbortSignal, max?:
     bs.unwrap()
   }
 }
+
+/** Writes one frame of raw bytes (wire.md §1: the same u32 length prefix, the bytes instead of JSON). */
+export async function writeBytes (bs: ByteStream, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
+  const prefix = new Uint8Array(4)
+  new DataView(prefix.buffer).setUint32(0, bytes.byteLength)
+  await bs.write(prefix, { signal })
+  if (bytes.byteLength > 0) await bs.write(bytes, { signal })
+}
+
+/** Reads one frame of raw bytes; E_PROTOCOL if it is longer than `max`. */
+export async function readBytes (bs: ByteStream, signal: AbortSignal, max: number): Promise<Uint8Array> {
+  const len = readU32((await bs.read({ bytes: 4, signal })).subarray())
+  if (len > max) throw new P2posError('E_PROTOCOL', `frame of ${len} bytes exceeds ${max}`)
+  if (len === 0) return new Uint8Array(0)
+  return (await bs.read({ bytes: len, signal })).subarray()
+}
