@@ -12,7 +12,7 @@ import { connect } from 'node:net'
 import type { Libp2p } from 'libp2p'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import {
-  CHANNEL_PROTOCOL, ERROR_CODES, FrameDecoder, FrameType, GROUP_PROTOCOL, INVITE_PROTOCOL, MAX_FRAME_PAYLOAD, METHODS, P2posError,
+  CHANNEL_PROTOCOL, COMPUTE_PROTOCOL, ERROR_CODES, FrameDecoder, FrameType, GROUP_PROTOCOL, INVITE_PROTOCOL, MAX_FRAME_PAYLOAD, METHODS, P2posError,
   PEOPLE_PROTOCOL, REACH_PROTOCOL, SERVICES_PROTOCOL, STORAGE_PROTOCOL, encodeFrame, isErrorCode
 } from '@p2pos/api'
 
@@ -233,7 +233,7 @@ export function fuzzFrames (numRuns: number, seed: number, findings = newFinding
 
 // ---- p2pos's peer protocols ----
 
-export const PROTOCOLS = [CHANNEL_PROTOCOL, SERVICES_PROTOCOL, REACH_PROTOCOL, PEOPLE_PROTOCOL, INVITE_PROTOCOL, GROUP_PROTOCOL, STORAGE_PROTOCOL]
+export const PROTOCOLS = [CHANNEL_PROTOCOL, SERVICES_PROTOCOL, REACH_PROTOCOL, PEOPLE_PROTOCOL, INVITE_PROTOCOL, GROUP_PROTOCOL, STORAGE_PROTOCOL, COMPUTE_PROTOCOL]
 
 /** A message of the protocols' framing (u32 length + JSON), with a lying length now and then, or raw bytes. */
 const framed = (v: unknown, lie: number | null): Uint8Array => {
@@ -244,7 +244,7 @@ const framed = (v: unknown, lie: number | null): Uint8Array => {
   return out
 }
 const typedMessage = fc.record({
-  type: fc.constantFrom('hello', 'list', 'dialback', 'lookup', 'invite', 'join', 'sync', 'entries', 'hold', 'release', 'answer', 'x'),
+  type: fc.constantFrom('hello', 'list', 'dialback', 'lookup', 'invite', 'join', 'sync', 'entries', 'hold', 'release', 'answer', 'offer', 'task', 'result', 'ack', 'x'),
   app: fc.string({ maxLength: 20 }),
   peer: fc.string({ maxLength: 60 }),
   cid: fc.string({ maxLength: 60 }),
