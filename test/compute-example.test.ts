@@ -14,7 +14,7 @@ import { promisify } from 'node:util'
 import { compileTask } from '../packages/daemon/src/compute/module.ts'
 import { Sandbox } from '../packages/daemon/src/compute/sandbox.ts'
 import { CLI, NODE, REPO, createTestnet } from '../packages/testnet/src/index.ts'
-import { until } from '../packages/testnet/src/wait.ts'
+import { Tmux, sh } from './tmux.ts'
 import { assemble, writeTiles } from '../examples/compute/tiles.ts'
 
 const run = promisify(execFile)
@@ -76,14 +76,10 @@ it('the Mandelbrot example renders the same image through the network as locally
   assert.ok(pixels.includes(0) && pixels.some(p => p > 200))
 
   // on a terminal: the progress bar, then the job's summary
-  const socket = join(dir, 'tmux.sock')
-  const tmux = async (...args: string[]): Promise<string> => (await run('/usr/bin/tmux', ['-S', socket, '-f', '/dev/null', ...args], { timeout: 10_000, env: { ...process.env, TERM: 'xterm-256color' } })).stdout
-  const sh = (x: string): string => `'${x.replace(/'/g, `'\\''`)}'`
-  t.after(async () => { await tmux('kill-server').catch(() => {}) })
-  await tmux('new-session', '-d', '-s', 'job', '-x', '160', '-y', '20',
-    `env P2POS_HOME=${sh(a.home)} ${sh(NODE)} ${sh(CLI)} job run ${sh(wasm)} --inputs ${sh(inputs)} --out ${sh(join(dir, 'out-tty'))}; echo JOB-EXIT=$?; sleep 600`)
-  let screen = ''
-  await until('the job ends on the terminal', async () => { screen = await tmux('capture-pane', '-p', '-t', 'job'); return screen.includes('JOB-EXIT=') }, 300_000)
+  const term = await Tmux.start()
+  t.after(async () => { await term.stop() })
+  await term.open('job', 160, 20, `env P2POS_HOME=${sh(a.home)} ${sh(NODE)} ${sh(CLI)} job run ${sh(wasm)} --inputs ${sh(inputs)} --out ${sh(join(dir, 'out-tty'))}; echo JOB-EXIT=$?; sleep 600`)
+  const screen = await term.waitScreen('job', 'JOB-EXIT=', 300_000)
   assert.match(screen, /\[#{30}\] 16\/16/, screen)
   assert.match(screen, /done +16\/16 accepted, 0 failed, [0-9.]+ replicas per task/, screen)
   assert.match(screen, /JOB-EXIT=0/)

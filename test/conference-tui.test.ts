@@ -6,7 +6,6 @@
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -14,50 +13,19 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startTestnet, type Testnet } from '../packages/testnet/src/index.ts'
 import { CONFERENCE, conference, conferenceJson } from './conference-cli.ts'
+import { Tmux, sh } from './tmux.ts'
 
-const TMUX = '/usr/bin/tmux'
-/** A private tmux server for this run (its socket in a temporary folder): nothing touches the user's tmux. */
-let socket = ''
-const TMUX_ENV = { ...process.env, TERM: process.env.TERM == null || process.env.TERM === 'dumb' ? 'xterm-256color' : process.env.TERM }
-
-async function tmux (...args: string[]): Promise<string> {
-  return await new Promise((resolve, reject) => {
-    execFile(TMUX, ['-S', socket, '-f', '/dev/null', ...args], { env: TMUX_ENV, timeout: 10_000 }, (err, stdout, stderr) => {
-      if (err != null) reject(new Error(`tmux ${args.join(' ')}: ${err.message} ${stderr}`))
-      else resolve(stdout)
-    })
-  })
-}
-
-const sh = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
+/** A private tmux server for this run (test/tmux.ts). */
+let term: Tmux
 
 /** Starts the TUI for `home` in a new 120x40 terminal; the shell reports its exit code on the primary screen. */
 async function startTui (session: string, home: string): Promise<void> {
-  await tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '40',
-    `env P2POS_HOME=${sh(home)} ${sh(CONFERENCE)}; echo TUI-EXIT=$?; sleep 600`)
+  await term.open(session, 120, 40, `env P2POS_HOME=${sh(home)} ${sh(CONFERENCE)}; echo TUI-EXIT=$?; sleep 600`)
 }
 
-async function screen (session: string): Promise<string> {
-  return await tmux('capture-pane', '-p', '-t', session)
-}
-
-/** Polls the screen until `want` shows (a string or a pattern), or fails with the last screen. */
-async function waitScreen (session: string, want: string | RegExp, timeoutMs = 30_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs
-  let last = ''
-  while (Date.now() < deadline) {
-    last = await screen(session).catch((err: Error) => err.message)
-    if (typeof want === 'string' ? last.includes(want) : want.test(last)) return last
-    await sleep(200)
-  }
-  assert.fail(`the screen of ${session} did not show ${String(want)} within ${timeoutMs} ms:\n${last}`)
-}
-
+const waitScreen = async (session: string, want: string | RegExp, timeoutMs?: number): Promise<string> => await term.waitScreen(session, want, timeoutMs)
 /** Types a line into the TUI and presses Enter. */
-async function type (session: string, text: string): Promise<void> {
-  await tmux('send-keys', '-t', session, '-l', text)
-  await tmux('send-keys', '-t', session, 'Enter')
-}
+const type = async (session: string, text: string): Promise<void> => { await term.type(session, text) }
 
 const ok = conferenceJson
 
@@ -82,14 +50,14 @@ describe('conference terminal UI', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'p2pos-tui-'))
-    socket = join(dir, 'tmux.sock')
+    term = await Tmux.start()
     net = await startTestnet(2)
     await net.connectAll()
   })
 
   after(async () => {
-    for (const s of Object.values(sessions)) await tmux('kill-session', '-t', s).catch(() => {})
-    await tmux('kill-server').catch(() => {})
+    for (const s of Object.values(sessions)) await term?.run('kill-session', '-t', s).catch(() => {})
+    await term?.stop()
     await net?.stop()
     await rm(dir, { recursive: true, force: true })
   })
@@ -177,7 +145,7 @@ describe('conference terminal UI', () => {
     await waitScreen(sessions.a, `you: ${text}`)
     await waitLog(a.home, created.id, m => m.text === text && m.author === a.peerId)
 
-    await tmux('send-keys', '-t', sessions.a, 'C-c')
+    await term.run('send-keys', '-t', sessions.a, 'C-c')
     s = await waitScreen(sessions.a, 'TUI-EXIT=0', 15_000)
     assert.doesNotMatch(s, /INVITATIONS/)
   })

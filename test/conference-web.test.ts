@@ -7,16 +7,16 @@
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { access, readFile, stat } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
-import { chromium, type Browser, type Page } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
+import { launchChromium, watchedPage } from './browser.ts'
 import { startTestnet, until, within, type CliResult, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
 import { conference as runConference, conferenceJson } from './conference-cli.ts'
 import { rawRequest } from './http.ts'
 
 const APP = 'org.p2pos.conference'
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
 const WAIT_MS = 20_000
 
 const conference = async (d: TestDaemon, args: string[]): Promise<CliResult> => await runConference(d.home, args)
@@ -35,18 +35,13 @@ describe('conference web UI', { timeout: 240_000 }, () => {
   const pageErrors: string[] = []
 
   before(async () => {
-    await access(CHROMIUM).catch(() => { throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM)`) })
     net = await startTestnet(2)
     ;[a, b] = net.nodes
     await net.connectAll()
     // each side has the conference app: bin/conference installs it in place and starts it
     for (const x of [a, b]) assert.deepEqual(await json(x, ['list']), [])
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] })
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } })
-    page = await context.newPage()
-    page.setDefaultTimeout(WAIT_MS)
-    page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()) })
-    page.on('pageerror', (err) => pageErrors.push(String(err)))
+    browser = await launchChromium()
+    page = await watchedPage(await browser.newContext({ viewport: { width: 1280, height: 800 } }), pageErrors, WAIT_MS)
   })
 
   after(async () => {

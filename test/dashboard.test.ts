@@ -8,14 +8,14 @@
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { access, mkdtemp } from 'node:fs/promises'
+import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
+import { launchChromium, watchedPage } from './browser.ts'
 import { startTestnet, within, type Testnet } from '../packages/testnet/src/index.ts'
 import { rawRequest } from './http.ts'
 
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
 const WAIT_MS = 20_000
 const APP = 'org.test.dashboard'
 
@@ -29,19 +29,15 @@ describe('web dashboard', { timeout: 180_000 }, () => {
   const pageErrors: string[] = []
 
   before(async () => {
-    await access(CHROMIUM).catch(() => { throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM)`) })
     shots = process.env.P2POS_SHOTS ?? await mkdtemp(join(tmpdir(), 'p2pos-dashboard-'))
     net = await startTestnet(3)
     const [a, b] = net.nodes
     await a.client.connectPeer(b.addr)
     await a.client.storageOffer(2 * 1024 ** 3)
     await a.client.createGroup('Design team')
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] })
+    browser = await launchChromium()
     context = await browser.newContext({ viewport: { width: 1360, height: 900 } })
-    page = await context.newPage()
-    page.setDefaultTimeout(WAIT_MS)
-    page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()) })
-    page.on('pageerror', (err) => pageErrors.push(String(err)))
+    page = await watchedPage(context, pageErrors, WAIT_MS)
   })
 
   after(async () => {

@@ -8,15 +8,14 @@
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { access } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { chromium, type Browser, type BrowserContext } from 'playwright-core'
+import type { Browser, BrowserContext } from 'playwright-core'
+import { launchChromium } from './browser.ts'
 import { endpointFromHome } from '@p2pos/sdk'
 import { startTestnet, type Testnet } from '../packages/testnet/src/index.ts'
 import { rawRequest } from './http.ts'
 
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
 
 /** The attacks, run in the page; each resolves with what the page could see. */
 const ATTACKS = `
@@ -67,7 +66,6 @@ describe('the local API against a hostile web page', () => {
   let token: string
 
   before(async () => {
-    await access(CHROMIUM).catch(() => { throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM)`) })
     net = await startTestnet(1)
     const ep = await endpointFromHome(net.nodes[0].home)
     api = ep.url!
@@ -78,12 +76,8 @@ describe('the local API against a hostile web page', () => {
     })
     await new Promise<void>(resolve => evil.listen(0, '127.0.0.1', resolve))
     evilUrl = `http://127.0.0.1:${(evil.address() as AddressInfo).port}/`
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-        // DNS rebinding, modelled: the attacker's names resolve to this computer
-        '--host-resolver-rules=MAP rebind.test 127.0.0.1, MAP 127.0.0.1.rebind.test 127.0.0.1, MAP localhost.rebind.test 127.0.0.1']
-    })
+    // DNS rebinding, modelled: the attacker's names resolve to this computer
+    browser = await launchChromium(['--host-resolver-rules=MAP rebind.test 127.0.0.1, MAP 127.0.0.1.rebind.test 127.0.0.1, MAP localhost.rebind.test 127.0.0.1'])
     context = await browser.newContext()
   })
   after(async () => {

@@ -6,83 +6,56 @@
  */
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { CLI, NODE, runCli, startTestnet, type Testnet } from '../packages/testnet/src/index.ts'
+import { Tmux, sh } from './tmux.ts'
 
-const TMUX = '/usr/bin/tmux'
-let socket = ''
-const TMUX_ENV = { ...process.env, TERM: process.env.TERM == null || process.env.TERM === 'dumb' ? 'xterm-256color' : process.env.TERM }
-
-async function tmux (...args: string[]): Promise<string> {
-  return await new Promise((resolve, reject) => {
-    execFile(TMUX, ['-S', socket, '-f', '/dev/null', ...args], { env: TMUX_ENV, timeout: 10_000 }, (err, stdout, stderr) => {
-      if (err != null) reject(new Error(`tmux ${args.join(' ')}: ${err.message} ${stderr}`))
-      else resolve(stdout)
-    })
-  })
-}
-
-const sh = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
 const short = (id: string): string => `${id.slice(0, 8)}…${id.slice(-4)}`
-
-async function waitScreen (session: string, want: string | RegExp, timeoutMs = 20_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs
-  let last = ''
-  while (Date.now() < deadline) {
-    last = await tmux('capture-pane', '-p', '-t', session).catch((err: Error) => err.message)
-    if (typeof want === 'string' ? last.includes(want) : want.test(last)) return last
-    await sleep(200)
-  }
-  assert.fail(`the screen of ${session} did not show ${String(want)} within ${timeoutMs} ms:\n${last}`)
-}
 
 describe('p2pos top', () => {
   let net: Testnet
+  let tmux: Tmux
   const session = `top-${randomBytes(3).toString('hex')}`
 
   before(async () => {
-    socket = join(await mkdtemp(join(tmpdir(), 'p2pos-tmux-')), 'tmux.sock')
+    tmux = await Tmux.start()
     net = await startTestnet(3)
   })
   after(async () => {
-    await tmux('kill-server').catch(() => {})
-    await rm(join(socket, '..'), { recursive: true, force: true })
+    await tmux?.stop()
     await net?.stop()
   })
 
   it('shows peers with their path, a peer that connects while it runs, an app\'s traffic, and quits on q', async () => {
     const [a, b, c] = net.nodes
     await a.client.connectPeer(b.addr)
-    await tmux('new-session', '-d', '-s', session, '-x', '130', '-y', '40',
-      `env P2POS_HOME=${sh(a.home)} ${sh(NODE)} ${sh(CLI)} top; echo TOP-EXIT=$?; sleep 600`)
-    let screen = await waitScreen(session, 'Peers (1)')
+    await tmux.open(session, 130, 40, `env P2POS_HOME=${sh(a.home)} ${sh(NODE)} ${sh(CLI)} top; echo TOP-EXIT=$?; sleep 600`)
+    let screen = await tmux.waitScreen(session, 'Peers (1)')
     assert.match(screen, new RegExp(`${short(b.peerId).replace('…', '.')}\\s+direct tcp\\s+`))
     // libp2p pings once a minute; top pings a peer without a round trip itself
-    screen = await waitScreen(session, new RegExp(`${short(b.peerId).replace('…', '.')}\\s+direct tcp\\s+[\\d.]+ ms`))
+    screen = await tmux.waitScreen(session, new RegExp(`${short(b.peerId).replace('…', '.')}\\s+direct tcp\\s+[\\d.]+ ms`))
     assert.match(screen, /Reach\s+(unknown|public|private) — /)
     assert.match(screen, /Storage\s+offered nothing/)
 
     // a third daemon connects while the view is open
     await c.client.connectPeer(a.addr)
-    screen = await waitScreen(session, 'Peers (2)')
+    screen = await tmux.waitScreen(session, 'Peers (2)')
     assert.ok(screen.includes(short(c.peerId)), screen)
 
     // an app sends 2 MiB to its copy on B: the app appears with its bytes
     const listener = await b.client.listen('org.test.top', ch => ch.onMessage(() => {}))
     const ch = await a.client.open(b.peerId, 'org.test.top')
     for (let i = 0; i < 8; i++) await ch.send(new Uint8Array(256 * 1024))
-    screen = await waitScreen(session, /org\.test\.top\s+.*\s2\.0 MiB/)
+    screen = await tmux.waitScreen(session, /org\.test\.top\s+.*\s2\.0 MiB/)
     assert.match(screen, /Apps \(1\)/)
     await ch.close()
     listener.close()
 
-    await tmux('send-keys', '-t', session, 'q')
-    screen = await waitScreen(session, 'TOP-EXIT=0')
+    await tmux.run('send-keys', '-t', session, 'q')
+    screen = await tmux.waitScreen(session, 'TOP-EXIT=0')
     assert.ok(!screen.includes('Peers ('), 'the alternate screen is gone, the shell\'s is back')
   })
 
