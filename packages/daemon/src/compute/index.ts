@@ -13,8 +13,7 @@ import { isAbsolute, join } from 'node:path'
 import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface'
 import { byteStream } from '@libp2p/utils'
 import { CID } from 'multiformats/cid'
-import * as raw from 'multiformats/codecs/raw'
-import { sha256 } from 'multiformats/hashes/sha2'
+import { offerKey } from '../dht/offers.ts'
 import { COMPUTE_PROTOCOL, LIMITS, P2posError, isErrorCode, type ComputeStatus, type JobStatus, type Params } from '@p2pos/api'
 import type { EventBus } from '../core/events.ts'
 import type { RouteTable } from '../core/routes.ts'
@@ -54,12 +53,8 @@ const MEMORY_PER_CORE = 256 * 1024 * 1024
 /** Programs kept compiled on a worker (by id and memory limit) and their bytes. */
 const MODULE_CACHE = 8
 
-let offerKey: CID | undefined
 /** COMPUTE_OFFER_KEY (compute.md §3): computers offering cores provide it in the DHT. */
-export async function computeOfferKey (): Promise<CID> {
-  offerKey ??= CID.createV1(raw.code, await sha256.digest(new TextEncoder().encode('p2pos-compute-offer/1')))
-  return offerKey
-}
+export const computeOfferKey = offerKey('p2pos-compute-offer/1')
 
 export function compute (init: ComputeInit): (components: ComputeComponents) => ComputeService {
   return (components) => new ComputeService(components, init)

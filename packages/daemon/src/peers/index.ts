@@ -28,9 +28,13 @@ export interface PeerComponents {
   reconnect: number
 }
 
+/** Peers whose last ping round trip is remembered (for peers.list); the least recently pinged go first. */
+const RTT_MEMORY = 1024
+
 export class PeerService {
   readonly name = 'peers'
   private readonly c: PeerComponents
+  /** The last ping's round trip by peer, at most RTT_MEMORY of them (it kept every peer ever pinged). */
   private readonly lastRtt = new Map<string, number>()
   private readonly onOpen = (e: Libp2pEvents['connection:open']): void => {
     this.c.events.broadcast({ event: 'peer.connected', data: { ...describe(e.detail) } })
@@ -112,7 +116,9 @@ export class PeerService {
     }
     const conn = this.c.node.getConnections(id)[0]
     if (conn == null) throw new P2posError('E_NOT_CONNECTED', `the connection to ${peer} closed after the ping`)
+    this.lastRtt.delete(peer)
     this.lastRtt.set(peer, rtt)
+    if (this.lastRtt.size > RTT_MEMORY) this.lastRtt.delete(this.lastRtt.keys().next().value!)
     return { peerId: peer, rttMs: rtt, relayed: isRelayed(conn), addr: conn.remoteAddr.toString() }
   }
 

@@ -5,6 +5,7 @@
  */
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { offerKey } from '../dht/offers.ts'
 import * as raw from 'multiformats/codecs/raw'
 import * as dagPb from '@ipld/dag-pb'
 import { BaseBlockstore } from 'blockstore-core'
@@ -38,12 +39,8 @@ export function cidText (cid: CID): string {
   return cid.toV1().toString()
 }
 
-let offerKey: CID | undefined
 /** OFFER_KEY (storage.md §4): computers with a quota > 0 provide it in the DHT. */
-export async function storageOfferKey (): Promise<CID> {
-  offerKey ??= CID.createV1(raw.code, await sha256.digest(new TextEncoder().encode('p2pos-storage-offer/1')))
-  return offerKey
-}
+export const storageOfferKey = offerKey('p2pos-storage-offer/1')
 
 async function collect (chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<Uint8Array> {
   const parts: Uint8Array[] = []
