@@ -34,6 +34,7 @@ describe('web dashboard', { timeout: 180_000 }, () => {
     const [a, b] = net.nodes
     await a.client.connectPeer(b.addr)
     await a.client.storageOffer(2 * 1024 ** 3)
+    await a.client.computeOffer(2)
     await a.client.createGroup('Design team')
     browser = await launchChromium()
     context = await browser.newContext({ viewport: { width: 1360, height: 900 } })
@@ -71,6 +72,7 @@ describe('web dashboard', { timeout: 180_000 }, () => {
     assert.match(await page.locator('#reach-headline').innerText(), /^(unknown|public|private)/)
     await page.locator('#reach-facts li', { hasText: 'Why:' }).waitFor()
     await page.locator('#storage-text', { hasText: 'of 2.0 GiB offered' }).waitFor()
+    await page.locator('#compute-text', { hasText: /^2 cores and 512(\.0)? MiB offered to anyone: 0 tasks running, 0 done for others\.$/ }).waitFor()
     await page.locator('#groups li', { hasText: 'Design team' }).waitFor()
     assert.equal(await page.locator('#map circle.node-peer').count(), 1)
     await page.screenshot({ path: join(shots, '1-one-peer.png'), fullPage: true })

@@ -39,6 +39,7 @@ describe('p2pos top', () => {
     screen = await tmux.waitScreen(session, new RegExp(`${short(b.peerId).replace('…', '.')}\\s+direct tcp\\s+[\\d.]+ ms`))
     assert.match(screen, /Reach\s+(unknown|public|private) — /)
     assert.match(screen, /Storage\s+offered nothing/)
+    assert.match(screen, /Compute\s+offered nothing; 0 tasks running, 0 done for others/)
 
     // a third daemon connects while the view is open
     await c.client.connectPeer(a.addr)

@@ -1,8 +1,8 @@
 /**
  * `p2pos top` — a live view of the node and its network in the terminal, refreshed every second: who is
  * connected and over which path (direct, or relayed through whom) with round-trip times, traffic by peer
- * and by app with the last minute as a sparkline, reach, and storage. Through the SDK only (node.info,
- * peers.list, node.reach, metrics.traffic, metrics.history, storage.status).
+ * and by app with the last minute as a sparkline, reach, storage and compute. Through the SDK only (node.info,
+ * peers.list, node.reach, metrics.traffic, metrics.history, storage.status, compute.status).
  *
  * Plain ANSI (the alternate screen, cursor home, clear to end of line): it works in any terminal and over
  * SSH, and needs no TUI library for one screen that only redraws. `q` or Ctrl-C quits; `--once` prints
@@ -22,6 +22,7 @@ interface Frame {
   traffic?: Awaited<ReturnType<P2pos['traffic']>>
   spark?: { in: Array<number | null>, out: Array<number | null> }
   storage?: Awaited<ReturnType<P2pos['storageStatus']>>
+  compute?: Awaited<ReturnType<P2pos['computeStatus']>>
   /** Round trips top measured itself (peers.ping) for peers libp2p has not pinged yet. */
   pinged?: Map<string, number>
   error?: string
@@ -62,11 +63,11 @@ export async function run (argv: string[]): Promise<number> {
 }
 
 async function fetchFrame (p2p: P2pos): Promise<Frame> {
-  const [info, peers, reach, traffic, history, storage] = await Promise.all([
+  const [info, peers, reach, traffic, history, storage, compute] = await Promise.all([
     p2p.info(), p2p.peers(), p2p.reach(), p2p.traffic(),
-    p2p.history({ series: ['bytes.in', 'bytes.out'], points: 60 }), p2p.storageStatus()
+    p2p.history({ series: ['bytes.in', 'bytes.out'], points: 60 }), p2p.storageStatus(), p2p.computeStatus()
   ])
-  return { at: new Date(), peerId: info.peerId, peers, reach, traffic, storage, spark: { in: history.series[0].points, out: history.series[1].points } }
+  return { at: new Date(), peerId: info.peerId, peers, reach, traffic, storage, compute, spark: { in: history.series[0].points, out: history.series[1].points } }
 }
 
 /** One frame's data; a failure of the daemon is shown in the frame rather than ending the view. */
@@ -232,5 +233,10 @@ export function render (f: Frame, width: number, height: number, color: boolean)
   const s = f.storage!
   line('')
   line(`Storage    offered ${s.quota === 0 ? 'nothing' : human(s.quota)}; holding ${human(s.used)} in ${s.heldForOthers} holdings for others; own ${human(s.ownBytes)} in ${s.items} items`)
+  const c = f.compute
+  if (c != null) {
+    const offer = c.cores === 0 ? 'nothing' : `${c.cores} core${c.cores === 1 ? '' : 's'} and ${human(c.memory)} to ${c.from}`
+    line(`Compute    offered ${offer}; ${c.running} tasks running, ${c.done} done for others; ${c.trust.filter(t => t.trusted).length} trusted workers`)
+  }
   return Number.isFinite(height) ? lines.slice(0, height) : lines
 }

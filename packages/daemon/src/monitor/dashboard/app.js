@@ -290,6 +290,17 @@ function renderStorage (s) {
   $('storage-own').textContent = `Own content: ${bytes(s.ownBytes)} in ${s.items} item${s.items === 1 ? '' : 's'}.`
 }
 
+function renderCompute (c) {
+  $('compute-text').textContent = c.cores === 0
+    ? 'No CPU offered to other computers (p2pos compute offer --cores N).'
+    : `${c.cores} core${c.cores === 1 ? '' : 's'} and ${bytes(c.memory)} offered to ${c.from}: ${c.running} task${c.running === 1 ? '' : 's'} running, ${c.done} done for others.`
+  const trusted = c.trust.filter(t => t.trusted).length
+  const shunned = c.trust.filter(t => t.shunned).length
+  $('compute-trust').textContent = c.trust.length === 0
+    ? 'No job of this computer has run on others yet.'
+    : `Workers known from this computer's jobs: ${c.trust.length}, ${trusted} trusted, ${shunned} shunned.`
+}
+
 function renderNode (info, who) {
   $('me').textContent = info.peerId
   $('me-name').textContent = who.name ?? 'This computer'
@@ -320,8 +331,8 @@ async function fast () {
 }
 
 async function slow (conns, traffic) {
-  const [info, who, reach, apps, groups, storage] = await Promise.all([
-    call('node.info'), call('people.whoami'), call('node.reach'), call('apps.list'), call('groups.list'), call('storage.status')
+  const [info, who, reach, apps, groups, storage, compute] = await Promise.all([
+    call('node.info'), call('people.whoami'), call('node.reach'), call('apps.list'), call('groups.list'), call('storage.status'), call('compute.status')
   ])
   const withOnline = await Promise.all(groups.slice(0, 20).map(async g => {
     const members = await call('groups.members', { group: g.id }).catch(() => [])
@@ -332,6 +343,7 @@ async function slow (conns, traffic) {
   renderApps(apps, traffic)
   renderGroups(withOnline)
   renderStorage(storage)
+  renderCompute(compute)
 }
 
 async function run () {
