@@ -13,7 +13,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p } from 'libp2p'
 import { startTestnet, type Testnet } from '../packages/testnet/src/index.ts'
 import { bareLibp2p } from './spec-peer.ts'
-import { callApi, fuzzApi, fuzzFrames, fuzzHttp, fuzzValidApi, fuzzWire, judgeApi, speak, type Findings, type Target } from './fuzz/surfaces.ts'
+import { fuzzApi, fuzzFrames, fuzzHttp, fuzzValidApi, fuzzWire, speak, verdictOf, type Findings, type Target } from './fuzz/surfaces.ts'
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261202)
 /** The event loop's longest stall allowed here: the issue's bound is 100 ms (bench:fuzz measures it on a quiet machine); npm test shares 2 cores with whatever else runs. */
@@ -94,8 +94,7 @@ describe('fuzzing (seeded sample)', () => {
     const corpus: Array<{ surface: string, input: any }> = JSON.parse(await readFile(new URL('./fuzz/corpus.json', import.meta.url), 'utf8'))
     for (const { surface, input } of corpus) {
       if (surface === 'api') {
-        const { status, body } = await callApi(target, input)
-        const v = judgeApi(status, body, input.method)
+        const v = await verdictOf(target, input)
         assert.equal(v.why, undefined, `${JSON.stringify(input)}: ${v.why}`)
       } else if (surface === 'wire') {
         const { outcome } = await speak(target, input.protocol, Buffer.from(input.bytes, 'hex'))

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { P2posError } from '@p2pos/sdk'
-import { startTestnet, type Testnet } from '../packages/testnet/src/index.ts'
+import { startTestnet, type TestDaemon, type Testnet } from '../packages/testnet/src/index.ts'
 import { until } from '../packages/testnet/src/wait.ts'
 import { rawRequest } from './http.ts'
 
@@ -27,6 +27,15 @@ function sample (text: string, name: string, labels: Record<string, string> = {}
     if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3])
   }
   return undefined
+}
+
+/** One message of `bytes` from `from`'s app APP to `to`'s, acknowledged; the channel and the listener closed again. */
+async function sendOnce (from: TestDaemon, to: TestDaemon, bytes = SIZE): Promise<void> {
+  const listener = await to.client.listen(APP, ch => ch.onMessage(() => {}))
+  const ch = await from.client.open(to.peerId, APP)
+  await ch.send(new Uint8Array(bytes))
+  await ch.close()
+  listener.close()
 }
 
 const rejects = async (p: Promise<unknown>, code: string, field?: string): Promise<void> => {
@@ -173,11 +182,7 @@ describe('metrics turned off', () => {
   it('counts no bytes, but still serves the figures read from state', async () => {
     const [a, b] = net.nodes
     await net.connectAll()
-    const listener = await b.client.listen(APP, ch => ch.onMessage(() => {}))
-    const ch = await a.client.open(b.peerId, APP)
-    await ch.send(new Uint8Array(64 * 1024))
-    await ch.close()
-    listener.close()
+    await sendOnce(a, b, 64 * 1024)
     const t = await a.client.traffic()
     assert.equal(t.counting, false)
     assert.equal(t.total.out, 0)
@@ -197,11 +202,7 @@ describe('metrics of daemons in one process', () => {
   it('keeps each daemon\'s figures apart (one registry each; the process\'s metrics once in each text)', async () => {
     const [a, b, c] = net.nodes
     await a.client.connectPeer(b.addr)
-    const listener = await b.client.listen(APP, ch => ch.onMessage(() => {}))
-    const ch = await a.client.open(b.peerId, APP)
-    await ch.send(new Uint8Array(SIZE))
-    await ch.close()
-    listener.close()
+    await sendOnce(a, b)
     const [ta, tb, tc] = await Promise.all([a, b, c].map(async d => await d.client.metricsText()))
     assert.ok(sample(ta, 'p2pos_app_bytes_total', { app: APP, direction: 'out' })! >= SIZE)
     assert.ok(sample(ta, 'p2pos_app_bytes_total', { app: APP, direction: 'in' })! < 1024, 'only the acknowledgement came back')
@@ -224,11 +225,7 @@ describe('metrics history across a restart', () => {
   it('keeps the seconds and minutes recorded before the daemon stopped', async () => {
     const [a, b] = net.nodes
     await a.client.connectPeer(b.addr)
-    const listener = await b.client.listen(APP, ch => ch.onMessage(() => {}))
-    const ch = await a.client.open(b.peerId, APP)
-    await ch.send(new Uint8Array(SIZE))
-    await ch.close()
-    listener.close()
+    await sendOnce(a, b)
     const sent = (h: Awaited<ReturnType<typeof a.client.history>>): number => h.series[0].points.reduce<number>((s, p) => s + (p ?? 0), 0)
     await until('the send in the history', async () => sent(await a.client.history({ series: ['bytes.out'], points: 60 })) > SIZE)
     const before = await a.client.history({ series: ['bytes.out', `app:${APP}:out`], points: 120 })

@@ -91,16 +91,20 @@ export function judgeApi (status: number, body: string, method?: string): { kind
   return { kind: code }
 }
 
+/** Calls the API with `input` and judges the answer; a call with no answer within `timeoutMs` is a finding. */
+export async function verdictOf (t: Target, input: ApiInput, timeoutMs?: number): Promise<{ kind: string, why?: string }> {
+  try {
+    const { status, body } = await callApi(t, input, timeoutMs)
+    return judgeApi(status, body, input.method)
+  } catch (err: any) {
+    return { kind: 'no answer', why: String(err?.message ?? err) }
+  }
+}
+
 export async function fuzzApi (t: Target, numRuns: number, seed: number, findings = newFindings()): Promise<Findings> {
   await fc.assert(fc.asyncProperty(apiInput, async (input) => {
     findings.runs++
-    let verdict: { kind: string, why?: string }
-    try {
-      const { status, body } = await callApi(t, input)
-      verdict = judgeApi(status, body, input.method)
-    } catch (err: any) {
-      verdict = { kind: 'no answer', why: String(err?.message ?? err) }
-    }
+    const verdict = await verdictOf(t, input)
     count(findings, verdict.kind)
     if (verdict.why != null) findings.failures.push({ input, why: verdict.why })
   }), { numRuns, seed })
@@ -149,13 +153,7 @@ export const validApiInput: fc.Arbitrary<ApiInput> = fc.constantFrom(...VALID_ME
 export async function fuzzValidApi (t: Target, numRuns: number, seed: number, findings = newFindings()): Promise<Findings> {
   await fc.assert(fc.asyncProperty(validApiInput, async (input) => {
     findings.runs++
-    let verdict: { kind: string, why?: string }
-    try {
-      const { status, body } = await callApi(t, input, 20_000)
-      verdict = judgeApi(status, body, input.method)
-    } catch (err: any) {
-      verdict = { kind: 'no answer', why: String(err?.message ?? err) }
-    }
+    const verdict = await verdictOf(t, input, 20_000)
     count(findings, `${input.method}: ${verdict.kind}`)
     if (verdict.why != null) findings.failures.push({ input, why: verdict.why })
   }), { numRuns, seed })

@@ -26,8 +26,6 @@ export class PubsubService {
   private readonly c: PubsubComponents
   /** gossipsub topic → sessions wanting it */
   private readonly wanted = new Map<string, Set<Session>>()
-  /** gossipsub topic → author → its token bucket (the per-author rate, rateLimit below) */
-  private readonly buckets = new Map<string, Map<string, { tokens: number, at: number }>>()
 
   constructor (c: PubsubComponents) {
     this.c = c
@@ -70,7 +68,7 @@ export class PubsubService {
     if (set == null) {
       set = new Set()
       this.wanted.set(t, set)
-      this.c.pubsub.topicValidators.set(t, this.rateLimit(t))
+      this.c.pubsub.topicValidators.set(t, this.rateLimit())
       this.c.pubsub.subscribe(t)
     }
     if (!set.has(session)) {
@@ -85,7 +83,6 @@ export class PubsubService {
     const set = this.wanted.get(t)
     if (set?.delete(session) === true && set.size === 0) {
       this.wanted.delete(t)
-      this.buckets.delete(t)
       this.c.pubsub.topicValidators.delete(t)
       this.c.pubsub.unsubscribe(t)
     }
@@ -109,13 +106,12 @@ export class PubsubService {
    * at most, in bursts of as many: a token bucket per author. More are ignored — neither delivered to the
    * apps nor forwarded — without a score penalty for the peer that relayed them, which may be honest
    * (gossipsub would punish the relaying neighbour for a Reject). Unsigned messages have no author and
-   * share one bucket. The buckets of a topic live while it is subscribed; past 10 000 authors, those
+   * share one bucket. The buckets of a topic live with its validator, while it is subscribed; past 10 000 authors, those
    * whose buckets have filled again are forgotten.
    */
-  private rateLimit (topic: string): TopicValidatorFn {
+  private rateLimit (): TopicValidatorFn {
     const rate = LIMITS.pubsubPerPeerPerSecond
     const authors = new Map<string, { tokens: number, at: number }>()
-    this.buckets.set(topic, authors)
     return (_from, msg) => {
       const author = msg.type === 'signed' ? msg.from.toString() : ''
       const now = Date.now()
