@@ -57,7 +57,7 @@ const APP = 'lab.echo'
 const SEND_DEADLINE_MS = 60_000
 const UPGRADE_WATCH_MS = 20_000
 
-function labConfig (transport: Transport, bootstrap: string[], mdns: boolean): Record<string, unknown> {
+export function labConfig (transport: Transport, bootstrap: string[], mdns: boolean): Record<string, unknown> {
   // makeHome starts from the loopback test config; undo it back to the stock defaults
   return {
     // undefined drops the key (JSON), leaving the daemon's default listen addresses
@@ -74,7 +74,7 @@ function labConfig (transport: Transport, bootstrap: string[], mdns: boolean): R
   }
 }
 
-interface LabRun {
+export interface LabRun {
   lab: Lab
   /** A fresh folder for homes and files, removed afterwards. */
   root: string
@@ -84,7 +84,7 @@ interface LabRun {
 }
 
 /** Runs `fn` with a new lab; whatever happens, stops its daemons, removes its namespaces and files. */
-async function inLab<T> (fn: (run: LabRun) => Promise<T>): Promise<T> {
+export async function inLab<T> (fn: (run: LabRun) => Promise<T>): Promise<T> {
   const lab = new Lab()
   const root = await mkdtemp(join(tmpdir(), 'p2pos-lab-'))
   const daemons: TestDaemon[] = []

@@ -23,6 +23,7 @@ export const ConfigFileSchema = Obj({
   reconnectPeers: Type.Optional(Int(100_000, 0, { description: 'at start, redial up to this many peers remembered in the peer store' })),
   maxConnections: Type.Optional(Int(100_000, 8, { description: 'connections kept open; above it the least valuable are closed (wire.md §13)' })),
   publicNetworks: Strings('extra CIDR ranges that count as the public internet here, e.g. "203.0.113.0/24"'),
+  portMapping: Type.Optional(Type.Boolean({ description: 'ask the home router to forward our TCP port (UPnP-IGD, else NAT-PMP); the mapped address counts once a dial-back reaches it' })),
   metrics: Type.Optional(Type.Boolean({ description: 'count bytes by peer, protocol and app, and collect libp2p\'s own metrics (metrics.md); false: only figures read from state (connections, storage)' })),
   metricsListen: Type.Optional(Type.String({
     pattern: '^$|^(\\[[0-9a-fA-F:.]+\\]|[0-9.]+|localhost):[0-9]{1,5}$',

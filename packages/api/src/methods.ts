@@ -83,6 +83,20 @@ export const PeerConnectionSchema = Type.Object({
   openedAt: Type.Number()
 })
 
+export const PortMappingReportSchema = Type.Object({
+  state: OneOf('off', 'searching', 'mapped', 'failed'),
+  // why it failed: no UPnP-IGD or NAT-PMP gateway answered; the gateway refused; its external address is
+  // not public (another NAT in front of it)
+  failure: Nullable(OneOf('no-gateway', 'refused', 'not-public')),
+  protocol: Nullable(OneOf('upnp-igd', 'nat-pmp')),
+  gateway: Nullable(Type.String({ description: 'the gateway that mapped: HOST:PORT of its UPnP-IGD description URL, or its IP for NAT-PMP' })),
+  internal: Nullable(Type.String({ description: 'IP:PORT on this computer the gateway forwards to (our TCP listener)' })),
+  external: Nullable(Type.String({ description: 'the mapped public address, a multiaddr; reachability turns public once a dial-back reached it' })),
+  lifetimeS: Nullable(Type.Integer({ description: 'the lease asked for, renewed before it ends' })),
+  since: Nullable(Type.String({ description: 'when the mapping was made (ISO 8601)' })),
+  reason: Type.String({ description: 'what happened, in words' })
+})
+
 export const ReachReportSchema = Type.Object({
   reachability: ReachabilitySchema,
   reason: Type.String({ description: 'why, in words' }),
@@ -113,7 +127,8 @@ export const ReachReportSchema = Type.Object({
     relayedNow: Type.Array(Str, { description: 'peers reached only through a relay right now' })
   }),
   dhtMode: Str,
-  bootstrap: Type.Array(Str, { description: 'the bootstrap peers this node was configured with (multiaddrs): what p2pos doctor checks' })
+  bootstrap: Type.Array(Str, { description: 'the bootstrap peers this node was configured with (multiaddrs): what p2pos doctor checks' }),
+  portMapping: PortMappingReportSchema
 })
 
 export const PingResultSchema = Type.Object({ peerId: Str, rttMs: Type.Number(), relayed: Type.Boolean(), addr: Str })
@@ -539,6 +554,7 @@ export type NodeInfo = Static<typeof NodeInfoSchema>
 export type PeerConnection = Static<typeof PeerConnectionSchema>
 /** `node.reach`: what this node knows about how it can be reached (local-api.md §node.reach). */
 export type ReachReport = Static<typeof ReachReportSchema>
+export type PortMappingReport = Static<typeof PortMappingReportSchema>
 export type PingResult = Static<typeof PingResultSchema>
 export type Trace = Static<typeof TraceSchema>
 export type AppState = Static<typeof AppStateSchema>

@@ -31,6 +31,9 @@ export function defaults (home: string): Config {
     reconnectPeers: 50,
     maxConnections: 300,
     publicNetworks: [],
+    // on, as in BitTorrent clients and IPFS Kubo: a user behind a home router with UPnP or NAT-PMP on
+    // becomes reachable with no setting (docs/connectivity.md §Port mapping)
+    portMapping: true,
     metrics: true,
     metricsListen: ''
   }

@@ -110,6 +110,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
         dialPort: dialPortFor(listen),
         dhtMode: () => node.services.dht.getMode(),
         bootstrap: config.bootstrap,
+        portMapping: () => node?.services.portMapping?.report(),
         onReachability: followReachability({ node: () => node, events: sessions, dhtAuto: config.dhtMode === 'auto', log })
       })
     }, newest, {

@@ -82,6 +82,7 @@ function explain (r: ReachReport, peers: PeerConnection[], advice: string[], che
     if (r.nat.tcpDialPortKept === true) lines.push(`  it keeps our TCP dial port ${r.holePunch.tcpDialPort} as is: TCP hole punching can aim at it`)
     if (r.nat.tcpDialPortKept === false) lines.push(`  it renumbers our TCP dial port ${r.holePunch.tcpDialPort}: TCP hole punching to this computer is unlikely to work`)
   }
+  lines.push(portMappingLine(r.portMapping))
   const direct = peers.filter(p => !p.relayed).length
   lines.push(`Connections: ${peers.length} (${direct} direct, ${peers.length - direct} relayed); DHT ${r.dhtMode} mode`)
   // one relay announces a circuit address per address of its own: name each relay once
@@ -112,6 +113,14 @@ function explain (r: ReachReport, peers: PeerConnection[], advice: string[], che
   return lines.join('\n')
 }
 
+function portMappingLine (m: ReachReport['portMapping']): string {
+  if (m.state === 'mapped') {
+    return `Port mapping: ${m.protocol === 'upnp-igd' ? 'UPnP-IGD' : 'NAT-PMP'} gateway ${m.gateway ?? '?'} forwards ${m.external ?? '?'} to ${m.internal ?? '?'} (lease ${m.lifetimeS ?? '?'} s, renewed; since ${m.since ?? '?'})`
+  }
+  if (m.state === 'searching') return `Port mapping: ${m.reason}`
+  return `Port mapping: ${m.state === 'failed' ? 'failed' : 'none'} — ${m.reason}`
+}
+
 /** Suggestions from the facts; the same list goes into --json as `advice`. */
 export function adviseOn (r: ReachReport, peers: PeerConnection[]): string[] {
   const out: string[] = []
@@ -124,7 +133,7 @@ export function adviseOn (r: ReachReport, peers: PeerConnection[]): string[] {
   }
   if (r.reachability === 'private') {
     if (r.relay.reservations.length === 0) out.push('No relay reservation yet: peers outside your network cannot reach you until a public p2pos peer is connected (it relays by default).')
-    out.push(`To be reachable directly, forward TCP and UDP port ${p2pPort(r)} on your router to this computer (or enable UPnP/NAT-PMP port mapping there).`)
+    out.push(`To be reachable directly, forward TCP and UDP port ${p2pPort(r)} on your router to this computer (or enable UPnP/NAT-PMP port mapping there${r.portMapping.state === 'off' && r.portMapping.reason.includes('configuration') ? ' and "portMapping": true in config.json' : ''}).`)
   }
   if (r.nat.mapping === 'endpoint-dependent' || r.nat.tcpDialPortKept === false) {
     out.push('Your NAT picks new ports for new connections (symmetric): direct connections to peers behind other NATs cannot be punched and stay relayed. A router setting for "endpoint-independent mapping" / "full-cone NAT", or a port forward, fixes it.')

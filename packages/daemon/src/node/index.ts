@@ -34,6 +34,7 @@ import type { ComputeService } from '../compute/index.ts'
 import { NewestSeqs, PERSON_NAMESPACES, personRecordValidator } from '../people/records.ts'
 import { pacedRelayDiscovery, relayServer, type RelayServer } from './relay.ts'
 import { connectionGuard, handshakeGate, headroomFor, type ConnectionGuard, type GuardInit } from './guard.ts'
+import { portMapper, type PortMapper } from '../reach/portmap.ts'
 
 /** p2pos's own protocols, as libp2p service factories (the daemon makes them with what they need from it). */
 export interface P2posProtocols {
@@ -66,6 +67,8 @@ export type P2posServices = {
   /** Who keeps a connection slot when there are more connections than `maxConnections` (guard.ts). */
   guard: ConnectionGuard
   compute: ComputeService
+  /** Absent with portMapping false. */
+  portMapping?: PortMapper
 }
 
 export type P2posNode = Libp2p<P2posServices>
@@ -125,6 +128,10 @@ export async function createNode (
     ...protocols,
     reach: (components: any) => (reachService = protocols.reach(components)),
     guard: connectionGuard({ max: config.maxConnections, keep: options.keep })
+  }
+  if (config.portMapping) {
+    // a mapping made (or lost) changes our candidate addresses: reach/ asks for a dial-back then
+    services.portMapping = portMapper({ networks, onChange: () => { reachService?.recheck() } })
   }
   if (config.relayService !== 'off') {
     // few reservations, but no per-circuit limit: stock relays cut a relayed connection after 2 minutes

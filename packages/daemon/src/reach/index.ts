@@ -18,7 +18,7 @@ import type { Connection, IdentifyResult, Libp2pEvents, PeerId, PeerInfo, PeerSt
 import type { AddressManager, AddressType, ConnectionManager, Registrar, TransportManager } from '@libp2p/interface-internal'
 import type { TypedEventTarget } from 'main-event'
 import { multiaddr } from '@multiformats/multiaddr'
-import { DCUTR_PROTOCOL, REACH_PROTOCOL, RELAY_HOP_PROTOCOL, type Reachability, type ReachReport } from '@p2pos/api'
+import { DCUTR_PROTOCOL, REACH_PROTOCOL, RELAY_HOP_PROTOCOL, type PortMappingReport, type Reachability, type ReachReport } from '@p2pos/api'
 import { USER_DIAL_PRIORITY, isRelayed } from '../node/dial.ts'
 import { ipOf, type Networks } from './networks.ts'
 import { askDialback, serveDialback, type DialbackResult } from './dialback.ts'
@@ -45,6 +45,8 @@ export interface ReachInit {
   dhtMode: () => string
   /** The configured bootstrap peers, for the report (doctor checks each). */
   bootstrap: string[]
+  /** What port mapping (portmap.ts) did, for the report; absent when it is off. */
+  portMapping?: () => PortMappingReport | undefined
 }
 
 /** Reach as a libp2p service: `services: { reach: reach(init) }`. */
@@ -246,6 +248,23 @@ export class ReachService implements Startable {
     }
   }
 
+  /**
+   * Our candidate addresses changed outside identify (a port mapping was made or lost): ask one
+   * connected peer that serves dial-backs now, instead of waiting for the next peer to connect.
+   */
+  recheck (): void {
+    if (!this.running) return
+    const key = this.candidates().map(c => c.addr).sort().join(' ')
+    if (key === '' || key === this.lastCandidates) { this.decide(); return }
+    void (async () => {
+      for (const conn of this.c.connectionManager.getConnections().slice(0, 32)) {
+        if (isRelayed(conn) || conn.status !== 'open') continue
+        const peer = await this.c.peerStore.get(conn.remotePeer).catch(() => null)
+        if (peer?.protocols.includes(REACH_PROTOCOL) === true) { await this.maybeProbe(conn); return }
+      }
+    })()
+  }
+
   private async maybeProbe (conn: Connection, retry = 0): Promise<void> {
     const peer = conn.remotePeer.toString()
     const candidates = this.candidates()
@@ -293,11 +312,17 @@ export class ReachService implements Startable {
     const probes = this.probes.filter(p => now - p.at < EVIDENCE_MS && p.error == null)
     const ok = probes.filter(p => p.results.some(r => r.ok))
     const failed = probes.filter(p => p.results.length > 0 && p.results.every(r => !r.ok))
+    // the vote is per address: failures to reach one address (an unmapped QUIC port, say) say nothing
+    // against another that peers reached (a TCP port the router maps since)
+    const votes = new Map<string, number>()
+    for (const p of probes) for (const x of p.results) votes.set(x.addr, (votes.get(x.addr) ?? 0) + (x.ok ? 1 : -1))
+    const proven = ok.filter(p => p.results.some(x => x.ok && (votes.get(x.addr) ?? 0) >= 0))
     const candidates = this.candidates()
     let r: Reachability
-    if (ok.length > 0 && ok.length >= failed.length) {
+    if (proven.length > 0) {
+      const last = proven[proven.length - 1]
       r = 'public'
-      this.reason = `${ok[ok.length - 1].peer} reached ${ok[ok.length - 1].results.find(x => x.ok)?.addr ?? '?'} with a new connection`
+      this.reason = `${last.peer} reached ${last.results.find(x => x.ok && (votes.get(x.addr) ?? 0) >= 0)?.addr ?? '?'} with a new connection`
     } else if (failed.length > 0) {
       r = 'private'
       this.reason = `peers could not open a connection to ${[...new Set(failed.flatMap(p => p.results.map(x => x.addr)))].join(', ')}`
@@ -385,7 +410,8 @@ export class ReachService implements Startable {
         relayedNow: this.relayedOnly()
       },
       dhtMode: this.init.dhtMode(),
-      bootstrap: this.init.bootstrap
+      bootstrap: this.init.bootstrap,
+      portMapping: this.init.portMapping?.() ?? { state: 'off', failure: null, protocol: null, gateway: null, internal: null, external: null, lifetimeS: null, since: null, reason: 'off in the configuration (portMapping: false)' }
     }
   }
 }

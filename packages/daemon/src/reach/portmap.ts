@@ -1,0 +1,300 @@
+/**
+ * Port mapping: asks the home router to forward our TCP listen port to this computer, by UPnP-IGD or,
+ * where the router does not answer UPnP, by NAT-PMP (PCP's predecessor, which PCP servers also answer).
+ * The mapped address is only a candidate: reach/ asks a peer to dial back to it (dialback.ts), and only
+ * then is it announced and are we `public`. `p2pos doctor` says what happened (`portMapping` in
+ * `node.reach`, local-api.md).
+ *
+ * The protocols come from @achingbrain/nat-port-mapper, the library @libp2p/upnp-nat is built on.
+ * @libp2p/upnp-nat itself is not used, because:
+ * - it refuses to map whenever the router's external address is "private" by @libp2p/utils' isPrivateIp
+ *   (DoubleNATError, also with a configured `externalAddress`), and that rule counts the documentation
+ *   and CGNAT ranges as private: a lab on 203.0.113.0/24, or a campus network declared in
+ *   `publicNetworks`, could never map. Here our own classifier (networks.ts) decides;
+ * - it keeps what it did to itself (a log line): doctor could not say which protocol, which address, for
+ *   how long, or why it failed;
+ * - it declares a dependency on @libp2p/autonat (which p2pos does not run, dialback.ts says why) unless
+ *   it confirms mapped addresses unverified;
+ * - it speaks UPnP only, no NAT-PMP.
+ * Two defects of nat-port-mapper 4.0.5 are worked around below: its NAT-PMP client sends the `ttl`
+ * option as the lease in seconds but schedules its own refresh `ttl` *milliseconds* later (so we renew
+ * ourselves), and its UPnP `unmap` deletes with an empty protocol, which removes only one of a TCP and
+ * a UDP mapping of the same port (so we map TCP only: QUIC stays unmapped).
+ */
+import { readFileSync } from 'node:fs'
+import { BlockList, isIPv4 } from 'node:net'
+import { networkInterfaces } from 'node:os'
+import type { PeerId, Startable } from '@libp2p/interface'
+import type { AddressManager, TransportManager } from '@libp2p/interface-internal'
+import { pmpNat, upnpNat, type Gateway, type PortMapping } from '@achingbrain/nat-port-mapper'
+import type { PortMappingReport } from '@p2pos/api'
+import type { Networks } from './networks.ts'
+
+export interface PortMapperComponents {
+  peerId: PeerId
+  addressManager: AddressManager
+  transportManager: TransportManager
+}
+
+export interface PortMapperInit {
+  networks: Networks
+  /** Called when a mapping is made or lost (reach/ then asks for a dial-back). */
+  onChange?: () => void
+  log?: (msg: string) => void
+}
+
+/** Lease asked for, s. UPnP gateways get at least an hour from nat-port-mapper anyway. */
+const LIFETIME_S = 3600
+/** How long an SSDP search for a UPnP gateway lasts, ms. */
+const SEARCH_MS = 5000
+/** Each request to a gateway, ms. */
+const REQUEST_MS = 5000
+/** After a failure (no gateway, refused), try again this much later, ms. */
+const RETRY_MS = 5 * 60_000
+/** Waiting for the TCP listener to be bound: this many tries, a second apart. */
+const LISTEN_TRIES = 10
+
+export function portMapper (init: PortMapperInit): (components: PortMapperComponents) => PortMapper {
+  return (components) => new PortMapper(components, init)
+}
+
+interface Mapped { gateway: Gateway, protocol: 'upnp-igd' | 'nat-pmp', mapping: PortMapping }
+
+export class PortMapper implements Startable {
+  private readonly c: PortMapperComponents
+  private readonly init: PortMapperInit
+  private state: PortMappingReport = idle('not started')
+  private mapped?: Mapped
+  private timer?: ReturnType<typeof setTimeout>
+  private running = false
+  /** The attempt under way, awaited by stop (so no mapping is made after it). */
+  private attempt?: Promise<void>
+  private readonly abort = new AbortController()
+
+  constructor (components: PortMapperComponents, init: PortMapperInit) {
+    this.c = components
+    this.init = init
+  }
+
+  readonly [Symbol.toStringTag] = 'p2pos/port-mapping'
+
+  async start (): Promise<void> {
+    this.running = true
+    this.state = idle('waiting for the TCP listener')
+  }
+
+  /** After libp2p's transports listen: their bound ports are known. */
+  afterStart (): void {
+    this.schedule(0)
+  }
+
+  async stop (): Promise<void> {
+    this.running = false
+    clearTimeout(this.timer)
+    this.abort.abort()
+    await this.attempt?.catch(() => {})
+    await this.unmap()
+    this.state = idle('stopped')
+  }
+
+  report (): PortMappingReport {
+    return { ...this.state }
+  }
+
+  private schedule (ms: number): void {
+    clearTimeout(this.timer)
+    if (!this.running) return
+    this.timer = setTimeout(() => {
+      this.attempt = this.run().catch((err: any) => {
+        this.fail('failed', `unexpected: ${errorText(err)}`, 'refused')
+      })
+    }, ms)
+    this.timer.unref()
+  }
+
+  private fail (state: 'failed' | 'off', reason: string, failure: PortMappingReport['failure'] = null): void {
+    this.state = { ...idle(reason), state, failure }
+    this.init.log?.(`port mapping: ${reason}`)
+    if (state === 'failed') this.schedule(RETRY_MS)
+  }
+
+  /** One attempt: find the port to map and the gateway, map, check the external address. */
+  private async run (): Promise<void> {
+    let target: { host: string, port: number } | undefined
+    for (let i = 0; i < LISTEN_TRIES && this.running; i++) {
+      target = this.tcpListener()
+      if (target != null) break
+      await new Promise(resolve => setTimeout(resolve, 1000).unref())
+    }
+    if (!this.running) return
+    if (target == null) { this.fail('off', 'no IPv4 TCP listener on a network interface (only loopback, or none): nothing to map'); return }
+    const local = localIPv4s()
+    if (target.host !== '0.0.0.0' && this.init.networks.isPublicIp(target.host)) { this.fail('off', `this computer listens on a public address (${target.host}): nothing to map`); return }
+    if (target.host === '0.0.0.0' && local.length > 0 && local.every(l => this.init.networks.isPublicIp(l.address))) {
+      this.fail('off', `this computer has a public address itself (${local.map(l => l.address).join(', ')}): nothing to map`); return
+    }
+    this.state = { ...idle('searching for a UPnP-IGD gateway, then NAT-PMP'), state: 'searching' }
+    const signal = (ms: number): AbortSignal => AbortSignal.any([this.abort.signal, AbortSignal.timeout(ms)])
+    const tried: string[] = []
+    // UPnP-IGD: the first gateway that answers the SSDP search
+    const upnp = upnpNat({ description: `p2pos ${this.c.peerId.toString()}`, ttl: LIFETIME_S * 1000, autoRefresh: true })
+    let gateway: Gateway | undefined
+    try {
+      for await (const gw of upnp.findGateways({ signal: signal(SEARCH_MS) })) {
+        if (gw.family === 'IPv4') { gateway = gw; break }
+      }
+    } catch {}
+    if (gateway == null) tried.push(`no UPnP-IGD gateway answered within ${SEARCH_MS / 1000} s`)
+    let mapped: Mapped | undefined
+    let refused = false
+    if (gateway != null) {
+      const host = target.host === '0.0.0.0' ? interfaceFacing(gateway.host, local) : target.host
+      try {
+        if (host == null) throw new Error(`no local address on the gateway's network (${gateway.host})`)
+        const mapping = await gateway.map(target.port, host, { protocol: 'TCP', signal: signal(REQUEST_MS) })
+        mapped = { gateway, protocol: 'upnp-igd', mapping }
+      } catch (err: any) {
+        refused = true
+        tried.push(`the UPnP-IGD gateway at ${gateway.host}:${gateway.port} refused: ${errorText(err)}`)
+        await gateway.stop({ signal: signal(1000) }).catch(() => {})
+      }
+    }
+    // NAT-PMP: asked of the default gateway (from the routing table; Linux only)
+    if (mapped == null && this.running) {
+      const router = defaultGateway()
+      const host = router == null ? undefined : (target.host === '0.0.0.0' ? interfaceFacing(router, local) : target.host)
+      if (router == null || host == null) tried.push('NAT-PMP: no default IPv4 gateway found')
+      else {
+        // the library's own refresh is off: it would fire LIFETIME_S *milliseconds* later (header)
+        const pmp = pmpNat(router, { description: `p2pos ${this.c.peerId.toString()}`, autoRefresh: false })
+        try {
+          const mapping = await pmp.map(target.port, host, { protocol: 'TCP', ttl: LIFETIME_S, signal: signal(REQUEST_MS) })
+          mapped = { gateway: pmp, protocol: 'nat-pmp', mapping }
+        } catch (err: any) {
+          // no answer (nothing listens there) is "no gateway"; an answer with an error code is a refusal
+          const silent = err.name === 'AbortError' || err.name === 'TimeoutError'
+          if (!silent) refused = true
+          tried.push(`NAT-PMP to ${router}: ${silent ? `no answer within ${REQUEST_MS / 1000} s` : `refused: ${errorText(err)}`}`)
+          await pmp.stop({ signal: signal(1000) }).catch(() => {})
+        }
+      }
+    }
+    if (!this.running) { if (mapped != null) { this.mapped = mapped; await this.unmap() } return }
+    if (mapped == null) {
+      this.fail('failed', refused ? tried.join('; ') : `no gateway found: ${tried.join('; ')}`, refused ? 'refused' : 'no-gateway')
+      return
+    }
+    const { mapping } = mapped
+    // our own rule of what is public (publicNetworks counts): a gateway whose external address is
+    // private sits behind another NAT, and a mapping there makes nobody outside able to reach us
+    if (!this.init.networks.isPublicIp(mapping.externalHost)) {
+      this.mapped = mapped
+      await this.unmap()
+      this.fail('failed', `the gateway's external address ${mapping.externalHost} is not public (another NAT in front of it); removed the mapping`, 'not-public')
+      return
+    }
+    this.mapped = mapped
+    this.c.addressManager.addPublicAddressMapping(mapping.internalHost, mapping.internalPort, mapping.externalHost, mapping.externalPort, 'tcp')
+    const now = Date.now()
+    this.state = {
+      state: 'mapped',
+      failure: null,
+      protocol: mapped.protocol,
+      gateway: mapped.protocol === 'upnp-igd' ? `${mapped.gateway.host}:${mapped.gateway.port}` : mapped.gateway.host,
+      internal: `${mapping.internalHost}:${mapping.internalPort}`,
+      external: `/ip4/${mapping.externalHost}/tcp/${mapping.externalPort}`,
+      lifetimeS: LIFETIME_S,
+      since: new Date(now).toISOString(),
+      reason: `${mapped.protocol === 'upnp-igd' ? 'UPnP-IGD' : 'NAT-PMP'} gateway forwards ${mapping.externalHost}:${mapping.externalPort} to ${mapping.internalHost}:${mapping.internalPort} (TCP)`
+    }
+    this.init.log?.(`port mapping: ${this.state.reason}`)
+    this.init.onChange?.()
+    // UPnP: nat-port-mapper renews before the lease ends; NAT-PMP: we do, at half the lease
+    if (mapped.protocol === 'nat-pmp') this.renewPmp(target.port, mapping.internalHost)
+  }
+
+  private renewPmp (port: number, host: string): void {
+    clearTimeout(this.timer)
+    this.timer = setTimeout(() => {
+      const m = this.mapped
+      if (m == null || !this.running) return
+      this.attempt = m.gateway.map(port, host, { protocol: 'TCP', ttl: LIFETIME_S, signal: AbortSignal.timeout(REQUEST_MS) }).then(
+        () => { this.renewPmp(port, host) },
+        async (err: any) => {
+          await this.unmap()
+          this.fail('failed', `the NAT-PMP gateway did not renew the mapping: ${errorText(err)}`, 'refused')
+          this.init.onChange?.()
+        })
+    }, LIFETIME_S * 500)
+    this.timer.unref()
+  }
+
+  /** Removes the mapping from the gateway and our address from the address manager. */
+  private async unmap (): Promise<void> {
+    const m = this.mapped
+    this.mapped = undefined
+    if (m == null) return
+    const { mapping } = m
+    try { this.c.addressManager.removePublicAddressMapping(mapping.internalHost, mapping.internalPort, mapping.externalHost, mapping.externalPort, 'tcp') } catch {}
+    const signal = AbortSignal.timeout(2000)
+    try {
+      // UPnP: the gateway object deletes every mapping it made; NAT-PMP: a lease of 0 deletes
+      if (m.protocol === 'nat-pmp') await m.gateway.unmap(mapping.internalPort, { signal })
+    } catch {}
+    await m.gateway.stop({ signal }).catch(() => {})
+  }
+
+  /** Our first IPv4 TCP listener (not WebSockets, not loopback), as bound. */
+  private tcpListener (): { host: string, port: number } | undefined {
+    for (const a of this.c.transportManager.getAddrs()) {
+      const m = /^\/ip4\/([^/]+)\/tcp\/(\d+)$/.exec(a.toString())
+      if (m == null || m[2] === '0' || m[1].startsWith('127.')) continue
+      return { host: m[1], port: Number(m[2]) }
+    }
+    return undefined
+  }
+}
+
+function idle (reason: string): PortMappingReport {
+  return { state: 'off', failure: null, protocol: null, gateway: null, internal: null, external: null, lifetimeS: null, since: null, reason }
+}
+
+function errorText (err: any): string {
+  return String(err?.message ?? err).slice(0, 200)
+}
+
+interface LocalAddr { address: string, cidr: string }
+
+function localIPv4s (): LocalAddr[] {
+  const out: LocalAddr[] = []
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal && a.cidr != null) out.push({ address: a.address, cidr: a.cidr })
+  }
+  return out
+}
+
+/** Our address on the network `ip` is on (the one a gateway there forwards to). */
+function interfaceFacing (ip: string, local: LocalAddr[]): string | undefined {
+  if (!isIPv4(ip)) return undefined
+  for (const l of local) {
+    const [net, bits] = l.cidr.split('/')
+    const list = new BlockList()
+    list.addSubnet(net, Number(bits), 'ipv4')
+    if (list.check(ip, 'ipv4')) return l.address
+  }
+  return undefined
+}
+
+/** The default IPv4 gateway from the kernel's routing table (Linux); undefined elsewhere or when none. */
+export function defaultGateway (): string | undefined {
+  let text: string
+  try { text = readFileSync('/proc/net/route', 'utf8') } catch { return undefined }
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/)
+    // Destination 0.0.0.0 with the gateway flag (0x2); the gateway is little-endian hex
+    if (f.length < 4 || f[1] !== '00000000' || (parseInt(f[3], 16) & 2) === 0) continue
+    const n = parseInt(f[2], 16)
+    return [n & 255, (n >>> 8) & 255, (n >>> 16) & 255, (n >>> 24) & 255].join('.')
+  }
+  return undefined
+}
