@@ -29,15 +29,22 @@ async function doctor (d: TestDaemon, json = true): Promise<any> {
   return json ? JSON.parse(r.stdout) : r.stdout
 }
 
-for (const protocol of ['upnp-igd', 'nat-pmp'] as const) {
-  test(`a host behind a router with ${protocol === 'upnp-igd' ? 'UPnP-IGD' : 'NAT-PMP'} maps its port, is public, and a peer behind another NAT connects to it directly`, { timeout: 180_000 }, async () => {
+const ROUTERS = [
+  { name: 'UPnP-IGD v2', protocol: 'upnp-igd', router: {} },
+  // as many home routers: IGD v1 only (nat-port-mapper speaks v2 only; reach/igd1.ts), no NAT-PMP
+  { name: 'UPnP-IGD v1', protocol: 'upnp-igd', router: { igdv1: true, natpmp: false } },
+  // UPnP off on the router, so the daemon's UPnP searches find nothing first
+  { name: 'NAT-PMP', protocol: 'nat-pmp', router: { upnp: false } }
+] as const
+
+for (const { name, protocol, router } of ROUTERS) {
+  test(`a host behind a router with ${name} maps its port, is public, and a peer behind another NAT connects to it directly`, { timeout: 180_000 }, async () => {
     await inLab(async ({ lab, start }) => {
       await buildPortMapLab(lab)
       const stopStun = await startStun(lab, 'pub', PUB)
       let upnpd: Miniupnpd | undefined
       try {
-        // NAT-PMP alone: UPnP off on the router, so the daemon's UPnP search finds nothing first
-        upnpd = await startMiniupnpd(lab, 'natA', { lan: '192.0.2.0/26', stunHost: PUB, upnp: protocol === 'upnp-igd' })
+        upnpd = await startMiniupnpd(lab, 'natA', { lan: '192.0.2.0/26', stunHost: PUB, ...router })
         const pub = await start('pub', labConfig('default', [], false))
         const boot = [`/ip4/${PUB}/tcp/4151/p2p/${pub.peerId}`]
         const a = await start('a', labConfig('default', boot, false))
@@ -68,6 +75,7 @@ for (const protocol of ['upnp-igd', 'nat-pmp'] as const) {
         assert.ok(doc.announcedAddrs.some((x: string) => x.startsWith(MAPPED)), `a announces the mapped address: ${doc.announcedAddrs.join(', ')}`)
         const text = await doctor(a, false)
         assert.match(text, new RegExp(`Port mapping: ${protocol === 'upnp-igd' ? 'UPnP-IGD' : 'NAT-PMP'} gateway .* forwards ${MAPPED} to 192.0.2.2:4151`))
+        assert.ok(doc.portMapping.reason.startsWith(`${name} gateway`), doc.portMapping.reason)
 
         // b, behind a plain NAT, reaches a at the mapped address: direct, no relay, no hole punch
         let received = 0
@@ -86,7 +94,7 @@ for (const protocol of ['upnp-igd', 'nat-pmp'] as const) {
         await a.kill('SIGTERM')
         const left = await upnpd.redirects()
         assert.deepEqual(left.filter(l => l.includes('192.0.2.2:4151')), [], `a's mapping is gone after it stopped: ${left.join('\n')}`)
-        console.log(`${protocol}: mapped ${mappedMs} ms, public ${publicMs} ms after a's daemon answered; b→a direct at ${conns.find(c => c.addr.startsWith(MAPPED))?.addr ?? '?'}`)
+        console.log(`${name}: mapped ${mappedMs} ms, public ${publicMs} ms after a's daemon answered; b→a direct at ${conns.find(c => c.addr.startsWith(MAPPED))?.addr ?? '?'}`)
         assert.ok(mapped.portMapping.since != null)
       } finally {
         await upnpd?.stop()
@@ -109,7 +117,7 @@ test('without a port-mapping router the same host is private and doctor says no 
     const doc = await doctor(a)
     assert.equal(doc.reachability, 'private', doc.reason)
     assert.equal(doc.portMapping.state, 'failed')
-    assert.match(doc.portMapping.reason, /no gateway found: no UPnP-IGD gateway answered .*NAT-PMP to 192\.0\.2\.1: no answer/)
+    assert.match(doc.portMapping.reason, /no gateway found: no UPnP-IGD v2 gateway answered .*no UPnP-IGD v1 gateway answered .*NAT-PMP to 192\.0\.2\.1: no answer/)
     assert.ok(!doc.announcedAddrs.some((x: string) => x.startsWith(MAPPED)))
     console.log(`off: ${doc.portMapping.reason}`)
   })

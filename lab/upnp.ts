@@ -82,6 +82,8 @@ export interface MiniupnpdOptions {
   /** UPnP-IGD on (default), or NAT-PMP alone. */
   upnp?: boolean
   natpmp?: boolean
+  /** Announce the IGD v1 device and service types instead of v2 (force_igd_desc_v1), as many routers do. */
+  igdv1?: boolean
   /** The LAN allowed to map, e.g. 192.0.2.0/26. */
   lan: string
   /** The STUN server miniupnpd asks how the internet sees its WAN address. */
@@ -130,7 +132,7 @@ export async function startMiniupnpd (lab: Lab, router: string, opts: MiniupnpdO
     `ext_stun_port=${STUN_PORT}`,
     'upnp_table_name=miniupnpd',
     'upnp_nat_table_name=miniupnpd',
-    'force_igd_desc_v1=no',
+    `force_igd_desc_v1=${opts.igdv1 === true ? 'yes' : 'no'}`,
     'secure_mode=yes',
     'system_uptime=no',
     `uuid=${randomUUID()}`,

@@ -5,7 +5,8 @@
  * then is it announced and are we `public`. `p2pos doctor` says what happened (`portMapping` in
  * `node.reach`, local-api.md).
  *
- * The protocols come from @achingbrain/nat-port-mapper, the library @libp2p/upnp-nat is built on.
+ * UPnP-IGD v2 and NAT-PMP come from @achingbrain/nat-port-mapper, the library @libp2p/upnp-nat is built
+ * on; UPnP-IGD v1, which it does not speak, from igd1.ts.
  * @libp2p/upnp-nat itself is not used, because:
  * - it refuses to map whenever the router's external address is "private" by @libp2p/utils' isPrivateIp
  *   (DoubleNATError, also with a configured `externalAddress`), and that rule counts the documentation
@@ -20,6 +21,8 @@
  * option as the lease in seconds but schedules its own refresh `ttl` *milliseconds* later (so we renew
  * ourselves), and its UPnP `unmap` deletes with an empty protocol, which removes only one of a TCP and
  * a UDP mapping of the same port (so we map TCP only: QUIC stays unmapped).
+ * Order: UPnP-IGD v2 (5 s search), v1 (3 s), NAT-PMP (5 s): a router that speaks only NAT-PMP is
+ * mapped about 8 s after start.
  */
 import { readFileSync } from 'node:fs'
 import { BlockList, isIPv4 } from 'node:net'
@@ -29,6 +32,7 @@ import type { AddressManager, TransportManager } from '@libp2p/interface-interna
 import { pmpNat, upnpNat, type Gateway, type PortMapping } from '@achingbrain/nat-port-mapper'
 import type { PortMappingReport } from '@p2pos/api'
 import type { Networks } from './networks.ts'
+import { findIgd1, igd1ExternalIp, igd1Map, igd1Unmap } from './igd1.ts'
 
 export interface PortMapperComponents {
   peerId: PeerId
@@ -45,8 +49,9 @@ export interface PortMapperInit {
 
 /** Lease asked for, s. UPnP gateways get at least an hour from nat-port-mapper anyway. */
 const LIFETIME_S = 3600
-/** How long an SSDP search for a UPnP gateway lasts, ms. */
+/** How long an SSDP search for a UPnP-IGD v2 gateway lasts, ms; then for a v1 gateway. */
 const SEARCH_MS = 5000
+const SEARCH_V1_MS = 3000
 /** Each request to a gateway, ms. */
 const REQUEST_MS = 5000
 /** After a failure (no gateway, refused), try again this much later, ms. */
@@ -58,7 +63,21 @@ export function portMapper (init: PortMapperInit): (components: PortMapperCompon
   return (components) => new PortMapper(components, init)
 }
 
-interface Mapped { gateway: Gateway, protocol: 'upnp-igd' | 'nat-pmp', mapping: PortMapping }
+/** A mapping made, whichever client made it. */
+interface Mapped {
+  protocol: 'upnp-igd' | 'nat-pmp'
+  /** What doctor names: HOST:PORT of a UPnP gateway's description URL, a NAT-PMP gateway's IP. */
+  gateway: string
+  /** UPnP-IGD version, for the words. */
+  version?: 1 | 2
+  mapping: PortMapping
+  /** The lease granted, s (0: permanent). */
+  lifetimeS: number
+  /** Renews the lease; absent when the library renews it itself. */
+  renew?: (signal: AbortSignal) => Promise<void>
+  /** Deletes the mapping on the gateway and closes the client. */
+  remove: (signal: AbortSignal) => Promise<void>
+}
 
 export class PortMapper implements Startable {
   private readonly c: PortMapperComponents
@@ -135,41 +154,83 @@ export class PortMapper implements Startable {
     }
     this.state = { ...idle('searching for a UPnP-IGD gateway, then NAT-PMP'), state: 'searching' }
     const signal = (ms: number): AbortSignal => AbortSignal.any([this.abort.signal, AbortSignal.timeout(ms)])
+    const description = `p2pos ${this.c.peerId.toString()}`
+    const port = target.port
+    const hostFacing = (gateway: string): string | undefined => target.host === '0.0.0.0' ? interfaceFacing(gateway, local) : target.host
     const tried: string[] = []
-    // UPnP-IGD: the first gateway that answers the SSDP search
-    const upnp = upnpNat({ description: `p2pos ${this.c.peerId.toString()}`, ttl: LIFETIME_S * 1000, autoRefresh: true })
+    let refused = false
+    let mapped: Mapped | undefined
+
+    // UPnP-IGD v2 (nat-port-mapper): the first gateway that answers the SSDP search
+    const upnp = upnpNat({ description, ttl: LIFETIME_S * 1000, autoRefresh: true })
     let gateway: Gateway | undefined
     try {
       for await (const gw of upnp.findGateways({ signal: signal(SEARCH_MS) })) {
         if (gw.family === 'IPv4') { gateway = gw; break }
       }
     } catch {}
-    if (gateway == null) tried.push(`no UPnP-IGD gateway answered within ${SEARCH_MS / 1000} s`)
-    let mapped: Mapped | undefined
-    let refused = false
     if (gateway != null) {
-      const host = target.host === '0.0.0.0' ? interfaceFacing(gateway.host, local) : target.host
+      const gw = gateway
+      const host = hostFacing(gw.host)
       try {
-        if (host == null) throw new Error(`no local address on the gateway's network (${gateway.host})`)
-        const mapping = await gateway.map(target.port, host, { protocol: 'TCP', signal: signal(REQUEST_MS) })
-        mapped = { gateway, protocol: 'upnp-igd', mapping }
+        if (host == null) throw new Error(`no local address on the gateway's network (${gw.host})`)
+        const mapping = await gw.map(port, host, { protocol: 'TCP', signal: signal(REQUEST_MS) })
+        // nat-port-mapper renews UPnP leases itself; stop() deletes what it mapped
+        mapped = { protocol: 'upnp-igd', version: 2, gateway: `${gw.host}:${gw.port}`, mapping, lifetimeS: LIFETIME_S, remove: async (s) => { await gw.stop({ signal: s }) } }
       } catch (err: any) {
-        refused = true
-        tried.push(`the UPnP-IGD gateway at ${gateway.host}:${gateway.port} refused: ${errorText(err)}`)
-        await gateway.stop({ signal: signal(1000) }).catch(() => {})
+        // a v1-only router that answers the v2 search fails with "Service not found": v1 comes next
+        if (!/service not found/i.test(errorText(err))) refused = true
+        tried.push(`UPnP-IGD v2 at ${gw.host}:${gw.port}: ${errorText(err)}`)
+        await gw.stop({ signal: signal(1000) }).catch(() => {})
+      }
+    } else {
+      tried.push(`no UPnP-IGD v2 gateway answered within ${SEARCH_MS / 1000} s`)
+    }
+
+    // UPnP-IGD v1 (igd1.ts: nat-port-mapper speaks v2 only)
+    if (mapped == null && this.running) {
+      const gw = await findIgd1(local.map(l => l.address), signal(SEARCH_V1_MS)).catch(() => undefined)
+      if (gw == null) tried.push(`no UPnP-IGD v1 gateway answered within ${SEARCH_V1_MS / 1000} s`)
+      else {
+        try {
+          const lifetimeS = await igd1Map(gw, port, LIFETIME_S, description, signal(REQUEST_MS))
+          const externalHost = await igd1ExternalIp(gw, signal(REQUEST_MS))
+          mapped = {
+            protocol: 'upnp-igd',
+            version: 1,
+            gateway: `${gw.host}:${gw.port}`,
+            mapping: { externalHost, externalPort: port, internalHost: gw.localAddress, internalPort: port, protocol: 'TCP' },
+            lifetimeS,
+            renew: lifetimeS > 0 ? async (s) => { await igd1Map(gw, port, LIFETIME_S, description, s) } : undefined,
+            remove: async (s) => { await igd1Unmap(gw, port, s) }
+          }
+        } catch (err: any) {
+          refused = true
+          tried.push(`UPnP-IGD v1 at ${gw.host}:${gw.port} refused: ${errorText(err)}`)
+          await igd1Unmap(gw, port, signal(1000)).catch(() => {})
+        }
       }
     }
+
     // NAT-PMP: asked of the default gateway (from the routing table; Linux only)
     if (mapped == null && this.running) {
       const router = defaultGateway()
-      const host = router == null ? undefined : (target.host === '0.0.0.0' ? interfaceFacing(router, local) : target.host)
+      const host = router == null ? undefined : hostFacing(router)
       if (router == null || host == null) tried.push('NAT-PMP: no default IPv4 gateway found')
       else {
         // the library's own refresh is off: it would fire LIFETIME_S *milliseconds* later (header)
-        const pmp = pmpNat(router, { description: `p2pos ${this.c.peerId.toString()}`, autoRefresh: false })
+        const pmp = pmpNat(router, { description, autoRefresh: false })
         try {
-          const mapping = await pmp.map(target.port, host, { protocol: 'TCP', ttl: LIFETIME_S, signal: signal(REQUEST_MS) })
-          mapped = { gateway: pmp, protocol: 'nat-pmp', mapping }
+          const mapping = await pmp.map(port, host, { protocol: 'TCP', ttl: LIFETIME_S, signal: signal(REQUEST_MS) })
+          mapped = {
+            protocol: 'nat-pmp',
+            gateway: router,
+            mapping,
+            lifetimeS: LIFETIME_S,
+            renew: async (s) => { await pmp.map(port, host, { protocol: 'TCP', ttl: LIFETIME_S, signal: s }) },
+            // a lease of 0 deletes (RFC 6886 §3.4)
+            remove: async (s) => { try { await pmp.unmap(port, { signal: s }) } finally { await pmp.stop({ signal: s }) } }
+          }
         } catch (err: any) {
           // no answer (nothing listens there) is "no gateway"; an answer with an error code is a refusal
           const silent = err.name === 'AbortError' || err.name === 'TimeoutError'
@@ -179,53 +240,54 @@ export class PortMapper implements Startable {
         }
       }
     }
+
     if (!this.running) { if (mapped != null) { this.mapped = mapped; await this.unmap() } return }
     if (mapped == null) {
       this.fail('failed', refused ? tried.join('; ') : `no gateway found: ${tried.join('; ')}`, refused ? 'refused' : 'no-gateway')
       return
     }
     const { mapping } = mapped
+    this.mapped = mapped
     // our own rule of what is public (publicNetworks counts): a gateway whose external address is
     // private sits behind another NAT, and a mapping there makes nobody outside able to reach us
     if (!this.init.networks.isPublicIp(mapping.externalHost)) {
-      this.mapped = mapped
       await this.unmap()
       this.fail('failed', `the gateway's external address ${mapping.externalHost} is not public (another NAT in front of it); removed the mapping`, 'not-public')
       return
     }
-    this.mapped = mapped
     this.c.addressManager.addPublicAddressMapping(mapping.internalHost, mapping.internalPort, mapping.externalHost, mapping.externalPort, 'tcp')
-    const now = Date.now()
+    const name = mapped.protocol === 'nat-pmp' ? 'NAT-PMP' : `UPnP-IGD v${mapped.version ?? 2}`
     this.state = {
       state: 'mapped',
       failure: null,
       protocol: mapped.protocol,
-      gateway: mapped.protocol === 'upnp-igd' ? `${mapped.gateway.host}:${mapped.gateway.port}` : mapped.gateway.host,
+      gateway: mapped.gateway,
       internal: `${mapping.internalHost}:${mapping.internalPort}`,
       external: `/ip4/${mapping.externalHost}/tcp/${mapping.externalPort}`,
-      lifetimeS: LIFETIME_S,
-      since: new Date(now).toISOString(),
-      reason: `${mapped.protocol === 'upnp-igd' ? 'UPnP-IGD' : 'NAT-PMP'} gateway forwards ${mapping.externalHost}:${mapping.externalPort} to ${mapping.internalHost}:${mapping.internalPort} (TCP)`
+      lifetimeS: mapped.lifetimeS,
+      since: new Date().toISOString(),
+      reason: `${name} gateway ${mapped.gateway} forwards ${mapping.externalHost}:${mapping.externalPort} to ${mapping.internalHost}:${mapping.internalPort} (TCP)`
     }
     this.init.log?.(`port mapping: ${this.state.reason}`)
     this.init.onChange?.()
-    // UPnP: nat-port-mapper renews before the lease ends; NAT-PMP: we do, at half the lease
-    if (mapped.protocol === 'nat-pmp') this.renewPmp(target.port, mapping.internalHost)
+    this.scheduleRenewal()
   }
 
-  private renewPmp (port: number, host: string): void {
+  /** Renews at half the lease when we must (nat-port-mapper renews its UPnP leases itself). */
+  private scheduleRenewal (): void {
+    const m = this.mapped
+    if (m?.renew == null || m.lifetimeS === 0) return
     clearTimeout(this.timer)
     this.timer = setTimeout(() => {
-      const m = this.mapped
-      if (m == null || !this.running) return
-      this.attempt = m.gateway.map(port, host, { protocol: 'TCP', ttl: LIFETIME_S, signal: AbortSignal.timeout(REQUEST_MS) }).then(
-        () => { this.renewPmp(port, host) },
+      if (this.mapped !== m || !this.running) return
+      this.attempt = m.renew!(AbortSignal.timeout(REQUEST_MS)).then(
+        () => { this.scheduleRenewal() },
         async (err: any) => {
           await this.unmap()
-          this.fail('failed', `the NAT-PMP gateway did not renew the mapping: ${errorText(err)}`, 'refused')
+          this.fail('failed', `the gateway did not renew the mapping: ${errorText(err)}`, 'refused')
           this.init.onChange?.()
         })
-    }, LIFETIME_S * 500)
+    }, m.lifetimeS * 500)
     this.timer.unref()
   }
 
@@ -236,12 +298,7 @@ export class PortMapper implements Startable {
     if (m == null) return
     const { mapping } = m
     try { this.c.addressManager.removePublicAddressMapping(mapping.internalHost, mapping.internalPort, mapping.externalHost, mapping.externalPort, 'tcp') } catch {}
-    const signal = AbortSignal.timeout(2000)
-    try {
-      // UPnP: the gateway object deletes every mapping it made; NAT-PMP: a lease of 0 deletes
-      if (m.protocol === 'nat-pmp') await m.gateway.unmap(mapping.internalPort, { signal })
-    } catch {}
-    await m.gateway.stop({ signal }).catch(() => {})
+    await m.remove(AbortSignal.timeout(2000)).catch(() => {})
   }
 
   /** Our first IPv4 TCP listener (not WebSockets, not loopback), as bound. */
