@@ -88,7 +88,7 @@ export class PortMapper implements Startable {
   private running = false
   /** The attempt under way, awaited by stop (so no mapping is made after it). */
   private attempt?: Promise<void>
-  private readonly abort = new AbortController()
+  private abort = new AbortController()
 
   constructor (components: PortMapperComponents, init: PortMapperInit) {
     this.c = components
@@ -99,6 +99,7 @@ export class PortMapper implements Startable {
 
   async start (): Promise<void> {
     this.running = true
+    this.abort = new AbortController()
     this.state = idle('waiting for the TCP listener')
   }
 
