@@ -51,6 +51,8 @@ for (const { name, protocol, router } of ROUTERS) {
         // times from a's daemon answering its API (b starts meanwhile)
         const started = Date.now()
         let mappedMs = 0
+        let publicMs = 0
+        // b starts meanwhile; both times are taken while it does
         const [b, mapped] = await Promise.all([
           start('b', labConfig('default', boot, false)),
           until('a\'s port mapping', async () => {
@@ -58,12 +60,14 @@ for (const { name, protocol, router } of ROUTERS) {
             if (r.portMapping.state === 'failed') assert.fail(r.portMapping.reason)
             mappedMs = Date.now() - started
             return r.portMapping.state === 'mapped' ? r : null
-          }, 30_000)
+          }, 30_000),
+          until('a public', async () => {
+            publicMs = Date.now() - started
+            return (await a.client.reach()).reachability === 'public'
+          }, 40_000)
         ])
         const redirects = await upnpd.redirects()
         assert.ok(redirects.some(l => l.includes('dport 4151') && l.includes('192.0.2.2:4151')), `the router forwards port 4151 to a: ${redirects.join('\n')}`)
-        await until('a public', async () => (await a.client.reach()).reachability === 'public', 30_000)
-        const publicMs = Date.now() - started
         const doc = await doctor(a)
         assert.equal(doc.reachability, 'public', doc.reason)
         assert.ok(doc.reason.includes(MAPPED), `a dial-back reached the mapped address: ${doc.reason}`)
@@ -94,7 +98,8 @@ for (const { name, protocol, router } of ROUTERS) {
         await a.kill('SIGTERM')
         const left = await upnpd.redirects()
         assert.deepEqual(left.filter(l => l.includes('192.0.2.2:4151')), [], `a's mapping is gone after it stopped: ${left.join('\n')}`)
-        console.log(`${name}: mapped ${mappedMs} ms, public ${publicMs} ms after a's daemon answered; b→a direct at ${conns.find(c => c.addr.startsWith(MAPPED))?.addr ?? '?'}`)
+        const asks = doc.dialbacks.map((d: any) => `${d.at.slice(17, 23)} ${d.error ?? d.results.map((x: any) => `${x.addr} ${x.ok ? 'ok' : 'failed'}`).join(', ')}`)
+        console.log(`${name}: mapped ${mappedMs} ms, public ${publicMs} ms after a's daemon answered (mapped at ${mapped.portMapping.since?.slice(17, 23) ?? '?'}; dial-backs: ${asks.join('; ')}); b→a direct at ${conns.find(c => c.addr.startsWith(MAPPED))?.addr ?? '?'}`)
         assert.ok(mapped.portMapping.since != null)
       } finally {
         await upnpd?.stop()
