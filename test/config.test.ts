@@ -20,6 +20,7 @@ test('a daemon refuses a config.json with an unknown key or a wrong type, and a 
     [{ listen: '/ip4/127.0.0.1/tcp/0' }, [], /setting "listen" is invalid/],
     [{ metricsListen: '9464' }, [], /setting "metricsListen" must be HOST:PORT/],
     [{ metrics: 'yes' }, [], /setting "metrics" is invalid/],
+    [{ portMapping: 'yes' }, [], /setting "portMapping" is invalid/],
     [{ apiPort: 0, mdns: false }, ['--api-port', 'abc'], /setting "apiPort" is invalid[\s\S]*command line/]
   ]
   for (const [config, flags, want] of cases) {
