@@ -109,6 +109,48 @@ for (const { name, protocol, router } of ROUTERS) {
   })
 }
 
+test('two hosts behind one UPnP router, both listening on 4151, get a port each; stopping one removes only its own', { timeout: 180_000 }, async () => {
+  await inLab(async ({ lab, start }) => {
+    await buildPortMapLab(lab, true)
+    const stopStun = await startStun(lab, 'pub', PUB)
+    let upnpd: Miniupnpd | undefined
+    try {
+      upnpd = await startMiniupnpd(lab, 'natA', { lan: '192.0.2.0/26', stunHost: PUB })
+      const pub = await start('pub', labConfig('default', [], false))
+      const boot = [`/ip4/${PUB}/tcp/4151/p2p/${pub.peerId}`]
+      const a = await start('a', labConfig('default', boot, false))
+      await until('a mapped', async () => (await a.client.reach()).portMapping.state === 'mapped', 30_000)
+      const [a2, b] = await Promise.all([start('a2', labConfig('default', boot, false)), start('b', labConfig('default', boot, false))])
+      const r2 = await until('a2 public', async () => {
+        const r = await a2.client.reach()
+        if (r.portMapping.state === 'failed') assert.fail(r.portMapping.reason)
+        return r.portMapping.state === 'mapped' && r.reachability === 'public' ? r : null
+      }, 40_000)
+      const second = r2.portMapping.external ?? ''
+      assert.notEqual(second, MAPPED, 'a2 got another external port than a')
+      assert.match(second, /^\/ip4\/203\.0\.113\.21\/tcp\/\d+$/)
+      assert.equal(r2.portMapping.internal, '192.0.2.3:4151')
+      // b reaches a2 directly through a2's own port
+      let received = 0
+      const listener = await a2.client.listen(APP, (ch) => ch.onMessage(() => { received++ }))
+      await until('b\'s message to a2', async () => (await b.cli(['send', a2.peerId, APP, 'hello', '--json', '--timeout', '15000'], { timeoutMs: 30_000 })).code === 0, 60_000)
+      const conns = (await b.client.peers()).filter(p => p.peerId === a2.peerId)
+      assert.ok(conns.length > 0 && conns.every(c => !c.relayed) && conns.some(c => c.addr.startsWith(second)), `b's connection to a2 is direct, to a2's port: ${JSON.stringify(conns)}`)
+      await until('a2\'s app got the message', () => received > 0, 10_000)
+      listener.close()
+      await a2.kill('SIGTERM')
+      const left = await upnpd.redirects()
+      assert.ok(left.some(l => l.includes('dport 4151') && l.includes('192.0.2.2:4151')), `a's mapping is still there: ${left.join('\n')}`)
+      assert.ok(!left.some(l => l.includes('192.0.2.3')), `a2's mapping is gone: ${left.join('\n')}`)
+      assert.equal((await a.client.reach()).portMapping.state, 'mapped')
+      console.log(`two hosts: a ${MAPPED}, a2 ${second}`)
+    } finally {
+      await upnpd?.stop()
+      await stopStun()
+    }
+  })
+})
+
 test('without a port-mapping router the same host is private and doctor says no gateway answered', { timeout: 180_000 }, async () => {
   await inLab(async ({ lab, start }) => {
     await buildPortMapLab(lab)
@@ -122,7 +164,7 @@ test('without a port-mapping router the same host is private and doctor says no 
     const doc = await doctor(a)
     assert.equal(doc.reachability, 'private', doc.reason)
     assert.equal(doc.portMapping.state, 'failed')
-    assert.match(doc.portMapping.reason, /no gateway found: no UPnP-IGD v2 gateway answered .*no UPnP-IGD v1 gateway answered .*NAT-PMP to 192\.0\.2\.1: no answer/)
+    assert.match(doc.portMapping.reason, /no gateway found: no UPnP-IGD gateway answered within 5 s; NAT-PMP to 192\.0\.2\.1: no answer/)
     assert.ok(!doc.announcedAddrs.some((x: string) => x.startsWith(MAPPED)))
     console.log(`off: ${doc.portMapping.reason}`)
   })

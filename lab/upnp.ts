@@ -162,8 +162,11 @@ export async function startMiniupnpd (lab: Lab, router: string, opts: MiniupnpdO
   }
 }
 
-/** The lab's hosts: pub on the internet, a behind natA (which may run miniupnpd), b behind natB. */
-export async function buildPortMapLab (lab: Lab): Promise<void> {
+/**
+ * The lab's hosts: pub on the internet, a behind natA (which may run miniupnpd), b behind natB; with
+ * `second`, a2 (192.0.2.3) behind natA too.
+ */
+export async function buildPortMapLab (lab: Lab, second = false): Promise<void> {
   await lab.addSwitch('inet')
   await lab.addNamespace('pub')
   await lab.plug('pub', 'eth0', '203.0.113.10/24', 'inet')
@@ -174,5 +177,10 @@ export async function buildPortMapLab (lab: Lab): Promise<void> {
     await lab.addNamespace(name)
     await lab.plug(name, 'eth0', `192.0.2.${base + 2}/26`, `lan${name}`)
     await lab.defaultRoute(name, `192.0.2.${base + 1}`)
+  }
+  if (second) {
+    await lab.addNamespace('a2')
+    await lab.plug('a2', 'eth0', '192.0.2.3/26', 'lana')
+    await lab.defaultRoute('a2', '192.0.2.1')
   }
 }

@@ -5,8 +5,8 @@
  * then is it announced and are we `public`. `p2pos doctor` says what happened (`portMapping` in
  * `node.reach`, local-api.md).
  *
- * UPnP-IGD v2 and NAT-PMP come from @achingbrain/nat-port-mapper, the library @libp2p/upnp-nat is built
- * on; UPnP-IGD v1, which it does not speak, from igd1.ts.
+ * UPnP-IGD (v2 and v1) is p2pos's own small client (upnp-igd.ts says why); NAT-PMP comes from
+ * @achingbrain/nat-port-mapper, the library @libp2p/upnp-nat is built on.
  * @libp2p/upnp-nat itself is not used, because:
  * - it refuses to map whenever the router's external address is "private" by @libp2p/utils' isPrivateIp
  *   (DoubleNATError, also with a configured `externalAddress`), and that rule counts the documentation
@@ -16,23 +16,22 @@
  *   how long, or why it failed;
  * - it declares a dependency on @libp2p/autonat (which p2pos does not run, dialback.ts says why) unless
  *   it confirms mapped addresses unverified;
- * - it speaks UPnP only, no NAT-PMP.
- * Two defects of nat-port-mapper 4.0.5 are worked around below: its NAT-PMP client sends the `ttl`
- * option as the lease in seconds but schedules its own refresh `ttl` *milliseconds* later (so we renew
- * ourselves), and its UPnP `unmap` deletes with an empty protocol, which removes only one of a TCP and
- * a UDP mapping of the same port (so we map TCP only: QUIC stays unmapped).
- * Order: UPnP-IGD v2 (5 s search), v1 (3 s), NAT-PMP (5 s): a router that speaks only NAT-PMP is
- * mapped about 8 s after start.
+ * - it speaks UPnP-IGD v2 only, through nat-port-mapper's UPnP client (upnp-igd.ts), and no NAT-PMP.
+ * nat-port-mapper 4.0.5's NAT-PMP client sends the `ttl` option as the lease in seconds but schedules
+ * its own refresh `ttl` *milliseconds* later, so its refresh is off and we renew, at half the lease.
+ * Only TCP is mapped (QUIC is not yet).
+ * Order: UPnP-IGD (a search of at most 5 s), then NAT-PMP (5 s): a router that speaks only NAT-PMP is
+ * mapped about 5 s after start.
  */
 import { readFileSync } from 'node:fs'
 import { BlockList, isIPv4 } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import type { PeerId, Startable } from '@libp2p/interface'
 import type { AddressManager, TransportManager } from '@libp2p/interface-internal'
-import { pmpNat, upnpNat, type Gateway, type PortMapping } from '@achingbrain/nat-port-mapper'
+import { pmpNat, type PortMapping } from '@achingbrain/nat-port-mapper'
 import type { PortMappingReport } from '@p2pos/api'
 import type { Networks } from './networks.ts'
-import { findIgd1, igd1ExternalIp, igd1Map, igd1Unmap } from './igd1.ts'
+import { findIgd, igdExternalIp, igdMap, igdUnmap } from './upnp-igd.ts'
 
 export interface PortMapperComponents {
   peerId: PeerId
@@ -49,9 +48,8 @@ export interface PortMapperInit {
 
 /** Lease asked for, s. UPnP gateways get at least an hour from nat-port-mapper anyway. */
 const LIFETIME_S = 3600
-/** How long an SSDP search for a UPnP-IGD v2 gateway lasts, ms; then for a v1 gateway. */
+/** How long an SSDP search for a UPnP-IGD gateway lasts at most, ms. */
 const SEARCH_MS = 5000
-const SEARCH_V1_MS = 3000
 /** Each request to a gateway, ms. */
 const REQUEST_MS = 5000
 /** After a failure (no gateway, refused), try again this much later, ms. */
@@ -69,12 +67,12 @@ interface Mapped {
   /** What doctor names: HOST:PORT of a UPnP gateway's description URL, a NAT-PMP gateway's IP. */
   gateway: string
   /** UPnP-IGD version, for the words. */
-  version?: 1 | 2
+  version?: number
   mapping: PortMapping
   /** The lease granted, s (0: permanent). */
   lifetimeS: number
-  /** Renews the lease; absent when the library renews it itself. */
-  renew?: (signal: AbortSignal) => Promise<void>
+  /** Renews the lease (at half of it). */
+  renew: (signal: AbortSignal) => Promise<void>
   /** Deletes the mapping on the gateway and closes the client. */
   remove: (signal: AbortSignal) => Promise<void>
 }
@@ -162,54 +160,29 @@ export class PortMapper implements Startable {
     let refused = false
     let mapped: Mapped | undefined
 
-    // UPnP-IGD v2 (nat-port-mapper): the first gateway that answers the SSDP search
-    const upnp = upnpNat({ description, ttl: LIFETIME_S * 1000, autoRefresh: true })
-    let gateway: Gateway | undefined
-    try {
-      for await (const gw of upnp.findGateways({ signal: signal(SEARCH_MS) })) {
-        if (gw.family === 'IPv4') { gateway = gw; break }
-      }
-    } catch {}
-    if (gateway != null) {
-      const gw = gateway
-      const host = hostFacing(gw.host)
+    // UPnP-IGD (upnp-igd.ts), v2 or v1: the first gateway that answers the SSDP search
+    const gw = await findIgd(local.map(l => l.address), signal(SEARCH_MS)).catch(() => undefined)
+    if (gw == null) tried.push(`no UPnP-IGD gateway answered within ${SEARCH_MS / 1000} s`)
+    else if (target.host !== '0.0.0.0' && target.host !== gw.localAddress) tried.push(`the UPnP-IGD gateway at ${gw.host}:${gw.port} is not on our listen address's network`)
+    else {
       try {
-        if (host == null) throw new Error(`no local address on the gateway's network (${gw.host})`)
-        const mapping = await gw.map(port, host, { protocol: 'TCP', signal: signal(REQUEST_MS) })
-        // nat-port-mapper renews UPnP leases itself; stop() deletes what it mapped
-        mapped = { protocol: 'upnp-igd', version: 2, gateway: `${gw.host}:${gw.port}`, mapping, lifetimeS: LIFETIME_S, remove: async (s) => { await gw.stop({ signal: s }) } }
-      } catch (err: any) {
-        // a v1-only router that answers the v2 search fails with "Service not found": v1 comes next
-        if (!/service not found/i.test(errorText(err))) refused = true
-        tried.push(`UPnP-IGD v2 at ${gw.host}:${gw.port}: ${errorText(err)}`)
-        await gw.stop({ signal: signal(1000) }).catch(() => {})
-      }
-    } else {
-      tried.push(`no UPnP-IGD v2 gateway answered within ${SEARCH_MS / 1000} s`)
-    }
-
-    // UPnP-IGD v1 (igd1.ts: nat-port-mapper speaks v2 only)
-    if (mapped == null && this.running) {
-      const gw = await findIgd1(local.map(l => l.address), signal(SEARCH_V1_MS)).catch(() => undefined)
-      if (gw == null) tried.push(`no UPnP-IGD v1 gateway answered within ${SEARCH_V1_MS / 1000} s`)
-      else {
-        try {
-          const lifetimeS = await igd1Map(gw, port, LIFETIME_S, description, signal(REQUEST_MS))
-          const externalHost = await igd1ExternalIp(gw, signal(REQUEST_MS))
-          mapped = {
-            protocol: 'upnp-igd',
-            version: 1,
-            gateway: `${gw.host}:${gw.port}`,
-            mapping: { externalHost, externalPort: port, internalHost: gw.localAddress, internalPort: port, protocol: 'TCP' },
-            lifetimeS,
-            renew: lifetimeS > 0 ? async (s) => { await igd1Map(gw, port, LIFETIME_S, description, s) } : undefined,
-            remove: async (s) => { await igd1Unmap(gw, port, s) }
-          }
-        } catch (err: any) {
-          refused = true
-          tried.push(`UPnP-IGD v1 at ${gw.host}:${gw.port} refused: ${errorText(err)}`)
-          await igd1Unmap(gw, port, signal(1000)).catch(() => {})
+        const { externalPort, lifetimeS } = await igdMap(gw, port, LIFETIME_S, description, signal(REQUEST_MS))
+        const externalHost = await igdExternalIp(gw, signal(REQUEST_MS)).catch(async (err) => {
+          await igdUnmap(gw, externalPort, signal(1000)).catch(() => {})
+          throw err
+        })
+        mapped = {
+          protocol: 'upnp-igd',
+          version: gw.version,
+          gateway: `${gw.host}:${gw.port}`,
+          mapping: { externalHost, externalPort, internalHost: gw.localAddress, internalPort: port, protocol: 'TCP' },
+          lifetimeS,
+          renew: async (s) => { await igdMap(gw, port, LIFETIME_S, description, s, externalPort) },
+          remove: async (s) => { await igdUnmap(gw, externalPort, s) }
         }
+      } catch (err: any) {
+        refused = true
+        tried.push(`the UPnP-IGD gateway at ${gw.host}:${gw.port} refused: ${errorText(err)}`)
       }
     }
 
@@ -274,14 +247,14 @@ export class PortMapper implements Startable {
     this.scheduleRenewal()
   }
 
-  /** Renews at half the lease when we must (nat-port-mapper renews its UPnP leases itself). */
+  /** Renews at half the lease (a permanent one, 0, needs none). */
   private scheduleRenewal (): void {
     const m = this.mapped
-    if (m?.renew == null || m.lifetimeS === 0) return
+    if (m == null || m.lifetimeS === 0) return
     clearTimeout(this.timer)
     this.timer = setTimeout(() => {
       if (this.mapped !== m || !this.running) return
-      this.attempt = m.renew!(AbortSignal.timeout(REQUEST_MS)).then(
+      this.attempt = m.renew(AbortSignal.timeout(REQUEST_MS)).then(
         () => { this.scheduleRenewal() },
         async (err: any) => {
           await this.unmap()
