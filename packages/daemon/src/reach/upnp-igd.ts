@@ -80,8 +80,9 @@ export async function findIgd (localAddrs: string[], signal: AbortSignal): Promi
         seen.add(location)
         describe(location, rinfo.address, local, signal).then(gw => { if (gw != null && first == null) { first = gw; done?.() } }, () => {})
       })
-      await new Promise<void>((resolve) => { socket.bind(0, local, () => { resolve() }) })
-      for (const q of queries) socket.send(q, SSDP_PORT, SSDP_HOST)
+      // an address that cannot be bound (gone since) is skipped: 'error' settles the wait too
+      const bound = await new Promise<boolean>((resolve) => { socket.once('error', () => { resolve(false) }); socket.bind(0, local, () => { resolve(true) }) })
+      if (bound) for (const q of queries) socket.send(q, SSDP_PORT, SSDP_HOST, () => {})
     }
     if (!signal.aborted) await finished
     return first
