@@ -12,7 +12,7 @@ import assert from 'node:assert/strict'
 import { until, type TestDaemon } from '@p2pos/testnet'
 import { checkPrivileges } from './netns.ts'
 import { inLab, labConfig } from './scenario.ts'
-import { buildPortMapLab, checkMiniupnpd, startMiniupnpd, startStun, type Miniupnpd } from './upnp.ts'
+import { buildPortMapLab, checkMiniupnpd, startHostileIgd, startMiniupnpd, startStun, type Miniupnpd } from './upnp.ts'
 
 const APP = 'lab.portmap'
 const PUB = '203.0.113.10'
@@ -147,6 +147,29 @@ test('two hosts behind one UPnP router, both listening on 4151, get a port each;
     } finally {
       await upnpd?.stop()
       await stopStun()
+    }
+  })
+})
+
+test('a hostile UPnP gateway (huge, broken, off-site, redirecting, junk SOAP) maps nothing and the daemon stays up', { timeout: 180_000 }, async () => {
+  await inLab(async ({ lab, start }) => {
+    await buildPortMapLab(lab)
+    const stopHostile = await startHostileIgd(lab, 'natA', '192.0.2.1')
+    try {
+      const pub = await start('pub', labConfig('default', [], false))
+      const a = await start('a', labConfig('default', [`/ip4/${PUB}/tcp/4151/p2p/${pub.peerId}`], false))
+      const r = await until('a gives up mapping', async () => {
+        const r = await a.client.reach()
+        return r.portMapping.state === 'failed' ? r : null
+      }, 60_000)
+      assert.equal(r.portMapping.failure, 'refused', r.portMapping.reason)
+      assert.match(r.portMapping.reason, /the UPnP-IGD gateway at 192\.0\.2\.1:5000 refused: GetExternalIPAddress: no address/)
+      const doc = await doctor(a)
+      assert.equal(doc.reachability, 'private', doc.reason)
+      assert.equal(doc.portMapping.external, null)
+      console.log(`hostile: ${doc.portMapping.reason}`)
+    } finally {
+      await stopHostile()
     }
   })
 })

@@ -184,3 +184,14 @@ export async function buildPortMapLab (lab: Lab, second = false): Promise<void> 
     await lab.defaultRoute('a2', '192.0.2.1')
   }
 }
+
+/** A hostile UPnP "gateway" (hostile-igd.ts) on `ip` in router namespace `router`, instead of miniupnpd. */
+export async function startHostileIgd (lab: Lab, router: string, ip: string): Promise<() => Promise<void>> {
+  const { child, log } = startProcess(lab, router, NODE, [join(import.meta.dirname, 'hostile-igd.ts'), ip])
+  for (let i = 0; i < 100 && !log().includes('hostile igd'); i++) {
+    if (child.exitCode != null) break
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  if (!log().includes('hostile igd')) { await stopProcess(child); throw new LabError(`the hostile gateway did not start: ${log()}`) }
+  return async () => { await stopProcess(child) }
+}
