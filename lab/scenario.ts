@@ -44,6 +44,8 @@ export interface RunResult {
   /** A 1 MiB file (8× a stock relay's 128 KiB limit) sent a→b with `p2pos send --file`, and its path. */
   bulk: { ok: boolean, path: 'direct' | 'relayed' | null, ms: number | null }
   doctor: { a: any, b: any }
+  /** Each daemon's hole-punch attempts (`reach().holePunch.attempts`) at the end. */
+  punches: { a: any[], b: any[] }
   error?: string
 }
 
@@ -123,7 +125,8 @@ async function scenario ({ lab, root, start, daemons }: LabRun, topo: Topology, 
     trace: null,
     expectDirect: topo.expectDirect[transport],
     bulk: { ok: false, path: null, ms: null },
-    doctor: { a: null, b: null }
+    doctor: { a: null, b: null },
+    punches: { a: [], b: [] }
   }
   try {
     const hosts = await topo.build(lab)
@@ -191,6 +194,7 @@ async function scenario ({ lab, root, start, daemons }: LabRun, topo: Topology, 
       const r = await d.cli(['doctor', '--json'], { timeoutMs: 30_000 })
       result.doctor[k] = r.code === 0 ? JSON.parse(r.stdout) : { error: (r.stderr + r.stdout).trim() }
     }
+    result.punches = { a: (await a.client.reach()).holePunch.attempts, b: (await b.client.reach()).holePunch.attempts }
     listener.close()
     if (received === 0) throw new Error('b acknowledged a message its app never saw')
   } catch (err: any) {

@@ -6,7 +6,7 @@
  *        ├── natA 203.0.113.21 ── LAN 192.0.2.0/26  ── a 192.0.2.2
  *        └── natB 203.0.113.22 ── LAN 192.0.2.64/26 ── b 192.0.2.66
  */
-import { Lab } from './netns.ts'
+import { Lab, type NatOptions } from './netns.ts'
 
 export const INTERNET = '203.0.113.0/24'
 
@@ -41,15 +41,118 @@ async function publicHost (lab: Lab, name: string, ip: string): Promise<LabHost>
 }
 
 /** A host alone on a LAN behind its own home router. */
-async function natHost (lab: Lab, name: string, index: number, symmetric: boolean): Promise<LabHost> {
+async function natHost (lab: Lab, name: string, index: number, symmetric: boolean | NatOptions): Promise<LabHost> {
   const base = index * 64
   const lan = `lan${name}`
+  const ip = `192.0.2.${base + 2}`
   await lab.addSwitch(lan)
-  await lab.addNatRouter(`nat${name}`, `203.0.113.${20 + index + 1}/24`, 'inet', `192.0.2.${base + 1}/26`, lan, { symmetric })
+  const opts = typeof symmetric === 'boolean' ? { symmetric } : symmetric
+  await lab.addNatRouter(`nat${name}`, `203.0.113.${20 + index + 1}/24`, 'inet', `192.0.2.${base + 1}/26`, lan, { ...opts, host: ip })
   await lab.addNamespace(name)
-  await lab.plug(name, 'eth0', `192.0.2.${base + 2}/26`, lan)
+  await lab.plug(name, 'eth0', `${ip}/26`, lan)
   await lab.defaultRoute(name, `192.0.2.${base + 1}`)
-  return { name, ip: `192.0.2.${base + 2}` }
+  return { name, ip }
+}
+
+/**
+ * Kinds of home router, by how they map (RFC 4787: endpoint-independent, or a new port per destination)
+ * and what they let in. Every router of the lab masquerades its LAN; they differ in one property each.
+ */
+export const ROUTERS: Record<string, { opts: NatOptions, about: string }> = {
+  drop: { opts: {}, about: 'endpoint-independent mapping, address-and-port-dependent filtering, drops unsolicited packets' },
+  rst: { opts: { unsolicited: 'rst' }, about: 'as drop, but its kernel answers unsolicited SYNs with a RST and UDP with ICMP (no INPUT firewall)' },
+  icmp: { opts: { unsolicited: 'icmp' }, about: 'as drop, but rejects unsolicited packets with ICMP port unreachable' },
+  restricted: { opts: { filtering: 'address' }, about: 'as drop, but admits any port of an address it sent to (address-dependent filtering)' },
+  'full-cone': { opts: { filtering: 'endpoint' }, about: 'as drop, but admits anyone to a port it sent from (endpoint-independent filtering)' },
+  symmetric: { opts: { symmetric: true }, about: 'a new external port for every mapping (endpoint-dependent mapping)' }
+}
+
+/**
+ * What TCP hole punching achieves between two router kinds. A punch needs each side to aim at the port
+ * the other's router uses toward it, so both must map endpoint-independently; what a router does with
+ * packets it does not expect only decides how many SYNs the crossing takes (holepunch.ts redials). With a
+ * symmetric router the other side aims at the port the relay saw, which is not the one used toward it;
+ * even a full-cone router on the other side does not help TCP, since what arrives there is a SYN from an
+ * unexpected port, which no connecting socket accepts.
+ */
+export function expectPunch (x: string, y: string): boolean {
+  return x !== 'symmetric' && y !== 'symmetric'
+}
+
+/** Two hosts, each behind its own router of the given kinds. */
+export function routerPair (id: number, x: string, y: string): Topology {
+  const direct = expectPunch(x, y)
+  return {
+    id,
+    name: `a behind ${x}, b behind ${y}`,
+    expectDirect: { tcp: direct, quic: false, default: direct },
+    mdns: false,
+    build: async (lab) => {
+      const pub = await internet(lab)
+      return { pub, a: await natHost(lab, 'a', 0, ROUTERS[x].opts), b: await natHost(lab, 'b', 1, ROUTERS[y].opts) }
+    }
+  }
+}
+
+/** Every unordered pair of router kinds, numbered from 100. */
+export const ROUTER_PAIRS: Topology[] = (() => {
+  const kinds = Object.keys(ROUTERS)
+  const out: Topology[] = []
+  for (let i = 0; i < kinds.length; i++) {
+    for (let j = i; j < kinds.length; j++) out.push(routerPair(100 + out.length, kinds[i], kinds[j]))
+  }
+  return out
+})()
+
+/**
+ * Carrier-grade NAT: a's home router sits on the carrier's network (198.51.100.0/24 here, which
+ * `publicNetworks` does not count as public, like 100.64.0.0/10 in real life), behind the carrier's NAT.
+ * Both layers keep ports and map endpoint-independently, so the two NATs act as one: direct.
+ */
+export const CGNAT: Topology = {
+  id: 200,
+  name: 'a behind a home NAT behind a carrier NAT, b behind a NAT',
+  expectDirect: { tcp: true, quic: false, default: true },
+  mdns: false,
+  build: async (lab) => {
+    const pub = await internet(lab)
+    await lab.addSwitch('carrier')
+    await lab.addNatRouter('cgn', '203.0.113.23/24', 'inet', '198.51.100.1/24', 'carrier', { host: '198.51.100.2' })
+    await lab.addSwitch('lana')
+    await lab.addNatRouter('nata', '198.51.100.2/24', 'carrier', '192.0.2.1/26', 'lana', { host: '192.0.2.2' })
+    await lab.defaultRoute('nata', '198.51.100.1')
+    await lab.addNamespace('a')
+    await lab.plug('a', 'eth0', '192.0.2.2/26', 'lana')
+    await lab.defaultRoute('a', '192.0.2.1')
+    return { pub, a: { name: 'a', ip: '192.0.2.2' }, b: await natHost(lab, 'b', 1, false) }
+  }
+}
+
+/**
+ * Two hosts behind one router, with mDNS off (as on networks that filter multicast). The router does not
+ * hairpin (Linux masquerading does not: a packet from the LAN to the router's own public address is the
+ * router's, not forwarded back), so neither can reach the other's public mapping: relayed, through the
+ * public peer. A hairpinning router, or dialling a peer's LAN addresses when it shares our public
+ * address, would make it direct; neither is built (docs/connectivity.md).
+ */
+export const SAME_NAT: Topology = {
+  id: 201,
+  name: 'a and b behind the same NAT, no mDNS, no hairpinning',
+  expectDirect: { tcp: false, quic: false, default: false },
+  mdns: false,
+  build: async (lab) => {
+    const pub = await internet(lab)
+    await lab.addSwitch('lan')
+    await lab.addNatRouter('nat', '203.0.113.21/24', 'inet', '192.0.2.1/26', 'lan', {})
+    const hosts: LabHost[] = []
+    for (const [name, ip] of [['a', '192.0.2.2'], ['b', '192.0.2.3']]) {
+      await lab.addNamespace(name)
+      await lab.plug(name, 'eth0', `${ip}/26`, 'lan')
+      await lab.defaultRoute(name, '192.0.2.1')
+      hosts.push({ name, ip })
+    }
+    return { pub, a: hosts[0], b: hosts[1] }
+  }
 }
 
 export const TOPOLOGIES: Topology[] = [

@@ -81,7 +81,7 @@ export class ReachService implements Startable {
   private relayedEver = 0
   /** Running totals since start, for metrics (the arrays above keep only the newest few). */
   private readonly totals = { punchesTried: 0, punchesWon: 0, upgrades: 0 }
-  private readonly punches: Array<{ peer: string, ok: boolean, started: boolean, addrs: string[], error?: string, ms: number, at: number }> = []
+  private readonly punches: Array<{ peer: string, ok: boolean, started: boolean, addrs: string[], dials?: number, error?: string, ms: number, at: number }> = []
   private readonly puncher: HolePuncher
   private relayWatch?: ReturnType<typeof setInterval>
   private running = false
@@ -380,7 +380,7 @@ export class ReachService implements Startable {
         relayedConnections: this.relayedEver,
         upgradedToDirect: this.upgrades.length,
         tcpDialPort: this.init.dialPort,
-        attempts: this.punches.map(p => ({ peer: p.peer, ok: p.ok, started: p.started, addrs: p.addrs, ms: p.ms, at: new Date(p.at).toISOString(), ...(p.error != null ? { error: p.error } : {}) })),
+        attempts: this.punches.map(p => ({ peer: p.peer, ok: p.ok, started: p.started, addrs: p.addrs, ...(p.dials != null ? { dials: p.dials } : {}), ms: p.ms, at: new Date(p.at).toISOString(), ...(p.error != null ? { error: p.error } : {}) })),
         upgrades: this.upgrades.map(u => ({ peer: u.peer, afterMs: u.afterMs, at: new Date(u.at).toISOString() })),
         relayedNow: this.relayedOnly()
       },
