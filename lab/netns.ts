@@ -32,7 +32,7 @@ export async function sh (cmd: string, args: string[]): Promise<string> {
 /** Fails loudly (never skips) when this process cannot build namespaces. */
 export async function checkPrivileges (): Promise<void> {
   if (process.getuid?.() !== 0) throw new LabError('the reach lab needs root (network namespaces and iptables); run it as root')
-  for (const tool of ['ip', 'iptables']) {
+  for (const tool of ['ip', 'iptables', 'ip6tables', 'nft']) {
     try {
       await run('sh', ['-c', `command -v ${tool}`])
     } catch {
@@ -143,8 +143,33 @@ export class Lab {
     await sh('ip', ['link', 'add', ifname, 'netns', this.ns(host), 'type', 'veth', 'peer', 'name', port, 'netns', this.ns(sw)])
     await this.exec(sw, 'ip', ['link', 'set', port, 'master', 'br0'])
     await this.exec(sw, 'ip', ['link', 'set', port, 'up'])
-    await this.exec(host, 'ip', ['addr', 'add', cidr, 'dev', ifname])
+    await this.addAddress(host, ifname, cidr)
     await this.exec(host, 'ip', ['link', 'set', ifname, 'up'])
+  }
+
+  /** Another address on an interface; IPv6 ones without duplicate-address detection (usable at once). */
+  async addAddress (host: string, ifname: string, cidr: string): Promise<void> {
+    await this.exec(host, 'ip', ['addr', 'add', cidr, 'dev', ifname, ...(cidr.includes(':') ? ['nodad'] : [])])
+  }
+
+  /**
+   * IPv6 on a router made by `addNatRouter`: global addresses on both sides and no NAT (as IPv6 home
+   * routers do), but the same stateful firewall: only replies to what the LAN opened get in, and
+   * unsolicited packets are dropped or answered as `unsolicited` says.
+   */
+  async addFirewall6 (router: string, wanCidr: string, lanCidr: string, unsolicited: Unsolicited = 'drop'): Promise<void> {
+    await this.addAddress(router, 'wan', wanCidr)
+    await this.addAddress(router, 'lan', lanCidr)
+    await this.exec(router, 'sysctl', ['-qw', 'net.ipv6.conf.all.forwarding=1'])
+    const ipt = async (...args: string[]): Promise<void> => { await this.exec(router, 'ip6tables', ['-w', ...args]) }
+    await ipt('-P', 'FORWARD', 'DROP')
+    await ipt('-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP')
+    await ipt('-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT')
+    // neighbour discovery is ICMPv6: without it nothing on the link works
+    await ipt('-A', 'FORWARD', '-p', 'ipv6-icmp', '-j', 'ACCEPT')
+    await ipt('-A', 'FORWARD', '-i', 'lan', '-o', 'wan', '-j', 'ACCEPT')
+    if (unsolicited === 'rst') await ipt('-A', 'FORWARD', '-p', 'tcp', '-j', 'REJECT', '--reject-with', 'tcp-reset')
+    if (unsolicited !== 'drop') await ipt('-A', 'FORWARD', '-j', 'REJECT', '--reject-with', 'icmp6-port-unreachable')
   }
 
   /**
@@ -219,7 +244,11 @@ export class Lab {
   }
 
   async defaultRoute (host: string, via: string): Promise<void> {
-    await this.exec(host, 'ip', ['route', 'add', 'default', 'via', via])
+    await this.exec(host, 'ip', [...(via.includes(':') ? ['-6'] : []), 'route', 'add', 'default', 'via', via])
+  }
+
+  async route (host: string, to: string, via: string): Promise<void> {
+    await this.exec(host, 'ip', [...(via.includes(':') ? ['-6'] : []), 'route', 'add', to, 'via', via])
   }
 
   async destroy (): Promise<void> {

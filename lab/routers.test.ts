@@ -8,8 +8,10 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
-import { checkPrivileges } from './netns.ts'
-import { CGNAT, ROUTER_PAIRS, SAME_NAT } from './topologies.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Lab, checkPrivileges } from './netns.ts'
+import { CGNAT, ROUTER_PAIRS, ROUTERS, SAME_NAT, oneRouter } from './topologies.ts'
+import { tcpProbe, udpListen, udpSend } from './probe.ts'
 import { runScenario, type RunResult } from './scenario.ts'
 
 const RUNS = Number(process.env.LAB_RUNS ?? 1)
@@ -32,6 +34,39 @@ after(async () => {
   })
   console.log(['', '| Routers (tcp) | Expected | Connected | Direct | Time to direct (median) | Most dials in a winning punch |', '|---|---|---|---|---|---|', ...rows, ''].join('\n'))
   if (process.env.LAB_RESULTS != null) await writeFile(process.env.LAB_RESULTS, JSON.stringify(results, null, 2))
+})
+
+// the matrix means something only if each router does what its name says: checked from outside with
+// plain packets, no p2pos involved
+test('each kind of lab router maps, filters and answers as labelled', { timeout: 120_000 }, async () => {
+  for (const kind of Object.keys(ROUTERS)) {
+    const lab = new Lab()
+    try {
+      const { pub, x, wan } = await oneRouter(lab, kind)
+      // mapping: a sends from UDP 5000 to pub and to x; both report the external port they saw
+      const [atPub, atX] = [udpListen(lab, 'pub', 6000, 1500), udpListen(lab, 'x', 6000, 1500)]
+      await sleep(300)
+      await udpSend(lab, 'a', 5000, pub.ip, 6000, 'map')
+      await udpSend(lab, 'a', 5000, x.ip, 6000, 'map')
+      const seen = [(await atPub)[0]?.port, (await atX)[0]?.port]
+      assert.ok(seen[0] != null && seen[1] != null, `${kind}: a's datagrams got out`)
+      assert.equal(seen[0] === seen[1], kind !== 'symmetric', `${kind}: external ports ${seen.join(', ')}`)
+      // filtering: a has sent from 6001 to pub:6000 only; then pub from another port, and x, send to it
+      const atA = udpListen(lab, 'a', 6001, 2000, { ip: pub.ip, port: 6000 })
+      await sleep(500)
+      await udpSend(lab, 'pub', 6002, wan, 6001, 'other-port')
+      await udpSend(lab, 'x', 6003, wan, 6001, 'other-host')
+      const came = (await atA).map(d => d.msg).filter(m => m !== 'open').sort()
+      const expected = kind === 'full-cone' ? ['other-host', 'other-port'] : kind === 'restricted' ? ['other-port'] : []
+      assert.deepEqual(came, expected, `${kind}: what got through to a port a had sent from`)
+      // unsolicited: a TCP connect from the internet to a port nothing behind the router uses
+      const answer = await tcpProbe(lab, 'pub', wan, 7777)
+      const opts = ROUTERS[kind].opts
+      assert.equal(answer, opts.unsolicited === 'rst' || opts.unsolicited === 'icmp' ? 'refused' : 'silence', `${kind}: an unsolicited SYN`)
+    } finally {
+      await lab.destroy()
+    }
+  }
 })
 
 for (const topo of [...ROUTER_PAIRS, CGNAT, SAME_NAT]) {

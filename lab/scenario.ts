@@ -17,10 +17,10 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { CLI, NODE, TestDaemon, makeHome } from '@p2pos/testnet'
 import { Lab } from './netns.ts'
-import { INTERNET, type Topology } from './topologies.ts'
+import { INTERNET, INTERNET6, type Topology } from './topologies.ts'
 
 /** What the daemons listen on: TCP only, QUIC only, or the stock default (TCP, QUIC and WebSockets). */
-export type Transport = 'tcp' | 'quic' | 'default'
+export type Transport = 'tcp' | 'quic' | 'default' | 'tcp6'
 
 export interface RunResult {
   topology: number
@@ -35,6 +35,8 @@ export interface RunResult {
   direct: boolean
   /** From the first message to the first direct connection, ms (0 when the first was direct). */
   upgradeMs: number | null
+  /** The remote address of a's direct connection to b, when there is one. */
+  directAddr: string | null
   /** Median of `p2pos ping -c 5` at the end, with the path it reported. */
   pingMs: number | null
   pingPath: 'direct' | 'relayed' | null
@@ -52,7 +54,8 @@ export interface RunResult {
 const LISTEN: Record<Transport, string[] | undefined> = {
   tcp: ['/ip4/0.0.0.0/tcp/4151'],
   quic: ['/ip4/0.0.0.0/udp/4151/quic-v1'],
-  default: undefined
+  default: undefined,
+  tcp6: ['/ip6/::/tcp/4151']
 }
 
 const APP = 'lab.echo'
@@ -72,7 +75,7 @@ function labConfig (transport: Transport, bootstrap: string[], mdns: boolean): R
     relayService: 'auto',
     allowPrivateAddrs: false,
     apiPort: 0,
-    publicNetworks: [INTERNET]
+    publicNetworks: [INTERNET, INTERNET6]
   }
 }
 
@@ -120,10 +123,11 @@ async function scenario ({ lab, root, start, daemons }: LabRun, topo: Topology, 
     firstPath: null,
     direct: false,
     upgradeMs: null,
+    directAddr: null,
     pingMs: null,
     pingPath: null,
     trace: null,
-    expectDirect: topo.expectDirect[transport],
+    expectDirect: topo.expectDirect[transport] ?? false,
     bulk: { ok: false, path: null, ms: null },
     doctor: { a: null, b: null },
     punches: { a: [], b: [] }
@@ -133,7 +137,8 @@ async function scenario ({ lab, root, start, daemons }: LabRun, topo: Topology, 
     let bootstrap: string[] = []
     if (hosts.pub != null) {
       const pub = await start(hosts.pub.name, labConfig(transport, [], false))
-      bootstrap = [`${transport === 'quic' ? `/ip4/${hosts.pub.ip}/udp/4151/quic-v1` : `/ip4/${hosts.pub.ip}/tcp/4151`}/p2p/${pub.peerId}`]
+      const at = transport === 'quic' ? `/ip4/${hosts.pub.ip}/udp/4151/quic-v1` : transport === 'tcp6' ? `/ip6/${hosts.pub.ip6 ?? '?'}/tcp/4151` : `/ip4/${hosts.pub.ip}/tcp/4151`
+      bootstrap = [`${at}/p2p/${pub.peerId}`]
     }
     const [a, b] = await Promise.all([
       start(hosts.a.name, labConfig(transport, bootstrap, topo.mdns)),
@@ -195,6 +200,7 @@ async function scenario ({ lab, root, start, daemons }: LabRun, topo: Topology, 
       result.doctor[k] = r.code === 0 ? JSON.parse(r.stdout) : { error: (r.stderr + r.stdout).trim() }
     }
     result.punches = { a: (await a.client.reach()).holePunch.attempts, b: (await b.client.reach()).holePunch.attempts }
+    result.directAddr = (await a.client.peers()).find(p => p.peerId === b.peerId && !p.relayed)?.addr ?? null
     listener.close()
     if (received === 0) throw new Error('b acknowledged a message its app never saw')
   } catch (err: any) {

@@ -9,19 +9,23 @@
 import { Lab, type NatOptions } from './netns.ts'
 
 export const INTERNET = '203.0.113.0/24'
+/** The lab's IPv6 internet and LANs: the documentation prefix (RFC 9637). */
+export const INTERNET6 = '3fff::/20'
 
 export interface LabHost {
   /** Namespace short name. */
   name: string
   /** The host's own address (a LAN address behind a NAT). */
   ip: string
+  /** Its IPv6 address, on dual-stack topologies. */
+  ip6?: string
 }
 
 export interface Topology {
   id: number
   name: string
   /** What a stack that does everything right achieves between a and b. */
-  expectDirect: { tcp: boolean, quic: boolean, default: boolean }
+  expectDirect: { tcp: boolean, quic: boolean, default: boolean, tcp6?: boolean }
   /** true when a and b find each other by mDNS alone (no bootstrap peer). */
   mdns: boolean
   build: (lab: Lab) => Promise<{ a: LabHost, b: LabHost, pub?: LabHost }>
@@ -230,3 +234,58 @@ export const TOPOLOGIES: Topology[] = [
     }
   }
 ]
+
+/**
+ * One router of a kind, for checking its behaviour: host `a` behind it, and two public hosts, `pub` and
+ * `x` (203.0.113.40), to send to it and from it.
+ */
+export async function oneRouter (lab: Lab, kind: string): Promise<{ a: LabHost, pub: LabHost, x: LabHost, wan: string }> {
+  const pub = await internet(lab)
+  const x = await publicHost(lab, 'x', '203.0.113.40')
+  const a = await natHost(lab, 'a', 0, ROUTERS[kind].opts)
+  return { a, pub, x, wan: '203.0.113.21' }
+}
+
+/**
+ * Dual-stack hosts: each home router also routes IPv6 — global addresses, no NAT, the same stateful
+ * firewall (netns.ts addFirewall6). IPv6 internet 3fff:0:1::/64 (pub ::10, routers ::21 and ::22), LANs
+ * 3fff:0:a::/64 and 3fff:0:b::/64; the hosts are ::2 on theirs. `v4` gives each IPv4 router's kind.
+ */
+function dualStack (id: number, name: string, v4: [string, string], expectDirect: Topology['expectDirect']): Topology {
+  return {
+    id,
+    name,
+    expectDirect,
+    mdns: false,
+    build: async (lab) => {
+      const pub = await internet(lab)
+      await lab.addAddress('pub', 'eth0', '3fff:0:1::10/64')
+      const a = await natHost(lab, 'a', 0, ROUTERS[v4[0]].opts)
+      const b = await natHost(lab, 'b', 1, ROUTERS[v4[1]].opts)
+      for (const [host, i, other] of [['a', 0, 'b'], ['b', 1, 'a']] as const) {
+        await lab.addFirewall6(`nat${host}`, `3fff:0:1::${21 + i}/64`, `3fff:0:${host}::1/64`)
+        await lab.addAddress(host, 'eth0', `3fff:0:${host}::2/64`)
+        await lab.defaultRoute(host, `3fff:0:${host}::1`)
+        await lab.route(`nat${host}`, `3fff:0:${other}::/64`, `3fff:0:1::${21 + (1 - i)}`)
+        await lab.route('pub', `3fff:0:${host}::/64`, `3fff:0:1::${21 + i}`)
+      }
+      return { pub: { ...pub, ip6: '3fff:0:1::10' }, a: { ...a, ip6: '3fff:0:a::2' }, b: { ...b, ip6: '3fff:0:b::2' } }
+    }
+  }
+}
+
+/**
+ * IPv6 through two stateful firewalls: nothing to translate, but each firewall lets in only replies,
+ * so it takes the same crossing SYNs as a punch through NATs (over the fixed dial port: the firewall's
+ * state is per address and port). Run over `tcp6` (IPv6 only) and `default`.
+ */
+export const IPV6_FIREWALLS = dualStack(300, 'a and b behind IPv6 stateful firewalls (no NAT)', ['drop', 'drop'],
+  { tcp: true, quic: false, default: true, tcp6: true })
+
+/**
+ * Dual stack where only IPv6 can go direct: over IPv4 a sits behind a symmetric NAT (no punch can aim
+ * at it), over IPv6 behind a firewall. With the stock listen addresses a and b must end up on the
+ * direct IPv6 path, not stay on the relay.
+ */
+export const DUAL_STACK = dualStack(301, 'dual stack: IPv4 symmetric NAT, IPv6 firewall', ['symmetric', 'drop'],
+  { tcp: false, quic: false, default: true, tcp6: true })

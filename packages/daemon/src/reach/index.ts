@@ -118,6 +118,11 @@ export class ReachService implements Startable {
       seenBy.set(m[1], (seenBy.get(m[1]) ?? new Set()).add(o.peer))
     }
     for (const [addr, peers] of seenBy) if (peers.size >= 2) out.add(addr)
+    // a public address of our own (IPv6 behind a router that firewalls but does not translate): our
+    // dial port is seen there under its own number, though no peer may have observed it yet (peers we
+    // reach over IPv4 see only our IPv4 side); the port a punch through the firewall must aim at
+    const own = this.candidates().filter(c => c.type === 'transport' && /\/tcp\/\d+$/.test(c.addr))
+    if (this.init.dialPort > 0) for (const c of own) out.add(c.addr.replace(/\/tcp\/\d+$/, `/tcp/${this.init.dialPort}`))
     for (const c of this.candidates()) if (/\/tcp\/\d+$/.test(c.addr)) out.add(c.addr)
     return [...out].slice(0, 8)
   }
