@@ -93,6 +93,8 @@ export interface NatOptions {
   filtering?: Filtering
   /** The LAN host behind this router (the `address`/`endpoint` filters forward to it). */
   host?: string
+  /** Forget an idle TCP mapping after this many seconds (Linux: 5 days; RFC 5382 asks for ≥ 2 h 4 min). */
+  tcpIdleTimeoutS?: number
 }
 
 let labCount = 0
@@ -184,6 +186,7 @@ export class Lab {
     await this.plug(router, 'wan', wanCidr, internet)
     await this.plug(router, 'lan', lanCidr, lanSwitch)
     await this.exec(router, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1'])
+    if (opts.tcpIdleTimeoutS != null) await this.exec(router, 'sysctl', ['-qw', `net.netfilter.nf_conntrack_tcp_timeout_established=${opts.tcpIdleTimeoutS}`])
     const ipt = async (...args: string[]): Promise<void> => { await this.exec(router, 'iptables', ['-w', ...args]) }
     await ipt('-t', 'nat', '-A', 'POSTROUTING', '-o', 'wan', '-j', 'MASQUERADE', ...(opts.symmetric === true ? ['--random-fully'] : []))
     await ipt('-P', 'FORWARD', 'DROP')

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Lab, checkPrivileges } from './netns.ts'
-import { CGNAT, ROUTER_PAIRS, ROUTERS, SAME_NAT, oneRouter } from './topologies.ts'
+import { CGNAT, ROUTER_PAIRS, ROUTERS, SAME_NAT, SHORT_TIMEOUT, oneRouter } from './topologies.ts'
 import { tcpProbe, udpListen, udpSend } from './probe.ts'
 import { runScenario, type RunResult } from './scenario.ts'
 
@@ -88,3 +88,15 @@ for (const topo of [...ROUTER_PAIRS, CGNAT, SAME_NAT]) {
     })
   }
 }
+
+// a direct connection behind a router that forgets idle mappings must not turn into a dead one: Yamux's
+// keep-alive (every 30 s) refreshes the mapping while nothing else is sent
+test(`${SHORT_TIMEOUT.name}: a message after 100 s idle still arrives, directly`, { timeout: 240_000 }, async () => {
+  const r = await runScenario(SHORT_TIMEOUT, 'tcp', line => { if (process.env.LAB_VERBOSE != null) console.log(line) }, { idleMs: 100_000 })
+  console.log(`after 100 s idle: ${JSON.stringify(r.afterIdle)}`)
+  assert.equal(r.error, undefined, r.error)
+  assert.ok(r.direct, 'direct before the idle time')
+  assert.ok(r.afterIdle?.ok, `the message after the idle time arrived: ${JSON.stringify(r.afterIdle)}`)
+  assert.equal(r.afterIdle?.path, 'direct')
+  assert.ok(r.afterIdle?.sameConnection, 'over the same direct connection, not a new punch')
+})

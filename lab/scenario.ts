@@ -46,6 +46,8 @@ export interface RunResult {
   /** A 1 MiB file (8× a stock relay's 128 KiB limit) sent a→b with `p2pos send --file`, and its path. */
   bulk: { ok: boolean, path: 'direct' | 'relayed' | null, ms: number | null }
   doctor: { a: any, b: any }
+  /** With `idleMs`: the message sent after the idle time, whether it arrived, and on which path. */
+  afterIdle?: { ok: boolean, ms: number, path: 'direct' | 'relayed' | null, sameConnection: boolean }
   /** Each daemon's hole-punch attempts (`reach().holePunch.attempts`) at the end. */
   punches: { a: any[], b: any[] }
   error?: string
@@ -109,11 +111,16 @@ async function inLab<T> (fn: (run: LabRun) => Promise<T>): Promise<T> {
   }
 }
 
-export async function runScenario (topo: Topology, transport: Transport, log: (line: string) => void = () => {}): Promise<RunResult> {
-  return await inLab(async run => await scenario(run, topo, transport, log))
+export interface ScenarioOptions {
+  /** After everything else, leave a and b idle this long, then send once more (RunResult.afterIdle). */
+  idleMs?: number
 }
 
-async function scenario ({ lab, root, start, daemons }: LabRun, topo: Topology, transport: Transport, log: (line: string) => void): Promise<RunResult> {
+export async function runScenario (topo: Topology, transport: Transport, log: (line: string) => void = () => {}, opts: ScenarioOptions = {}): Promise<RunResult> {
+  return await inLab(async run => await scenario(run, topo, transport, log, opts))
+}
+
+async function scenario ({ lab, root, start, daemons }: LabRun, topo: Topology, transport: Transport, log: (line: string) => void, opts: ScenarioOptions): Promise<RunResult> {
   const result: RunResult = {
     topology: topo.id,
     name: topo.name,
@@ -201,6 +208,13 @@ async function scenario ({ lab, root, start, daemons }: LabRun, topo: Topology, 
     }
     result.punches = { a: (await a.client.reach()).holePunch.attempts, b: (await b.client.reach()).holePunch.attempts }
     result.directAddr = (await a.client.peers()).find(p => p.peerId === b.peerId && !p.relayed)?.addr ?? null
+    if (opts.idleMs != null) {
+      const before = received
+      await sleep(opts.idleMs)
+      const sent = Date.now()
+      const r = await a.cli(['send', b.peerId, APP, 'after the idle', '--json', '--timeout', '15000'], { timeoutMs: 30_000 })
+      result.afterIdle = { ok: r.code === 0 && received > before, ms: Date.now() - sent, path: await pathToB(), sameConnection: (await a.client.peers()).some(p => p.peerId === b.peerId && p.addr === result.directAddr) }
+    }
     listener.close()
     if (received === 0) throw new Error('b acknowledged a message its app never saw')
   } catch (err: any) {

@@ -72,6 +72,22 @@ export const ROUTERS: Record<string, { opts: NatOptions, about: string }> = {
 }
 
 /**
+ * A router that forgets an idle TCP mapping after 60 s (many forget after minutes; RFC 5382 asks for
+ * hours), in front of b; a behind a plain router. Not in the matrix: its test idles the direct
+ * connection for 100 s and sends again (routers.test.ts).
+ */
+export const SHORT_TIMEOUT: Topology = {
+  id: 202,
+  name: 'a behind drop, b behind a router that forgets idle TCP mappings after 60 s',
+  expectDirect: { tcp: true, quic: false, default: true },
+  mdns: false,
+  build: async (lab) => {
+    const pub = await internet(lab)
+    return { pub, a: await natHost(lab, 'a', 0, {}), b: await natHost(lab, 'b', 1, { tcpIdleTimeoutS: Number(process.env.LAB_TCP_IDLE_S ?? 60) }) }
+  }
+}
+
+/**
  * What TCP hole punching achieves between two router kinds. A punch needs each side to aim at the port
  * the other's router uses toward it, so both must map endpoint-independently; what a router does with
  * packets it does not expect only decides how many SYNs the crossing takes (holepunch.ts redials). With a
@@ -135,14 +151,14 @@ export const CGNAT: Topology = {
 /**
  * Two hosts behind one router, with mDNS off (as on networks that filter multicast). The router does not
  * hairpin (Linux masquerading does not: a packet from the LAN to the router's own public address is the
- * router's, not forwarded back), so neither can reach the other's public mapping: relayed, through the
- * public peer. A hairpinning router, or dialling a peer's LAN addresses when it shares our public
- * address, would make it direct; neither is built (docs/connectivity.md).
+ * router's, not forwarded back), so neither can reach the other's public mapping. They meet through the
+ * relay; the punch then sees that peers see both at the same public IP and dials the LAN addresses the
+ * other offered (holepunch.ts): direct, over the LAN.
  */
 export const SAME_NAT: Topology = {
   id: 201,
   name: 'a and b behind the same NAT, no mDNS, no hairpinning',
-  expectDirect: { tcp: false, quic: false, default: false },
+  expectDirect: { tcp: true, quic: false, default: true },
   mdns: false,
   build: async (lab) => {
     const pub = await internet(lab)

@@ -20,10 +20,11 @@ import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import type { ConnectionManager, Registrar, TransportManager } from '@libp2p/interface-internal'
 import { byteStream } from '@libp2p/utils'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { BlockList, isIP } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { CHANNEL_PROTOCOL, DCUTR_PROTOCOL, SERVICES_PROTOCOL } from '@p2pos/api'
 import { isRelayed } from '../node/dial.ts'
-import type { Networks } from './networks.ts'
+import { ipOf, type Networks } from './networks.ts'
 
 export interface PunchComponents { peerId: PeerId, registrar: Registrar, connectionManager: ConnectionManager, transportManager: TransportManager }
 const CONNECT = 100
@@ -36,8 +37,10 @@ const PUNCH_WINDOW_MS = 5_000
 const MAX_REDIALS = 1000
 
 export interface PunchEvents {
-  /** Our addresses worth offering (observed public TCP mappings, public listen addresses). */
+  /** Our addresses worth offering (observed public TCP mappings, public listen addresses, LAN ones). */
   offer: () => string[]
+  /** The public IPs peers see us at (to tell a peer behind our own NAT). */
+  publicIps: () => string[]
   onAttempt: (peer: string, outcome: { ok: boolean, started: boolean, addrs: string[], dials?: number, error?: string, ms: number }) => void
 }
 
@@ -143,12 +146,21 @@ export class HolePuncher {
     return this.c.connectionManager.getConnections(peer).some(c => !isRelayed(c) && c.status === 'open')
   }
 
-  /** TCP addresses on public IPs (by our rule), never relayed ones. */
+  /**
+   * TCP addresses on public IPs (by our rule), never relayed ones; and the peer's LAN addresses when it
+   * is behind our own NAT (peers see it at one of the public IPs they see us at). Two computers behind
+   * one router cannot reach each other's public mappings unless the router hairpins, which Linux
+   * masquerading and many home routers do not; with mDNS filtered they would stay on a relay across
+   * the internet while a LAN joins them. (Behind a carrier NAT the "same NAT" may be the carrier's and
+   * the LAN address someone else's: the handshake checks the peer id, so such a dial only fails.)
+   */
   private dialable (addrs: Multiaddr[]): Multiaddr[] {
-    return addrs.filter(ma => {
-      const s = ma.toString()
-      return !s.includes('/p2p-circuit') && /\/tcp\/\d+(\/p2p\/[^/]+)?$/.test(s) && this.networks.isPublicAddr(s)
-    }).slice(0, 8)
+    const tcp = addrs.filter(ma => !ma.toString().includes('/p2p-circuit') && /\/tcp\/\d+(\/p2p\/[^/]+)?$/.test(ma.toString()))
+    const pub = tcp.filter(ma => this.networks.isPublicAddr(ma))
+    const ours = new Set(this.events.publicIps())
+    const sameNat = pub.some(ma => ours.has(ipOf(ma) ?? ''))
+    const lan = sameNat ? tcp.filter(ma => !this.networks.isPublicAddr(ma) && isLanIp(ipOf(ma))) : []
+    return [...lan.slice(0, 4), ...pub].slice(0, 8)
   }
 
   /**
@@ -168,13 +180,15 @@ export class HolePuncher {
    */
   private async dial (peer: PeerId, addrs: Multiaddr[], initiator: boolean, signal: AbortSignal): Promise<number> {
     const targets = addrs.map(ma => ma.toString().includes('/p2p/') ? ma : ma.encapsulate(`/p2p/${peer.toString()}`))
+    // a LAN address is a listening socket, not the other side's punch: dialled as a plain initiator
+    const role = (ma: Multiaddr): boolean => this.networks.isPublicAddr(ma) ? initiator : true
     const deadline = Date.now() + PUNCH_WINDOW_MS
     const failures = new DialFailures()
     let won = false
     const one = async (ma: Multiaddr): Promise<Connection> => {
       for (let tries = 0; ; tries++) {
         try {
-          const conn: Connection = await this.c.transportManager.dial(ma, { initiator, signal } as any)
+          const conn: Connection = await this.c.transportManager.dial(ma, { initiator: role(ma), signal } as any)
           if (isRelayed(conn)) throw new Error('the dial reused a relayed connection')
           won = true
           return conn
@@ -213,6 +227,18 @@ export class HolePuncher {
     }
     setTimeout(check, 500).unref()
   }
+}
+
+const LOOPBACK_OR_LINK_LOCAL = new BlockList()
+LOOPBACK_OR_LINK_LOCAL.addSubnet('127.0.0.0', 8, 'ipv4')
+LOOPBACK_OR_LINK_LOCAL.addSubnet('169.254.0.0', 16, 'ipv4')
+LOOPBACK_OR_LINK_LOCAL.addSubnet('::1', 128, 'ipv6')
+LOOPBACK_OR_LINK_LOCAL.addSubnet('fe80::', 10, 'ipv6')
+
+/** An address another host of the same LAN could dial (not loopback, not link-local: no zone given). */
+export function isLanIp (ip: string | undefined): boolean {
+  const family = ip == null ? 0 : isIP(ip)
+  return family !== 0 && !LOOPBACK_OR_LINK_LOCAL.check(ip!, family === 4 ? 'ipv4' : 'ipv6')
 }
 
 /** The error codes of a failed dial, from libp2p's wrappers (`cause`, AggregateError's `errors`) or its message. */

@@ -22,7 +22,7 @@ import { DCUTR_PROTOCOL, REACH_PROTOCOL, RELAY_HOP_PROTOCOL, type Reachability, 
 import { USER_DIAL_PRIORITY, isRelayed } from '../node/dial.ts'
 import { ipOf, type Networks } from './networks.ts'
 import { askDialback, serveDialback, type DialbackResult } from './dialback.ts'
-import { HolePuncher } from './holepunch.ts'
+import { HolePuncher, isLanIp } from './holepunch.ts'
 
 /** What reach needs from libp2p (handed to it as a libp2p service). */
 export interface ReachComponents {
@@ -93,6 +93,7 @@ export class ReachService implements Startable {
     this.init = init
     this.puncher = new HolePuncher(components, init.networks, {
       offer: () => this.punchAddrs(),
+      publicIps: () => [...new Set([...this.observed.values()].map(o => ipOf(o.addr)).filter((ip): ip is string => ip != null && this.init.networks.isPublicIp(ip)))],
       onAttempt: (peer, o) => {
         this.punches.push({ peer, ...o, at: Date.now() })
         this.totals.punchesTried++
@@ -124,7 +125,11 @@ export class ReachService implements Startable {
     const own = this.candidates().filter(c => c.type === 'transport' && /\/tcp\/\d+$/.test(c.addr))
     if (this.init.dialPort > 0) for (const c of own) out.add(c.addr.replace(/\/tcp\/\d+$/, `/tcp/${this.init.dialPort}`))
     for (const c of this.candidates()) if (/\/tcp\/\d+$/.test(c.addr)) out.add(c.addr)
-    return [...out].slice(0, 8)
+    // our LAN listen addresses, for a peer behind the same NAT (holepunch.ts dials them only then)
+    const lan = this.c.addressManager.getAddressesWithMetadata()
+      .map(a => a.multiaddr.toString().replace(/\/p2p\/[^/]+$/, ''))
+      .filter(a => /^\/ip[46]\/[^/]+\/tcp\/\d+$/.test(a) && !this.init.networks.isPublicAddr(a) && isLanIp(ipOf(a)))
+    return [...[...out].slice(0, 8), ...lan.slice(0, 4)]
   }
 
   readonly [Symbol.toStringTag] = 'p2pos/reach'
