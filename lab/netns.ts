@@ -12,6 +12,9 @@
  */
 import { execFile, execFileSync } from 'node:child_process'
 import { promisify } from 'node:util'
+import { rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 const run = promisify(execFile)
 
@@ -29,7 +32,7 @@ export async function sh (cmd: string, args: string[]): Promise<string> {
 /** Fails loudly (never skips) when this process cannot build namespaces. */
 export async function checkPrivileges (): Promise<void> {
   if (process.getuid?.() !== 0) throw new LabError('the reach lab needs root (network namespaces and iptables); run it as root')
-  for (const tool of ['ip', 'iptables']) {
+  for (const tool of ['ip', 'iptables', 'ip6tables', 'nft']) {
     try {
       await run('sh', ['-c', `command -v ${tool}`])
     } catch {
@@ -66,9 +69,32 @@ function sweepStale (): void {
   }
 }
 
+/**
+ * What a router does with a packet from the internet that matches no mapping it holds:
+ * - `drop`: nothing (a stock home-router firewall; the lab's first routers);
+ * - `rst`: no INPUT firewall — its own kernel answers, a TCP SYN with a RST and a UDP datagram with ICMP
+ *   port unreachable, as every Linux box without a firewall and many real routers do;
+ * - `icmp`: ICMP port unreachable for TCP and UDP alike (a firewall's REJECT).
+ */
+export type Unsolicited = 'drop' | 'rst' | 'icmp'
+
+/**
+ * Which inbound packets reach a LAN host through a mapping it opened (RFC 4787 filtering):
+ * - `address-port`: only from the exact address and port it sent to (Linux conntrack, the default);
+ * - `address`: from any port of an address it sent to ("restricted cone");
+ * - `endpoint`: from anyone ("full cone").
+ */
+export type Filtering = 'address-port' | 'address' | 'endpoint'
+
 export interface NatOptions {
   /** Symmetric NAT: a random external port for every new mapping (MASQUERADE --random-fully). */
   symmetric?: boolean
+  unsolicited?: Unsolicited
+  filtering?: Filtering
+  /** The LAN host behind this router (the `address`/`endpoint` filters forward to it). */
+  host?: string
+  /** Forget an idle TCP mapping after this many seconds (Linux: 5 days; RFC 5382 asks for ≥ 2 h 4 min). */
+  tcpIdleTimeoutS?: number
 }
 
 let labCount = 0
@@ -119,34 +145,113 @@ export class Lab {
     await sh('ip', ['link', 'add', ifname, 'netns', this.ns(host), 'type', 'veth', 'peer', 'name', port, 'netns', this.ns(sw)])
     await this.exec(sw, 'ip', ['link', 'set', port, 'master', 'br0'])
     await this.exec(sw, 'ip', ['link', 'set', port, 'up'])
-    await this.exec(host, 'ip', ['addr', 'add', cidr, 'dev', ifname])
+    await this.addAddress(host, ifname, cidr)
     await this.exec(host, 'ip', ['link', 'set', ifname, 'up'])
+  }
+
+  /** Another address on an interface; IPv6 ones without duplicate-address detection (usable at once). */
+  async addAddress (host: string, ifname: string, cidr: string): Promise<void> {
+    await this.exec(host, 'ip', ['addr', 'add', cidr, 'dev', ifname, ...(cidr.includes(':') ? ['nodad'] : [])])
+  }
+
+  /**
+   * IPv6 on a router made by `addNatRouter`: global addresses on both sides and no NAT (as IPv6 home
+   * routers do), but the same stateful firewall: only replies to what the LAN opened get in, and
+   * unsolicited packets are dropped or answered as `unsolicited` says.
+   */
+  async addFirewall6 (router: string, wanCidr: string, lanCidr: string, unsolicited: Unsolicited = 'drop'): Promise<void> {
+    await this.addAddress(router, 'wan', wanCidr)
+    await this.addAddress(router, 'lan', lanCidr)
+    await this.exec(router, 'sysctl', ['-qw', 'net.ipv6.conf.all.forwarding=1'])
+    const ipt = async (...args: string[]): Promise<void> => { await this.exec(router, 'ip6tables', ['-w', ...args]) }
+    await ipt('-P', 'FORWARD', 'DROP')
+    await ipt('-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP')
+    await ipt('-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT')
+    // neighbour discovery is ICMPv6: without it nothing on the link works
+    await ipt('-A', 'FORWARD', '-p', 'ipv6-icmp', '-j', 'ACCEPT')
+    await ipt('-A', 'FORWARD', '-i', 'lan', '-o', 'wan', '-j', 'ACCEPT')
+    if (unsolicited === 'rst') await ipt('-A', 'FORWARD', '-p', 'tcp', '-j', 'REJECT', '--reject-with', 'tcp-reset')
+    if (unsolicited !== 'drop') await ipt('-A', 'FORWARD', '-j', 'REJECT', '--reject-with', 'icmp6-port-unreachable')
   }
 
   /**
    * A home router: namespace `router` with `wan` on switch `internet` and `lan` on switch `lanSwitch`,
-   * masquerading the LAN and dropping every unsolicited inbound packet (only replies to connections the
-   * LAN opened get in, as on a stock home router). Linux keeps the source port when it can, so the plain
-   * NAT maps endpoint-independently; `symmetric` picks a random port per mapping instead.
+   * masquerading the LAN. By default it drops every unsolicited inbound packet (only replies to
+   * connections the LAN opened get in, as on a stock home router); `unsolicited` and `filtering` change
+   * that (see their types). Linux keeps the source port when it can, so the plain NAT maps
+   * endpoint-independently; `symmetric` picks a random port per mapping instead.
    */
   async addNatRouter (router: string, wanCidr: string, internet: string, lanCidr: string, lanSwitch: string, opts: NatOptions = {}): Promise<void> {
     await this.addNamespace(router)
     await this.plug(router, 'wan', wanCidr, internet)
     await this.plug(router, 'lan', lanCidr, lanSwitch)
     await this.exec(router, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1'])
+    if (opts.tcpIdleTimeoutS != null) await this.exec(router, 'sysctl', ['-qw', `net.netfilter.nf_conntrack_tcp_timeout_established=${opts.tcpIdleTimeoutS}`])
     const ipt = async (...args: string[]): Promise<void> => { await this.exec(router, 'iptables', ['-w', ...args]) }
     await ipt('-t', 'nat', '-A', 'POSTROUTING', '-o', 'wan', '-j', 'MASQUERADE', ...(opts.symmetric === true ? ['--random-fully'] : []))
     await ipt('-P', 'FORWARD', 'DROP')
+    // packets conntrack cannot place (e.g. a SYN-ACK of a crossing it judged out of order) would go out
+    // unmasqueraded, from the LAN's address, and leave both sides of a punch stuck in SYN-RECV/SYN-SENT;
+    // a router's firewall drops them (seen in the lab: drop × icmp routers, until this rule)
+    await ipt('-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP')
     await ipt('-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT')
     await ipt('-A', 'FORWARD', '-i', 'lan', '-o', 'wan', '-j', 'ACCEPT')
-    // the router itself answers nothing from the internet either
-    await ipt('-P', 'INPUT', 'DROP')
-    await ipt('-A', 'INPUT', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT')
-    await ipt('-A', 'INPUT', '-i', 'lan', '-j', 'ACCEPT')
+    const unsolicited = opts.unsolicited ?? 'drop'
+    if (unsolicited === 'drop') {
+      // the router itself answers nothing from the internet either
+      await ipt('-P', 'INPUT', 'DROP')
+      await ipt('-A', 'INPUT', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT')
+      await ipt('-A', 'INPUT', '-i', 'lan', '-j', 'ACCEPT')
+    } else if (unsolicited === 'icmp') {
+      await ipt('-A', 'INPUT', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT')
+      await ipt('-A', 'INPUT', '-i', 'lan', '-j', 'ACCEPT')
+      await ipt('-A', 'INPUT', '-j', 'REJECT', '--reject-with', 'icmp-port-unreachable')
+    }
+    // 'rst': no INPUT rules at all; the router's kernel answers what no socket of its own takes
+    const filtering = opts.filtering ?? 'address-port'
+    if (filtering !== 'address-port') {
+      if (opts.host == null) throw new LabError(`a router with ${filtering} filtering needs its LAN host`)
+      await this.coneFilter(router, filtering, opts.host)
+      await ipt('-I', 'FORWARD', '3', '-i', 'wan', '-m', 'conntrack', '--ctstate', 'DNAT', '-j', 'ACCEPT')
+    }
+  }
+
+  /**
+   * Linux conntrack filters by address and port; the looser filters are added with nftables: every
+   * (port) or (remote address, port) the LAN host sends from is remembered in a set for 2 minutes, and
+   * a new inbound packet to such a port (from that address) is sent on to the host, on the same port —
+   * the masquerade keeps port numbers, so mapped and local ports are the same here.
+   */
+  private async coneFilter (router: string, filtering: 'address' | 'endpoint', host: string): Promise<void> {
+    const key = filtering === 'endpoint' ? 'inet_proto . inet_service' : 'ipv4_addr . inet_proto . inet_service'
+    // address-dependent filtering also keys on the remote address
+    const remote = filtering === 'endpoint' ? '' : 'ip daddr . '
+    const from = filtering === 'endpoint' ? '' : 'ip saddr . '
+    const rules = `table ip cone {
+  set seen { type ${key}; flags timeout; timeout 120s; }
+  chain learn { type filter hook forward priority -10; policy accept;
+    iifname "lan" meta l4proto { tcp, udp } update @seen { ${remote}meta l4proto . th sport }
+  }
+  chain admit { type nat hook prerouting priority -110;
+    iifname "wan" meta l4proto { tcp, udp } ${from}meta l4proto . th dport @seen dnat to ${host}
+  }
+}
+`
+    const file = join(tmpdir(), `${this.ns(router)}.nft`)
+    await writeFile(file, rules)
+    try {
+      await this.exec(router, 'nft', ['-f', file])
+    } finally {
+      await rm(file, { force: true })
+    }
   }
 
   async defaultRoute (host: string, via: string): Promise<void> {
-    await this.exec(host, 'ip', ['route', 'add', 'default', 'via', via])
+    await this.exec(host, 'ip', [...(via.includes(':') ? ['-6'] : []), 'route', 'add', 'default', 'via', via])
+  }
+
+  async route (host: string, to: string, via: string): Promise<void> {
+    await this.exec(host, 'ip', [...(via.includes(':') ? ['-6'] : []), 'route', 'add', to, 'via', via])
   }
 
   async destroy (): Promise<void> {

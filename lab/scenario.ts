@@ -17,10 +17,10 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { CLI, NODE, TestDaemon, makeHome } from '@p2pos/testnet'
 import { Lab } from './netns.ts'
-import { INTERNET, type Topology } from './topologies.ts'
+import { INTERNET, INTERNET6, type Topology } from './topologies.ts'
 
 /** What the daemons listen on: TCP only, QUIC only, or the stock default (TCP, QUIC and WebSockets). */
-export type Transport = 'tcp' | 'quic' | 'default'
+export type Transport = 'tcp' | 'quic' | 'default' | 'tcp6'
 
 export interface RunResult {
   topology: number
@@ -35,6 +35,8 @@ export interface RunResult {
   direct: boolean
   /** From the first message to the first direct connection, ms (0 when the first was direct). */
   upgradeMs: number | null
+  /** The remote address of a's direct connection to b, when there is one. */
+  directAddr: string | null
   /** Median of `p2pos ping -c 5` at the end, with the path it reported. */
   pingMs: number | null
   pingPath: 'direct' | 'relayed' | null
@@ -44,13 +46,18 @@ export interface RunResult {
   /** A 1 MiB file (8× a stock relay's 128 KiB limit) sent a→b with `p2pos send --file`, and its path. */
   bulk: { ok: boolean, path: 'direct' | 'relayed' | null, ms: number | null }
   doctor: { a: any, b: any }
+  /** With `idleMs`: the message sent after the idle time, whether it arrived, and on which path. */
+  afterIdle?: { ok: boolean, ms: number, path: 'direct' | 'relayed' | null, sameConnection: boolean }
+  /** Each daemon's hole-punch attempts (`reach().holePunch.attempts`) at the end. */
+  punches: { a: any[], b: any[] }
   error?: string
 }
 
 const LISTEN: Record<Transport, string[] | undefined> = {
   tcp: ['/ip4/0.0.0.0/tcp/4151'],
   quic: ['/ip4/0.0.0.0/udp/4151/quic-v1'],
-  default: undefined
+  default: undefined,
+  tcp6: ['/ip6/::/tcp/4151']
 }
 
 const APP = 'lab.echo'
@@ -70,7 +77,7 @@ export function labConfig (transport: Transport, bootstrap: string[], mdns: bool
     relayService: 'auto',
     allowPrivateAddrs: false,
     apiPort: 0,
-    publicNetworks: [INTERNET]
+    publicNetworks: [INTERNET, INTERNET6]
   }
 }
 
@@ -104,11 +111,16 @@ export async function inLab<T> (fn: (run: LabRun) => Promise<T>): Promise<T> {
   }
 }
 
-export async function runScenario (topo: Topology, transport: Transport, log: (line: string) => void = () => {}): Promise<RunResult> {
-  return await inLab(async run => await scenario(run, topo, transport, log))
+export interface ScenarioOptions {
+  /** After everything else, leave a and b idle this long, then send once more (RunResult.afterIdle). */
+  idleMs?: number
 }
 
-async function scenario ({ lab, root, start, daemons }: LabRun, topo: Topology, transport: Transport, log: (line: string) => void): Promise<RunResult> {
+export async function runScenario (topo: Topology, transport: Transport, log: (line: string) => void = () => {}, opts: ScenarioOptions = {}): Promise<RunResult> {
+  return await inLab(async run => await scenario(run, topo, transport, log, opts))
+}
+
+async function scenario ({ lab, root, start, daemons }: LabRun, topo: Topology, transport: Transport, log: (line: string) => void, opts: ScenarioOptions): Promise<RunResult> {
   const result: RunResult = {
     topology: topo.id,
     name: topo.name,
@@ -118,19 +130,22 @@ async function scenario ({ lab, root, start, daemons }: LabRun, topo: Topology, 
     firstPath: null,
     direct: false,
     upgradeMs: null,
+    directAddr: null,
     pingMs: null,
     pingPath: null,
     trace: null,
-    expectDirect: topo.expectDirect[transport],
+    expectDirect: topo.expectDirect[transport] ?? false,
     bulk: { ok: false, path: null, ms: null },
-    doctor: { a: null, b: null }
+    doctor: { a: null, b: null },
+    punches: { a: [], b: [] }
   }
   try {
     const hosts = await topo.build(lab)
     let bootstrap: string[] = []
     if (hosts.pub != null) {
       const pub = await start(hosts.pub.name, labConfig(transport, [], false))
-      bootstrap = [`${transport === 'quic' ? `/ip4/${hosts.pub.ip}/udp/4151/quic-v1` : `/ip4/${hosts.pub.ip}/tcp/4151`}/p2p/${pub.peerId}`]
+      const at = transport === 'quic' ? `/ip4/${hosts.pub.ip}/udp/4151/quic-v1` : transport === 'tcp6' ? `/ip6/${hosts.pub.ip6 ?? '?'}/tcp/4151` : `/ip4/${hosts.pub.ip}/tcp/4151`
+      bootstrap = [`${at}/p2p/${pub.peerId}`]
     }
     const [a, b] = await Promise.all([
       start(hosts.a.name, labConfig(transport, bootstrap, topo.mdns)),
@@ -190,6 +205,15 @@ async function scenario ({ lab, root, start, daemons }: LabRun, topo: Topology, 
     for (const [k, d] of [['a', a], ['b', b]] as const) {
       const r = await d.cli(['doctor', '--json'], { timeoutMs: 30_000 })
       result.doctor[k] = r.code === 0 ? JSON.parse(r.stdout) : { error: (r.stderr + r.stdout).trim() }
+    }
+    result.punches = { a: (await a.client.reach()).holePunch.attempts, b: (await b.client.reach()).holePunch.attempts }
+    result.directAddr = (await a.client.peers()).find(p => p.peerId === b.peerId && !p.relayed)?.addr ?? null
+    if (opts.idleMs != null) {
+      const before = received
+      await sleep(opts.idleMs)
+      const sent = Date.now()
+      const r = await a.cli(['send', b.peerId, APP, 'after the idle', '--json', '--timeout', '15000'], { timeoutMs: 30_000 })
+      result.afterIdle = { ok: r.code === 0 && received > before, ms: Date.now() - sent, path: await pathToB(), sameConnection: (await a.client.peers()).some(p => p.peerId === b.peerId && p.addr === result.directAddr) }
     }
     listener.close()
     if (received === 0) throw new Error('b acknowledged a message its app never saw')

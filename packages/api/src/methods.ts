@@ -121,8 +121,8 @@ export const ReachReportSchema = Type.Object({
     relayedConnections: Type.Integer(),
     upgradedToDirect: Type.Integer(),
     tcpDialPort: Type.Integer({ description: 'the fixed local port TCP dials leave from (0: ephemeral, no TCP punching)' }),
-    attempts: Type.Array(Type.Object({ peer: Str, ok: Type.Boolean(), started: Type.Boolean(), addrs: Type.Array(Str), ms: Type.Number(), at: Str, error: Type.Optional(Str) }),
-      { description: 'our DCUtR attempts, newest last (`started`: we did, as DCUtR\'s B)' }),
+    attempts: Type.Array(Type.Object({ peer: Str, ok: Type.Boolean(), started: Type.Boolean(), addrs: Type.Array(Str), dials: Type.Optional(Type.Number()), ms: Type.Number(), at: Str, error: Type.Optional(Str) }),
+      { description: 'our DCUtR attempts, newest last (`started`: we did, as DCUtR\'s B; `dials`: TCP dials a won punch took; `error`: each failed dial\'s cause, counted)' }),
     upgrades: Type.Array(Type.Object({ peer: Str, afterMs: Type.Number(), at: Str })),
     relayedNow: Type.Array(Str, { description: 'peers reached only through a relay right now' })
   }),

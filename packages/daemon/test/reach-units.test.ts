@@ -51,6 +51,9 @@ describe('the TCP dial port', () => {
   it('is the first IPv4 TCP listen port + 2, and off for ephemeral listen ports', () => {
     assert.equal(dialPortFor(['/ip4/0.0.0.0/udp/4151/quic-v1', '/ip4/0.0.0.0/tcp/4151', '/ip4/0.0.0.0/tcp/4152/ws']), 4153)
     assert.equal(dialPortFor(['/ip4/127.0.0.1/tcp/0']), 0)
+    // an IPv6-only daemon punches from a fixed port too; IPv4's listen port wins when both are there
+    assert.equal(dialPortFor(['/ip6/::/tcp/5000']), 5002)
+    assert.equal(dialPortFor(['/ip6/::/tcp/5000', '/ip4/0.0.0.0/tcp/4151']), 4153)
     assert.equal(dialPortFor(['/ip4/0.0.0.0/udp/4151/quic-v1']), 0)
     assert.equal(dialPortFor(['/ip4/0.0.0.0/tcp/65535']), 0)
   })

@@ -97,6 +97,11 @@ function explain (r: ReachReport, peers: PeerConnection[], advice: string[], che
     : `Hole punching: ${hp.upgradedToDirect} of ${hp.relayedConnections} relayed connection(s) became direct` +
       (hp.upgrades.length > 0 ? ` (last after ${(hp.upgrades[hp.upgrades.length - 1].afterMs / 1000).toFixed(1)} s)` : ''))
   if (hp.relayedNow.length > 0) lines.push(`Relayed now: ${hp.relayedNow.map(short).join(', ')} — traffic passes through a relay`)
+  // what the last punch with each peer still relayed ran into (a count of its dials' causes)
+  for (const peer of hp.relayedNow) {
+    const last = hp.attempts.filter(a => a.peer === peer).at(-1)
+    if (last != null && !last.ok && last.error != null) lines.push(`  last hole punch with ${short(peer)} failed: ${last.error}`)
+  }
   if (checks.length > 0) {
     lines.push('Bootstrap and relay peers:')
     for (const c of checks) {

@@ -57,7 +57,8 @@ function asResponder (upgrader: any): any {
 
 /** The dial port that goes with a listen port: two above it (the default WebSockets port is one above). */
 export function dialPortFor (listen: string[]): number {
-  const m = listen.map(a => /^\/ip4\/[^/]+\/tcp\/(\d+)$/.exec(a)).find(m => m != null)
+  // the IPv4 TCP listen port first, else the IPv6 one (an IPv6-only daemon punches too)
+  const m = [...listen.filter(a => a.startsWith('/ip4/')), ...listen].map(a => /^\/ip[46]\/[^/]+\/tcp\/(\d+)$/.exec(a)).find(m => m != null)
   const port = m != null ? Number(m[1]) : 0
   return port === 0 || port > 65533 ? 0 : port + 2
 }

@@ -22,7 +22,7 @@ import { DCUTR_PROTOCOL, REACH_PROTOCOL, RELAY_HOP_PROTOCOL, type PortMappingRep
 import { USER_DIAL_PRIORITY, isRelayed } from '../node/dial.ts'
 import { ipOf, type Networks } from './networks.ts'
 import { askDialback, serveDialback, type DialbackResult } from './dialback.ts'
-import { HolePuncher } from './holepunch.ts'
+import { HolePuncher, isLanIp } from './holepunch.ts'
 
 /** What reach needs from libp2p (handed to it as a libp2p service). */
 export interface ReachComponents {
@@ -83,7 +83,7 @@ export class ReachService implements Startable {
   private relayedEver = 0
   /** Running totals since start, for metrics (the arrays above keep only the newest few). */
   private readonly totals = { punchesTried: 0, punchesWon: 0, upgrades: 0 }
-  private readonly punches: Array<{ peer: string, ok: boolean, started: boolean, addrs: string[], error?: string, ms: number, at: number }> = []
+  private readonly punches: Array<{ peer: string, ok: boolean, started: boolean, addrs: string[], dials?: number, error?: string, ms: number, at: number }> = []
   private readonly puncher: HolePuncher
   private relayWatch?: ReturnType<typeof setInterval>
   private running = false
@@ -95,6 +95,7 @@ export class ReachService implements Startable {
     this.init = init
     this.puncher = new HolePuncher(components, init.networks, {
       offer: () => this.punchAddrs(),
+      publicIps: () => [...new Set([...this.observed.values()].map(o => ipOf(o.addr)).filter((ip): ip is string => ip != null && this.init.networks.isPublicIp(ip)))],
       onAttempt: (peer, o) => {
         this.punches.push({ peer, ...o, at: Date.now() })
         this.totals.punchesTried++
@@ -120,8 +121,17 @@ export class ReachService implements Startable {
       seenBy.set(m[1], (seenBy.get(m[1]) ?? new Set()).add(o.peer))
     }
     for (const [addr, peers] of seenBy) if (peers.size >= 2) out.add(addr)
+    // a public address of our own (IPv6 behind a router that firewalls but does not translate): our
+    // dial port is seen there under its own number, though no peer may have observed it yet (peers we
+    // reach over IPv4 see only our IPv4 side); the port a punch through the firewall must aim at
+    const own = this.candidates().filter(c => c.type === 'transport' && /\/tcp\/\d+$/.test(c.addr))
+    if (this.init.dialPort > 0) for (const c of own) out.add(c.addr.replace(/\/tcp\/\d+$/, `/tcp/${this.init.dialPort}`))
     for (const c of this.candidates()) if (/\/tcp\/\d+$/.test(c.addr)) out.add(c.addr)
-    return [...out].slice(0, 8)
+    // our LAN listen addresses, for a peer behind the same NAT (holepunch.ts dials them only then)
+    const lan = this.c.addressManager.getAddressesWithMetadata()
+      .map(a => a.multiaddr.toString().replace(/\/p2p\/[^/]+$/, ''))
+      .filter(a => /^\/ip[46]\/[^/]+\/tcp\/\d+$/.test(a) && !this.init.networks.isPublicAddr(a) && isLanIp(ipOf(a)))
+    return [...[...out].slice(0, 8), ...lan.slice(0, 4)]
   }
 
   readonly [Symbol.toStringTag] = 'p2pos/reach'
@@ -405,7 +415,7 @@ export class ReachService implements Startable {
         relayedConnections: this.relayedEver,
         upgradedToDirect: this.upgrades.length,
         tcpDialPort: this.init.dialPort,
-        attempts: this.punches.map(p => ({ peer: p.peer, ok: p.ok, started: p.started, addrs: p.addrs, ms: p.ms, at: new Date(p.at).toISOString(), ...(p.error != null ? { error: p.error } : {}) })),
+        attempts: this.punches.map(p => ({ peer: p.peer, ok: p.ok, started: p.started, addrs: p.addrs, ...(p.dials != null ? { dials: p.dials } : {}), ms: p.ms, at: new Date(p.at).toISOString(), ...(p.error != null ? { error: p.error } : {}) })),
         upgrades: this.upgrades.map(u => ({ peer: u.peer, afterMs: u.afterMs, at: new Date(u.at).toISOString() })),
         relayedNow: this.relayedOnly()
       },
