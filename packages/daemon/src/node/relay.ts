@@ -8,6 +8,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { PeerId, Startable } from '@libp2p/interface'
 import type { ConnectionManager } from '@libp2p/interface-internal'
+import { blockOf } from './guard.ts'
 
 export interface RelayServer extends Startable {
   /** Starts serving (once; "auto" calls it when reach finds us public). */
@@ -15,9 +16,64 @@ export interface RelayServer extends Startable {
   readonly serving: boolean
 }
 
-export function relayServer<C> (factory: (components: C) => object, mode: 'auto' | 'on'): (components: C) => RelayServer {
-  // the server class is Startable; its exported type (CircuitRelayService) does not say so
-  return (components) => new OnDemandRelay(factory(components) as Startable, mode === 'on')
+export function relayServer<C extends { connectionManager: Pick<ConnectionManager, 'getConnections'> }> (factory: (components: C) => object, mode: 'auto' | 'on'): (components: C) => RelayServer {
+  return (components) => {
+    // the server class is Startable; its exported type (CircuitRelayService) does not say so
+    const server = factory(components) as Startable & { reservationStore?: ReservationStoreLike }
+    if (server.reservationStore != null) fairReservations(server.reservationStore, components.connectionManager)
+    return new OnDemandRelay(server, mode === 'on')
+  }
+}
+
+/** What fairReservations needs of js-libp2p's relay ReservationStore (circuit-relay-v2 4.x, not exported). */
+export interface ReservationStoreLike {
+  reservations: { size: number, get: (peer: PeerId) => { addr: { toString: () => string } } | undefined, entries: () => Iterable<[PeerId, { addr: { toString: () => string }, expiry: Date }]> }
+  maxReservations: number
+  reserve: (peer: PeerId, addr: { toString: () => string }, limit?: unknown) => { status: string, expire?: number }
+  removeReservation: (peer: PeerId) => void
+}
+
+/** At most this many reservations for peers of one address block (IPv4 /24, IPv6 /48). */
+export const RESERVATIONS_PER_BLOCK = 4
+// the library's Status enum is a string enum (its protobuf codec maps the name to 200 on the wire)
+const RESERVATION_REFUSED = 'RESERVATION_REFUSED'
+
+/**
+ * js-libp2p's relay keeps a reservation for its TTL (2 h, renewable) whoever asks, first come first
+ * served, and refuses everyone once `maxReservations` are held: 16 throwaway peer ids, even from one
+ * computer and gone again, lock every honest peer behind a NAT out of this relay (wire.md §13). Here,
+ * before the library's own check:
+ * - one address block holds at most RESERVATIONS_PER_BLOCK reservations (a home has a few computers; a
+ *   carrier NAT's users share an address, so not one);
+ * - when all are taken, a reservation whose peer is no longer connected goes first (a relay reaches a
+ *   reserved peer only over that peer's own connection, so it serves nobody); else the newest of the
+ *   most crowded block, if that block holds more than the asker's. An attacker spread over as many
+ *   blocks as there are slots, each connected, still fills the relay — nothing address-based stops that.
+ */
+export function fairReservations (store: ReservationStoreLike, connections: Pick<ConnectionManager, 'getConnections'>): void {
+  const reserve = store.reserve.bind(store)
+  store.reserve = (peer, addr, limit) => {
+    if (store.reservations.get(peer) != null) return reserve(peer, addr, limit) // a renewal
+    const block = blockOf(addr.toString())
+    const byBlock = new Map<string, Array<{ peer: PeerId, expiry: number }>>()
+    for (const [holder, r] of store.reservations.entries()) {
+      const b = blockOf(r.addr.toString())
+      byBlock.set(b, [...(byBlock.get(b) ?? []), { peer: holder, expiry: r.expiry.getTime() }])
+    }
+    if ((byBlock.get(block)?.length ?? 0) >= RESERVATIONS_PER_BLOCK) return { status: RESERVATION_REFUSED }
+    if (store.reservations.size >= store.maxReservations) {
+      const gone = [...store.reservations.entries()].find(([holder]) => !connections.getConnections(holder).some(c => c.status === 'open'))
+      if (gone != null) {
+        store.removeReservation(gone[0])
+      } else {
+        const crowded = [...byBlock.values()].sort((x, y) => y.length - x.length)[0]
+        if (crowded == null || crowded.length <= (byBlock.get(block)?.length ?? 0) + 1) return { status: RESERVATION_REFUSED }
+        // the newest reservation (the latest expiry) of the most crowded block
+        store.removeReservation(crowded.sort((x, y) => y.expiry - x.expiry)[0].peer)
+      }
+    }
+    return reserve(peer, addr, limit)
+  }
 }
 
 class OnDemandRelay implements RelayServer {
