@@ -4,7 +4,8 @@ import { UsageError, args, client, print } from '../output.ts'
 
 const USAGE = `p2pos job run MODULE.wasm --inputs DIR [--replicas K] [--quorum Q] [--fixed] [--group GROUP] [--out DIR] [--cpu MS] [--timeout MS] [--json]
        p2pos job status JOB [--json]
-       p2pos job list [--json]`
+       p2pos job list [--json]
+       p2pos job rm JOB [--json]`
 
 const int = (text: string | undefined, name: string): number | undefined => {
   if (text == null) return undefined
@@ -71,6 +72,12 @@ export async function run (argv: string[]): Promise<number> {
       if (positionals.length !== 2) throw new UsageError(USAGE)
       const s = await p2p.jobStatus(positionals[1])
       print(json, s, () => details(s))
+      return 0
+    }
+    case 'rm': {
+      if (positionals.length !== 2) throw new UsageError(USAGE)
+      const r = await p2p.removeJob(positionals[1])
+      print(json, r, () => `removed job ${r.job} (it was ${r.state}); ${r.workers} workers told to drop what they held of it`)
       return 0
     }
     case 'list': {
