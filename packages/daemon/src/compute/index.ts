@@ -92,6 +92,8 @@ export class ComputeService implements Startable {
   private started = false
   private lastLookup = 0
   private readonly providers = new Set<string>()
+  /** The last search for workers per group ('' for anyone), reused by a job's first search (jobs.ts). */
+  private readonly lastSearch = new Map<string, { at: number, offers: WorkerOffer[] }>()
   /** `<submitter>/<job>/<n>` of the tasks running here now (handed over or sent directly). */
   private readonly active = new Map<string, number>()
   /** When each submitter's queued task last started here: the one waiting longest goes next. */
@@ -481,7 +483,18 @@ export class ComputeService implements Startable {
    * the offer key — looked up in the DHT only when no connected peer is a worker, or when the last lookup
    * is older than DHT_LOOKUP_MS (a lookup takes up to seconds; a job should not wait for it each time).
    */
-  private async findWorkers (group: string | null, signal: AbortSignal): Promise<WorkerOffer[]> {
+  private async findWorkers (group: string | null, signal: AbortSignal, maxAgeMs = 0): Promise<WorkerOffer[]> {
+    const key = group ?? ''
+    const last = this.lastSearch.get(key)
+    // an empty answer is never reused: a worker that has just offered is found at once
+    if (last != null && last.offers.length > 0 && Date.now() - last.at <= maxAgeMs) return last.offers.map(o => ({ ...o }))
+    const offers = await this.searchWorkers(group, signal)
+    this.lastSearch.set(key, { at: Date.now(), offers })
+    while (this.lastSearch.size > 64) this.lastSearch.delete(this.lastSearch.keys().next().value!)
+    return offers
+  }
+
+  private async searchWorkers (group: string | null, signal: AbortSignal): Promise<WorkerOffer[]> {
     const self = this.c.peerId.toString()
     const peers = new Set<string>()
     for (const conn of this.c.connectionManager.getConnections()) {
@@ -690,7 +703,7 @@ export class ComputeService implements Startable {
   private startRun (job: JobRecord, moduleBytes: Uint8Array, finished: Awaited<ReturnType<ComputeStore['tasks']>>): JobRun {
     const run = new JobRun(job, moduleBytes, finished, {
       store: this.store,
-      findWorkers: async (group, signal) => await this.findWorkers(group, signal),
+      findWorkers: async (group, signal, maxAgeMs) => await this.findWorkers(group, signal, maxAgeMs),
       runRemote: async (peer, task, signal) => await this.runRemote(peer, task, signal),
       collect: async (peer, task, signal) => await this.collect(peer, job.id, task, job.outputBytes, signal),
       queue: async (peer, task, tasks, signal) => await this.queueTasks(peer, task, tasks, signal),

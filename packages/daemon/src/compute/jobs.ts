@@ -22,8 +22,11 @@ export interface RemoteTask { job: string, task: number, module: string, moduleB
 
 export interface JobDeps {
   store: ComputeStore
-  /** Workers that offer cores and take tasks from this computer (in `group` if given). */
-  findWorkers: (group: string | null, signal: AbortSignal) => Promise<WorkerOffer[]>
+  /**
+   * Workers that offer cores and take tasks from this computer (in `group` if given); answers at most
+   * `maxAgeMs` old may be reused (a job's first search: a job just after another starts at once).
+   */
+  findWorkers: (group: string | null, signal: AbortSignal, maxAgeMs: number) => Promise<WorkerOffer[]>
   /** Runs a task on `peer`; rejects when the replica is lost or refused (E_LIMIT: busy). */
   runRemote: (peer: string, task: RemoteTask, signal: AbortSignal) => Promise<TaskValue>
   /** The result of task `task` that waited on `peer` for this computer, if any (compute.md §6). */
@@ -46,6 +49,11 @@ export const EXTRA_REPLICAS = 4
 /** Workers are asked again this often while a job runs, and sooner (2 s) when none is free. */
 const REFRESH_MS = 10_000
 const REFRESH_IDLE_MS = 2_000
+/**
+ * A job's first search for workers may reuse the answers of one at most this old (asking every connected
+ * worker `offer` was the largest part of a one-task job: 22 of 88 ms); later searches always ask.
+ */
+const FIRST_SEARCH_MAX_AGE_MS = 5_000
 /** How long asking a worker for a result that waited for this computer may take. */
 const COLLECT_MS = 15_000
 /** A worker that answered E_LIMIT (busy) is not sent a task for this long. */
@@ -109,6 +117,8 @@ export class JobRun {
   private readonly handedTo = new Set<string>()
   private wake: () => void = () => {}
   private lastRefresh = 0
+  /** Whether this run has asked for workers yet (the first search may reuse answers FIRST_SEARCH_MAX_AGE_MS old). */
+  private searched = false
   /** When a worker last took (or answered) a task of this job: E_NO_WORKERS after timeoutMs without. */
   private lastTaken = Date.now()
   private waiting: string | undefined
@@ -392,7 +402,8 @@ export class JobRun {
     this.lastRefresh = Date.now()
     let found: WorkerOffer[] = []
     try {
-      found = await this.deps.findWorkers(this.job.group, this.abort.signal)
+      found = await this.deps.findWorkers(this.job.group, this.abort.signal, this.searched ? 0 : FIRST_SEARCH_MAX_AGE_MS)
+      this.searched = true
     } catch (err: any) {
       this.deps.log(`compute: finding workers failed: ${String(err?.message ?? err)}`)
     }
