@@ -268,6 +268,8 @@ export class ComputeService implements Startable {
 
   /** A task run here ended: its result is kept in the outbox for its submitter, unless it dropped the job. */
   private async finish (submitter: string, job: string, task: number, value: TaskValue): Promise<void> {
+    // a task cut short because this daemon stops has no result: a queued one runs again at the next start
+    if (this.stopping) throw new P2posError('E_NOT_RUNNING', 'this computer is stopping')
     if (!this.dropped.has(`${submitter}/${job}`)) {
       // kept until the submitter acknowledges it: if it is gone now, the result waits for it (compute.md §6)
       await this.store.putWaiting(submitter, job, task, value.ok

@@ -521,7 +521,9 @@ export class JobRun {
     t.tried.add(w.peer)
     w.inflight++
     if (w.queue > 0) {
-      this.batches.set(w.peer, [...(this.batches.get(w.peer) ?? []), t])
+      const batch = this.batches.get(w.peer)
+      if (batch == null) this.batches.set(w.peer, [t])
+      else batch.push(t)
       return
     }
     const task: RemoteTask = {
@@ -630,8 +632,20 @@ export class JobRun {
    * with full replication, never on it (compute.md §4).
    */
   async reopenAlone (peer: string): Promise<number> {
+    if (this.job.state !== 'running') return 0
+    // its replicas still queued or running that were to be accepted on its word alone now need a quorum
+    let pending = 0
+    for (const t of this.open.values()) {
+      if (t.alone && !t.decided && t.inflight.has(peer)) {
+        t.alone = false
+        t.target = Math.max(t.target, this.job.replicas)
+        t.quorum = this.job.quorum
+        pending++
+      }
+    }
+    if (pending > 0) { this.deps.log(`compute: ${peer} returned an invalid result: ${pending} tasks of job ${this.job.id} handed to it alone are replicated`); this.wake() }
     const tasks = this.aloneBy.get(peer)
-    if (tasks == null || this.job.state !== 'running') return 0
+    if (tasks == null) return 0
     this.aloneBy.delete(peer)
     for (const n of tasks) {
       await this.deps.store.deleteTask(this.job.id, n)
