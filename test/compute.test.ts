@@ -353,4 +353,33 @@ describe('compute between real daemons', () => {
     assert.equal(r2.state, fin[0].state)
     assert.equal((await json(a, ['job', 'status', fin[0].job], 1)).error.code, 'E_NOT_FOUND')
   })
+
+  it('a worker killed with tasks in its queue runs them when it is back, while the submitter is away too; every result arrives once', async () => {
+    const files: Record<string, string> = {}
+    for (let i = 0; i < 16; i++) files[`q-${String(i).padStart(2, '0')}`] = `${700 + i}\n`
+    const dirIn = await inputs('queue-in', files)
+    const expected = await localRun(slow, dirIn)
+    const out = join(dir, 'queue-out')
+    const workers = [b, c]
+    const sum = async (f: (s: any) => number): Promise<number> => { let n = 0; for (const w of workers) n += f(await w.client.computeStatus()); return n }
+    const doneBefore = await sum(s => s.done)
+    const started = await a.client.runJob({ module: slow, inputs: dirIn, out, replicas: 1, quorum: 1, adaptive: false })
+    await until('the workers hold all 16 tasks', async () => await sum(s => s.queued + s.running + s.done) - doneBefore === 16, 30_000)
+    const queuedOnB = (await b.client.computeStatus()).queued
+    assert.ok(queuedOnB > 0, 'b has tasks waiting in its queue')
+    await a.kill('SIGKILL')
+    await b.kill('SIGKILL')
+    await b.start()
+    // b runs what it had queued (and what it was running when killed) with nobody connected to it
+    await until('the workers ran every task', async () => await sum(s => s.queued + s.running) === 0, 120_000)
+    assert.equal(await sum(s => s.done) - doneBefore, 16, 'each task ran to its end once: the queue survived the SIGKILL')
+    await a.start()
+    for (const w of workers) await a.client.connectPeer(w.addr)
+    const end = await a.client.waitJob(started.job)
+    assert.deepEqual({ state: end.state, accepted: end.accepted, failed: end.failed }, { state: 'done', accepted: 16, failed: 0 })
+    await assertOut(out, expected)
+    assert.equal(await sum(s => s.done) - doneBefore, 16, 'none ran again')
+    const accepted = [...a.log.matchAll(new RegExp(`compute: job ${started.job} task (\\d+) accepted`, 'g'))].map(m => Number(m[1]))
+    assert.deepEqual(accepted.sort((x, y) => x - y), [...Array(16).keys()])
+  })
 })

@@ -93,7 +93,7 @@ export class ComputeService implements Startable {
   private lastLookup = 0
   private readonly providers = new Set<string>()
   /** The last search for workers per group ('' for anyone), reused by a job's first search (jobs.ts). */
-  private readonly lastSearch = new Map<string, { at: number, offers: WorkerOffer[] }>()
+  private readonly lastSearch = new Map<string, { at: number, peers: string, offers: WorkerOffer[] }>()
   /** `<submitter>/<job>/<n>` of the tasks running here now (handed over or sent directly). */
   private readonly active = new Map<string, number>()
   /** When each submitter's queued task last started here: the one waiting longest goes next. */
@@ -486,17 +486,21 @@ export class ComputeService implements Startable {
    * is older than DHT_LOOKUP_MS (a lookup takes up to seconds; a job should not wait for it each time).
    */
   private async findWorkers (group: string | null, signal: AbortSignal, maxAgeMs = 0): Promise<WorkerOffer[]> {
+    const peers = await this.connectedWorkers()
     const key = group ?? ''
+    const seen = [...peers].sort().join(' ')
     const last = this.lastSearch.get(key)
-    // an empty answer is never reused: a worker that has just offered is found at once
-    if (last != null && last.offers.length > 0 && Date.now() - last.at <= maxAgeMs) return last.offers.map(o => ({ ...o }))
-    const offers = await this.searchWorkers(group, signal)
-    this.lastSearch.set(key, { at: Date.now(), offers })
+    // reused only while the same peers that speak the protocol are connected (a worker that just connected
+    // is asked at once), and never an empty answer (a worker that has just offered is found at once)
+    if (last != null && last.offers.length > 0 && last.peers === seen && Date.now() - last.at <= maxAgeMs) return last.offers.map(o => ({ ...o }))
+    const offers = await this.searchWorkers(group, peers, signal)
+    this.lastSearch.set(key, { at: Date.now(), peers: seen, offers })
     while (this.lastSearch.size > 64) this.lastSearch.delete(this.lastSearch.keys().next().value!)
     return offers
   }
 
-  private async searchWorkers (group: string | null, signal: AbortSignal): Promise<WorkerOffer[]> {
+  /** Connected peers whose identify lists the compute protocol. */
+  private async connectedWorkers (): Promise<Set<string>> {
     const self = this.c.peerId.toString()
     const peers = new Set<string>()
     for (const conn of this.c.connectionManager.getConnections()) {
@@ -505,6 +509,11 @@ export class ComputeService implements Startable {
       const known = await this.c.peerStore.get(conn.remotePeer).catch(() => undefined)
       if (known?.protocols.includes(COMPUTE_PROTOCOL) === true) peers.add(p)
     }
+    return peers
+  }
+
+  private async searchWorkers (group: string | null, peers: Set<string>, signal: AbortSignal): Promise<WorkerOffer[]> {
+    const self = this.c.peerId.toString()
     const ask = async (candidates: string[]): Promise<WorkerOffer[]> => {
       const asked = await Promise.all(candidates.filter(p => group == null || this.init.groups().hasDevice(group, p)).map(async (peer) => {
         try {
