@@ -300,7 +300,7 @@ describe('compute between real daemons', () => {
 
   it('a submitter killed early in a job: the workers run all its tasks meanwhile, and when it is back it gets every result, each task accepted once', async () => {
     const files: Record<string, string> = {}
-    for (let i = 0; i < 16; i++) files[`r-${String(i).padStart(2, '0')}`] = `${600 + i}\n`
+    for (let i = 0; i < 16; i++) files[`r-${String(i).padStart(2, '0')}`] = `${300 + i}\n`
     const dirIn = await inputs('resume-in', files)
     const expected = await localRun(slow, dirIn)
     const out = join(dir, 'resume-out')

@@ -140,17 +140,44 @@ function skipImmediates (r: Reader, op: number): void {
   throw bad(`the module has an instruction the sandbox does not know (0x${op.toString(16)})`)
 }
 
-/** One function body rewritten, or undefined when it has no instruction to canonicalise. */
-function rewriteBody (b: Uint8Array, start: number, end: number, params: number): number[] | undefined {
+/** A growing byte buffer: the rewrite writes into it rather than into arrays of numbers (a 16 MiB module). */
+class Writer {
+  buf = new Uint8Array(1 << 16)
+  len = 0
+  private ensure (n: number): void {
+    if (this.len + n <= this.buf.length) return
+    const next = new Uint8Array(Math.max(this.buf.length * 2, this.len + n))
+    next.set(this.buf.subarray(0, this.len))
+    this.buf = next
+  }
+
+  byte (b: number): void { this.ensure(1); this.buf[this.len++] = b }
+  bytes (src: Uint8Array): void { this.ensure(src.length); this.buf.set(src, this.len); this.len += src.length }
+  leb (n: number): void { this.bytes(new Uint8Array(leb(n))) }
+  get result (): Uint8Array { return this.buf.subarray(0, this.len) }
+}
+
+/** `local.tee $t  fN.const canonical  local.get $t  local.get $t  fN.eq  select` for local `t`. */
+function canonicalise (f32: boolean, t: number): Uint8Array {
+  const l = leb(t)
+  return new Uint8Array([0x22, ...l, ...(f32 ? [0x43, ...CANONICAL_F32] : [0x44, ...CANONICAL_F64]), 0x20, ...l, 0x20, ...l, f32 ? 0x5b : 0x61, 0x1b])
+}
+
+/** Writes one function body rewritten into `out` (emptied first); false (and `out` to be ignored) when it has no sink. */
+function rewriteBody (b: Uint8Array, start: number, end: number, params: number, out: Writer): boolean {
   const r = new Reader(b, start)
   const groups = r.u()
   const afterCount = r.pos
   let locals = 0
   for (let i = 0; i < groups; i++) { locals += r.u(); skipValType(r) }
   const codeStart = r.pos
-  const t32 = leb(params + locals)
-  const t64 = leb(params + locals + 1)
-  const out: number[] = []
+  const seq32 = canonicalise(true, params + locals)
+  const seq64 = canonicalise(false, params + locals + 1)
+  out.len = 0
+  // the locals as they were, and one f32 and one f64 more
+  out.leb(groups + 2)
+  out.bytes(b.subarray(afterCount, codeStart))
+  out.bytes(new Uint8Array([0x01, 0x7d, 0x01, 0x7c]))
   let from = codeStart
   let changed = false
   while (r.pos < end) {
@@ -160,22 +187,15 @@ function rewriteBody (b: Uint8Array, start: number, end: number, params: number)
     const f32 = F32_SINKS.has(op)
     if (f32 || F64_SINKS.has(op)) {
       // the value on top of the stack made canonical if it is a NaN, then the instruction as it was
-      for (let i = from; i < at; i++) out.push(b[i])
+      out.bytes(b.subarray(from, at))
       from = at
-      const t = f32 ? t32 : t64
-      out.push(0x22, ...t, ...(f32 ? [0x43, ...CANONICAL_F32] : [0x44, ...CANONICAL_F64]), 0x20, ...t, 0x20, ...t, f32 ? 0x5b : 0x61, 0x1b)
+      out.bytes(f32 ? seq32 : seq64)
       changed = true
     }
   }
   if (r.pos !== end) throw bad('a function body of the module is malformed')
-  if (!changed) return undefined
-  for (let i = from; i < end; i++) out.push(b[i])
-  // the locals as they were, and one f32 and one f64 more
-  const head = [...leb(groups + 2)]
-  for (let i = afterCount; i < codeStart; i++) head.push(b[i])
-  head.push(0x01, 0x7d, 0x01, 0x7c)
-  for (const x of out) head.push(x)
-  return head
+  out.bytes(b.subarray(from, end))
+  return changed
 }
 
 /**
@@ -223,7 +243,9 @@ export function canonicaliseNaNs (bytes: Uint8Array): Uint8Array {
       for (let i = 0; i < n; i++) funcTypes.push(r.u())
     } else if (id === 10) {
       const n = r.u()
-      const out: number[] = [...leb(n)]
+      const out = new Writer()
+      const body = new Writer()
+      out.leb(n)
       let rewritten = false
       for (let i = 0; i < n; i++) {
         const bodySize = r.u()
@@ -232,21 +254,20 @@ export function canonicaliseNaNs (bytes: Uint8Array): Uint8Array {
         if (bEnd > end) throw bad('the module is cut short')
         const type = funcTypes[importedFuncs + i]
         if (type == null || typeParams[type] == null) throw bad('the module\'s functions and code do not match')
-        const nb = rewriteBody(bytes, bStart, bEnd, typeParams[type])
-        if (nb == null) {
-          out.push(...leb(bodySize))
-          for (let j = bStart; j < bEnd; j++) out.push(bytes[j])
-        } else {
-          out.push(...leb(nb.length))
-          for (const x of nb) out.push(x)
+        if (rewriteBody(bytes, bStart, bEnd, typeParams[type], body)) {
+          out.leb(body.len)
+          out.bytes(body.result)
           rewritten = true
+        } else {
+          out.leb(bodySize)
+          out.bytes(bytes.subarray(bStart, bEnd))
         }
         r.pos = bEnd
       }
       if (r.pos !== end) throw bad('the code section is malformed')
       if (rewritten) {
         changed = true
-        parts.push(new Uint8Array([10, ...leb(out.length)]), new Uint8Array(out))
+        parts.push(new Uint8Array([10, ...leb(out.len)]), out.result)
         continue
       }
     } else if (id === 0) {
