@@ -9,6 +9,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { P2posError } from '@p2pos/api'
 import { capMemory, compileTask, moduleId } from '../packages/daemon/src/compute/module.ts'
+import { canonicaliseNaNs } from '../packages/daemon/src/compute/nan.ts'
 import { Sandbox, type TaskLimits } from '../packages/daemon/src/compute/sandbox.ts'
 import { fixture } from './compute-build.ts'
 
@@ -143,6 +144,24 @@ describe('compute sandbox', () => {
     const b = await sandbox.run(await WebAssembly.compile(capMemory(tile, LIMITS.memoryBytes / 65536) as Uint8Array<ArrayBuffer>), input, LIMITS)
     assert.deepEqual(a.output, b.output)
     assert.ok(a.output.byteLength > 100)
+  })
+
+  it('the NaN rewrite reads untrusted bytes: 3000 mutated modules each give a module or E_BAD_MODULE, nothing else', async () => {
+    const base = await fixture('nan-bits')
+    let seed = 20261202
+    const rand = (n: number): number => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n }
+    let refused = 0
+    for (let i = 0; i < 3000; i++) {
+      const m = new Uint8Array(base)
+      for (let k = 1 + rand(4); k > 0; k--) m[8 + rand(m.length - 8)] = rand(256)
+      try {
+        canonicaliseNaNs(m)
+      } catch (err) {
+        assert.ok(err instanceof P2posError && err.code === 'E_BAD_MODULE', `mutation ${i}: ${String(err)}`)
+        refused++
+      }
+    }
+    assert.ok(refused > 0 && refused < 3000, `${refused} refused`)
   })
 
   it('a module with SIMD instructions is refused before it runs: their NaNs would not be canonical', async () => {
