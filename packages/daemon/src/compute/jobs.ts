@@ -66,6 +66,12 @@ const QUEUE_BATCH = 64
 const QUEUE_BATCH_BYTES = 16 * 1024 * 1024
 /** A lost `results` stream is opened again after this; a worker that cannot be reached twice in a row is lost. */
 const REFOLLOW_MS = 2_000
+/**
+ * A worker holding replicas of a job that returns none of them for 2 × (cpuMs + STALL_SLACK_MS) is taken as
+ * lost (its replicas go elsewhere; a result that comes later still counts once): a worker that takes tasks
+ * and never runs them cannot hold a job up for ever (compute.md §6).
+ */
+const STALL_SLACK_MS = 30_000
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
 interface Worker extends WorkerOffer { inflight: number, busyUntil: number, lost: boolean }
@@ -115,6 +121,8 @@ export class JobRun {
   /** Workers followed by a `results` stream, and every worker tasks were handed to (told to drop at the end). */
   private readonly followed = new Map<string, Promise<void>>()
   private readonly handedTo = new Set<string>()
+  /** When each followed worker last took replicas of this job or returned a result of it. */
+  private readonly progressAt = new Map<string, number>()
   private wake: () => void = () => {}
   private lastRefresh = 0
   /** Whether this run has asked for workers yet (the first search may reuse answers FIRST_SEARCH_MAX_AGE_MS old). */
@@ -194,6 +202,7 @@ export class JobRun {
       const since = Date.now() - this.lastRefresh
       if (since > REFRESH_MS || (free.length === 0 && since > REFRESH_IDLE_MS)) await this.refresh()
       this.schedule()
+      this.checkStalled()
       let inflight = 0
       for (const t of this.open.values()) inflight += t.inflight.size
       if (inflight === 0) {
@@ -289,7 +298,11 @@ export class JobRun {
           let answered1 = false
           try {
             await this.deps.follow(peer, {
-              holds: (tasks) => { answered1 = true; answered(this.reconcile(peer, new Set(tasks))) },
+              holds: (tasks) => {
+                answered1 = true
+                if (!this.progressAt.has(peer)) this.progressAt.set(peer, Date.now())
+                answered(this.reconcile(peer, new Set(tasks)))
+              },
               result: async (n, v) => { await this.remoteResult(peer, n, v) }
             }, this.following.signal)
             // `end`: it holds nothing more of this job
@@ -319,6 +332,19 @@ export class JobRun {
       })
       this.followed.set(peer, run)
     })
+  }
+
+  /** Followed workers that returned nothing of this job for too long while holding replicas of it are lost. */
+  private checkStalled (): void {
+    const limit = 2 * (this.job.cpuMs + STALL_SLACK_MS)
+    for (const peer of this.followed.keys()) {
+      const since = Date.now() - (this.progressAt.get(peer) ?? Date.now())
+      if (since <= limit || !this.onWorker(peer)) continue
+      this.deps.log(`compute: ${peer} returned nothing of job ${this.job.id} for ${Math.round(since / 1000)} s while holding its tasks`)
+      this.progressAt.set(peer, Date.now())
+      this.lose(peer)
+      void this.deps.drop(peer, AbortSignal.timeout(COLLECT_MS)).catch(() => {})
+    }
   }
 
   /** Whether this job counts a replica as on `peer` (running or queued there, or being handed over). */
@@ -373,6 +399,7 @@ export class JobRun {
   /** A result from a followed worker: counted once per worker and task (a result sent again is ignored). */
   private async remoteResult (peer: string, n: number, v: TaskValue): Promise<void> {
     this.lastTaken = Date.now()
+    this.progressAt.set(peer, Date.now())
     const t = this.open.get(n)
     const r: Result = { peer, value: valueOf(v), ...(v.ok ? { output: v.output } : { error: { code: v.code, message: v.message } }) }
     if (t == null) {
@@ -498,6 +525,7 @@ export class JobRun {
         limits: { cpuMs: this.job.cpuMs, memoryBytes: this.job.memoryBytes, outputBytes: this.job.outputBytes }
       }, items, this.abort.signal)
       this.lastTaken = Date.now()
+      this.progressAt.set(w.peer, Date.now())
     } catch (err: any) {
       if (this.abort.signal.aborted) return
       const code = err instanceof P2posError ? err.code : 'E_INTERNAL'
