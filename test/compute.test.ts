@@ -162,6 +162,15 @@ describe('compute between real daemons', () => {
       assert.equal((await ask(b, { type: 'task', job: 'x' }))[0].error.code, 'E_BAD_REQUEST')
       assert.equal((await ask(b, { ...task, limits: { ...task.limits, memoryBytes: 1 << 30 } }))[0].error.code, 'E_MEMORY_LIMIT')
       assert.equal((await ask(a, task))[0].error.code, 'E_FORBIDDEN', 'a computer that offers no CPU')
+      assert.equal((await ask(b, { ...task, job: 'a/b' }))[0].error.code, 'E_BAD_REQUEST', 'a job id is part of datastore keys')
+      // handing over, following and dropping (wire.md §12)
+      const queue = { type: 'queue', job: 'spec-peer', module: task.module, moduleSize: task.moduleSize, limits: task.limits, tasks: [{ task: 0, inputSize: 5 }] }
+      assert.equal((await ask(b, { ...queue, tasks: [] }))[0].error.code, 'E_BAD_REQUEST')
+      assert.equal((await ask(b, { ...queue, tasks: [{ task: 0, inputSize: 5 }, { task: 0, inputSize: 5 }] }))[0].error.code, 'E_BAD_REQUEST', 'a task twice')
+      assert.equal((await ask(a, queue))[0].error.code, 'E_FORBIDDEN')
+      assert.deepEqual(await ask(b, { type: 'results', job: 'spec-peer' }), [{ ok: true, holds: [] }])
+      assert.deepEqual(await ask(b, { type: 'drop', job: 'spec-peer' }), [{ ok: true, dropped: 0 }])
+      assert.equal((await ask(b, { type: 'results' }))[0].error.code, 'E_BAD_REQUEST')
       // the module's bytes must be the module named
       const wrong = await ask(b, task, new Uint8Array(module.byteLength).fill(7), new TextEncoder().encode('hello'))
       assert.deepEqual(wrong[0], { ok: true, needModule: true })

@@ -77,6 +77,8 @@ type Request =
   | { type: 'result', job: unknown, task: unknown }
   | { type: 'task', job: unknown, task: unknown, module: unknown, moduleSize: unknown, inputSize: unknown, limits: { cpuMs: unknown, memoryBytes: unknown, outputBytes: unknown } }
 
+/** A job id on the wire (wire.md §12): 1–64 letters, digits, `-` or `_` — it is part of datastore keys split on `/`. */
+const isJobId = (v: unknown): v is string => typeof v === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(v)
 const isInt = (v: unknown, min: number, max: number): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max
 
 export class ComputeService implements Startable {
@@ -207,7 +209,7 @@ export class ComputeService implements Startable {
         await writeJson(bs, { ok: true, cores, memoryPerTask: this.memoryPerTask(), free: Math.max(0, cores - this.running), accepts, queue: accepts ? this.store.queueRoom(opener).tasks : 0 })
       } else if (req?.type === 'task') {
         const { job, task, module, moduleSize, inputSize, limits } = req
-        if (typeof job !== 'string' || job.length > 64 || !isInt(task, 0, LIMITS.computeTasks) || typeof module !== 'string' || module.length > 128 ||
+        if (!isJobId(job) || !isInt(task, 0, LIMITS.computeTasks) || typeof module !== 'string' || module.length > 128 ||
           !isInt(moduleSize, 8, LIMITS.computeModuleBytes) || !isInt(inputSize, 0, LIMITS.computeInputBytes) || limits == null ||
           !isInt(limits.cpuMs, 1, LIMITS.computeCpuMaxMs) || !isInt(limits.memoryBytes, 65536, LIMITS.computeMemoryMaxBytes) || !isInt(limits.outputBytes, 0, LIMITS.computeOutputMaxBytes)) {
           throw new P2posError('E_BAD_REQUEST', 'a task request with a missing or out-of-range field')
@@ -241,17 +243,17 @@ export class ComputeService implements Startable {
         await this.deliver(bs, opener, job, task, value)
       } else if (req?.type === 'result') {
         const { job, task } = req
-        if (typeof job !== 'string' || job.length > 64 || !isInt(task, 0, LIMITS.computeTasks)) throw new P2posError('E_BAD_REQUEST', 'a result request with a missing or out-of-range field')
+        if (!isJobId(job) || !isInt(task, 0, LIMITS.computeTasks)) throw new P2posError('E_BAD_REQUEST', 'a result request with a missing or out-of-range field')
         const w = await this.store.getWaiting(opener, job, task)
         if (w == null) throw new P2posError('E_NOT_FOUND', `no result of task ${task} of job ${job} waits here for ${opener}`)
         await this.deliver(bs, opener, job, task, w.waiting.type === 'done' ? { ok: true, output: w.output ?? new Uint8Array(0) } : { ok: false, code: w.waiting.code ?? 'E_INTERNAL', message: w.waiting.message ?? '' })
       } else if (req?.type === 'queue') {
         await this.serveQueue(bs, opener, req)
       } else if (req?.type === 'results') {
-        if (typeof req.job !== 'string' || req.job.length > 64) throw new P2posError('E_BAD_REQUEST', 'a results request with a missing or out-of-range field')
+        if (!isJobId(req.job)) throw new P2posError('E_BAD_REQUEST', 'a results request with a missing or out-of-range field')
         await this.serveResults(bs, opener, req.job)
       } else if (req?.type === 'drop') {
-        if (typeof req.job !== 'string' || req.job.length > 64) throw new P2posError('E_BAD_REQUEST', 'a drop request with a missing or out-of-range field')
+        if (!isJobId(req.job)) throw new P2posError('E_BAD_REQUEST', 'a drop request with a missing or out-of-range field')
         await writeJson(bs, { ok: true, dropped: await this.dropJob(opener, req.job) })
       } else {
         throw new P2posError('E_PROTOCOL', 'unknown request type')
@@ -347,7 +349,7 @@ export class ComputeService implements Startable {
   /** `queue` (wire.md §12): takes as many of the tasks as the queue has room for, stores them, then says so. */
   private async serveQueue (bs: ByteStream, opener: string, req: Extract<Request, { type: 'queue' }>): Promise<void> {
     const { job, module, moduleSize, limits, tasks } = req
-    if (typeof job !== 'string' || job.length > 64 || typeof module !== 'string' || module.length > 128 || !isInt(moduleSize, 8, LIMITS.computeModuleBytes) || limits == null ||
+    if (!isJobId(job) || typeof module !== 'string' || module.length > 128 || !isInt(moduleSize, 8, LIMITS.computeModuleBytes) || limits == null ||
       !isInt(limits.cpuMs, 1, LIMITS.computeCpuMaxMs) || !isInt(limits.memoryBytes, 65536, LIMITS.computeMemoryMaxBytes) || !isInt(limits.outputBytes, 0, LIMITS.computeOutputMaxBytes) ||
       !Array.isArray(tasks) || tasks.length < 1 || tasks.length > QUEUE_BATCH ||
       !tasks.every((t: any) => isInt(t?.task, 0, LIMITS.computeTasks) && isInt(t?.inputSize, 0, LIMITS.computeInputBytes)) ||
