@@ -97,7 +97,7 @@ function progressBar (): (s: JobStatus) => void {
     const frac = s.tasks === 0 ? 1 : done / s.tasks
     const width = 30
     const filled = Math.round(frac * width)
-    const note = s.waiting != null ? `  ${s.waiting}` : `  ${s.running} running`
+    const note = s.waiting != null ? `  ${s.waiting}` : `  ${s.running} replicas on workers`
     process.stderr.write(`\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${done}/${s.tasks}${s.failed > 0 ? ` (${s.failed} failed)` : ''}${note}`.padEnd(100).slice(0, 120))
   }
 }
