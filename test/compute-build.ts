@@ -28,6 +28,6 @@ export async function buildWasm (source: string, flags: string[] = ['-O2']): Pro
   return out
 }
 
-export async function fixture (name: string): Promise<Uint8Array> {
-  return await readFile(await buildWasm(join(FIXTURES, `${name}.c`)))
+export async function fixture (name: string, flags?: string[]): Promise<Uint8Array> {
+  return await readFile(await buildWasm(join(FIXTURES, `${name}.c`), flags))
 }

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { P2posError } from '@p2pos/api'
 import { capMemory, compileTask, moduleId } from '../packages/daemon/src/compute/module.ts'
+import { canonicaliseNaNs } from '../packages/daemon/src/compute/nan.ts'
 import { Sandbox, type TaskLimits } from '../packages/daemon/src/compute/sandbox.ts'
 import { fixture } from './compute-build.ts'
 
@@ -117,10 +118,54 @@ describe('compute sandbox', () => {
     assert.deepEqual([...capped.subarray(8)], [5, 4, 1, 0x01, 1, 16])
   })
 
-  it('NaNs: what 0.0/0.0 gives here is measured, not assumed (compute.md §2.4)', async () => {
-    const out = await run('nan')
-    // x86-64 gives the negative default NaN; an ARM machine the positive one — the spec's reason for byte-for-byte quorum
-    if (process.arch === 'x64') assert.equal(out, '-nan fff8000000000000\n')
-    else assert.match(out, /nan [0-9a-f]{16}\n/)
+  it('NaNs: every NaN whose bits a program can see is the canonical one, whatever the hardware gives (compute.md §2.4)', async () => {
+    const bytes = await fixture('nan-bits')
+    const expected = [
+      'div 7ff8000000000000', 'sqrt 7ff8000000000000', 'add 7ff8000000000000', 'mul 7ff8000000000000', 'inf 7ff8000000000000',
+      'addf 7fc00000', 'promote 7ff8000000000000', 'demote 7fc00000',
+      // a NaN only moved (bits loaded as a float, negated, fabs) is canonical too once its bits can be seen
+      'copy 7ff8000000000000', 'neg 7ff8000000000000', 'fabs 7ff8000000000000',
+      'print nan 0.333333', ''
+    ].join('\n')
+    assert.equal(new TextDecoder().decode((await sandbox.run(await compileTask(bytes, LIMITS.memoryBytes), new Uint8Array(0), LIMITS)).output), expected)
+    // the same module not rewritten: this hardware's NaNs, measured (x86-64: the negative default NaN, payloads kept)
+    const raw = new TextDecoder().decode((await sandbox.run(await WebAssembly.compile(capMemory(bytes, LIMITS.memoryBytes / 65536) as Uint8Array<ArrayBuffer>), new Uint8Array(0), LIMITS)).output)
+    if (process.arch === 'x64') {
+      assert.match(raw, /^div fff8000000000000$/m)
+      assert.match(raw, /^add 7ff8000000000123$/m)
+      assert.match(raw, /^print -nan /m)
+    }
+    assert.notEqual(raw, expected)
+    // a float program with no NaN computes the same bytes rewritten or not
+    assert.equal(await run('nan'), 'nan 7ff8000000000000\n')
+    const tile = await fixture('float-mix')
+    const input = text('0.37 -1.25 300\n')
+    const a = await sandbox.run(await compileTask(tile, LIMITS.memoryBytes), input, LIMITS)
+    const b = await sandbox.run(await WebAssembly.compile(capMemory(tile, LIMITS.memoryBytes / 65536) as Uint8Array<ArrayBuffer>), input, LIMITS)
+    assert.deepEqual(a.output, b.output)
+    assert.ok(a.output.byteLength > 100)
+  })
+
+  it('the NaN rewrite reads untrusted bytes: 3000 mutated modules each give a module or E_BAD_MODULE, nothing else', async () => {
+    const base = await fixture('nan-bits')
+    let seed = 20261202
+    const rand = (n: number): number => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n }
+    let refused = 0
+    for (let i = 0; i < 3000; i++) {
+      const m = new Uint8Array(base)
+      for (let k = 1 + rand(4); k > 0; k--) m[8 + rand(m.length - 8)] = rand(256)
+      try {
+        canonicaliseNaNs(m)
+      } catch (err) {
+        assert.ok(err instanceof P2posError && err.code === 'E_BAD_MODULE', `mutation ${i}: ${String(err)}`)
+        refused++
+      }
+    }
+    assert.ok(refused > 0 && refused < 3000, `${refused} refused`)
+  })
+
+  it('a module with SIMD instructions is refused before it runs: their NaNs would not be canonical', async () => {
+    await fails(compileTask(await fixture('simd', ['-O2', '-msimd128']), LIMITS.memoryBytes), 'E_BAD_MODULE')
+    await stillServes()
   })
 })

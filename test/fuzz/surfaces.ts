@@ -242,7 +242,7 @@ const framed = (v: unknown, lie: number | null): Uint8Array => {
   return out
 }
 const typedMessage = fc.record({
-  type: fc.constantFrom('hello', 'list', 'dialback', 'lookup', 'invite', 'join', 'sync', 'entries', 'hold', 'release', 'answer', 'offer', 'task', 'result', 'ack', 'x'),
+  type: fc.constantFrom('hello', 'list', 'dialback', 'lookup', 'invite', 'join', 'sync', 'entries', 'hold', 'release', 'answer', 'offer', 'task', 'result', 'ack', 'queue', 'results', 'drop', 'x'),
   app: fc.string({ maxLength: 20 }),
   peer: fc.string({ maxLength: 60 }),
   cid: fc.string({ maxLength: 60 }),

@@ -306,6 +306,7 @@ export const ComputeStatusSchema = Type.Object({
   memory: Type.Integer({ description: 'bytes of memory for all of them' }),
   from: Type.String({ description: '"anyone", or the group whose members\' computers may run tasks here' }),
   running: Type.Integer({ description: 'tasks of other computers running here now' }),
+  queued: Type.Integer({ description: 'tasks of other computers handed over to this one, waiting for a free core (compute.md §6)' }),
   done: Type.Integer({ description: 'tasks of other computers run here to their end' }),
   trust: Type.Array(TrustRecordSchema, { description: 'what this computer, as a submitter, knows of each worker (compute.md §4)' })
 })
@@ -317,7 +318,7 @@ export const JobStatusSchema = Type.Object({
   tasks: Type.Integer(),
   accepted: Type.Integer({ description: 'tasks whose result a quorum agreed on (a failure agreed on counts in failed)' }),
   failed: Type.Integer(),
-  running: Type.Integer({ description: 'replicas running now' }),
+  running: Type.Integer({ description: 'replicas handed to workers and not yet returned: running there or queued (compute.md §6)' }),
   replicasUsed: Type.Number({ description: 'results received per finished task (1: no replication)' }),
   out: Nullable(Str),
   created: Str,
@@ -506,6 +507,15 @@ export const METHODS = {
   },
   'job.status': { perm: 'read', params: Obj({ job: Utf8(64, { minLength: 1 }) }), result: JobStatusSchema },
   'job.list': { perm: 'read', params: none, result: Type.Array(JobStatusSchema) },
+  'job.rm': {
+    perm: 'admin',
+    params: Obj({ job: Utf8(64, { minLength: 1 }) }),
+    result: Type.Object({
+      job: Str,
+      state: OneOf('running', 'done', 'failed'),
+      workers: Type.Integer({ description: 'workers told to drop its queued tasks and waiting results (compute.md §5)' })
+    })
+  },
   'channels.open': { perm: 'app', upgrade: '/channels/open', params: Obj({ peer: PeerRef(), app: Name(), timeoutMs: openTimeout }) },
   'channels.accept': { perm: 'owner', upgrade: '/channels/accept', params: Obj({ channel: Type.String({ maxLength: 64 }) }) },
   'services.connect': {

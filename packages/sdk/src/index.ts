@@ -415,6 +415,8 @@ export class P2pos {
   async runJob (params: Params<'job.run'>, options?: CallOptions): Promise<Result<'job.run'>> { return await this.call('job.run', params, options) }
   async jobStatus (job: string, options?: CallOptions): Promise<Result<'job.status'>> { return await this.call('job.status', { job }, options) }
   async jobs (options?: CallOptions): Promise<Result<'job.list'>> { return await this.call('job.list', {}, options) }
+  /** Forgets a job submitted from this computer (stopping it if it runs); its workers drop what they hold of it. */
+  async removeJob (job: string, options?: CallOptions): Promise<Result<'job.rm'>> { return await this.call('job.rm', { job }, options) }
 
   /**
    * Resolves with a job's status once it is no longer running; `onProgress` gets each status on the way

@@ -22,7 +22,7 @@ export async function run (argv: string[]): Promise<number> {
       const s = await (await client()).computeStatus()
       print(json, s, () => [
         `offered   ${s.cores === 0 ? 'nothing (p2pos compute offer --cores N)' : `${s.cores} cores, ${human(s.memory)}, to ${s.from}`}`,
-        `running   ${s.running} tasks of other computers; ${s.done} done`,
+        `running   ${s.running} tasks of other computers, ${s.queued} queued; ${s.done} done`,
         `workers   ${s.trust.length} known, ${s.trust.filter(t => t.trusted).length} trusted` +
           s.trust.map(t => `\n  ${t.peer}  ${t.valid} valid, ${t.invalid} invalid, streak ${t.streak}${t.trusted ? ' (trusted)' : ''}${t.shunned ? ' (shunned)' : ''}`).join('')
       ].join('\n'))

@@ -4,7 +4,8 @@ import { UsageError, args, client, print } from '../output.ts'
 
 const USAGE = `p2pos job run MODULE.wasm --inputs DIR [--replicas K] [--quorum Q] [--fixed] [--group GROUP] [--out DIR] [--cpu MS] [--timeout MS] [--json]
        p2pos job status JOB [--json]
-       p2pos job list [--json]`
+       p2pos job list [--json]
+       p2pos job rm JOB [--json]`
 
 const int = (text: string | undefined, name: string): number | undefined => {
   if (text == null) return undefined
@@ -73,6 +74,12 @@ export async function run (argv: string[]): Promise<number> {
       print(json, s, () => details(s))
       return 0
     }
+    case 'rm': {
+      if (positionals.length !== 2) throw new UsageError(USAGE)
+      const r = await p2p.removeJob(positionals[1])
+      print(json, r, () => `removed job ${r.job} (it was ${r.state}); ${r.workers} workers told to drop what they held of it`)
+      return 0
+    }
     case 'list': {
       if (positionals.length !== 1) throw new UsageError(USAGE)
       const list = await p2p.jobs()
@@ -90,7 +97,7 @@ function progressBar (): (s: JobStatus) => void {
     const frac = s.tasks === 0 ? 1 : done / s.tasks
     const width = 30
     const filled = Math.round(frac * width)
-    const note = s.waiting != null ? `  ${s.waiting}` : `  ${s.running} running`
+    const note = s.waiting != null ? `  ${s.waiting}` : `  ${s.running} replicas on workers`
     process.stderr.write(`\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${done}/${s.tasks}${s.failed > 0 ? ` (${s.failed} failed)` : ''}${note}`.padEnd(100).slice(0, 120))
   }
 }

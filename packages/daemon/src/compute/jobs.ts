@@ -12,8 +12,8 @@ import { P2posError, type JobStatus } from '@p2pos/api'
 import type { ComputeStore, JobRecord, TaskRecord, Trust } from './store.ts'
 import { isShunned, isTrusted, runsAlone } from './trust.ts'
 
-/** What a worker answered `offer` (wire.md §12). */
-export interface WorkerOffer { peer: string, cores: number, memoryPerTask: number }
+/** What a worker answered `offer` (wire.md §12); `queue` > 0: it takes handed-over tasks (compute.md §6). */
+export interface WorkerOffer { peer: string, cores: number, memoryPerTask: number, queue: number }
 
 /** A task's value: its output (bytes) or the error code of its failure (compute.md §1). */
 export type TaskValue = { ok: true, output: Uint8Array } | { ok: false, code: string, message: string }
@@ -22,12 +22,21 @@ export interface RemoteTask { job: string, task: number, module: string, moduleB
 
 export interface JobDeps {
   store: ComputeStore
-  /** Workers that offer cores and take tasks from this computer (in `group` if given). */
-  findWorkers: (group: string | null, signal: AbortSignal) => Promise<WorkerOffer[]>
+  /**
+   * Workers that offer cores and take tasks from this computer (in `group` if given); answers at most
+   * `maxAgeMs` old may be reused (a job's first search: a job just after another starts at once).
+   */
+  findWorkers: (group: string | null, signal: AbortSignal, maxAgeMs: number) => Promise<WorkerOffer[]>
   /** Runs a task on `peer`; rejects when the replica is lost or refused (E_LIMIT: busy). */
   runRemote: (peer: string, task: RemoteTask, signal: AbortSignal) => Promise<TaskValue>
   /** The result of task `task` that waited on `peer` for this computer, if any (compute.md §6). */
   collect: (peer: string, task: number, signal: AbortSignal) => Promise<TaskValue | undefined>
+  /** Hands `tasks` over to `peer`'s queue: resolves with how many it took (the first ones), stored there. */
+  queue: (peer: string, task: Omit<RemoteTask, 'task' | 'input'>, tasks: Array<{ task: number, input: Uint8Array }>, signal: AbortSignal) => Promise<number>
+  /** Follows `peer`'s results of this job: what it holds, then each result; resolves when it holds nothing more. */
+  follow: (peer: string, on: { holds: (tasks: number[]) => void, result: (task: number, v: TaskValue) => Promise<void> }, signal: AbortSignal) => Promise<void>
+  /** Tells `peer` to drop what it holds of this job for this computer. */
+  drop: (peer: string, signal: AbortSignal) => Promise<number>
   trustOf: (peer: string) => Trust | undefined
   /** A result was judged against the accepted value (the service keeps the trust record, compute.md §4). */
   judged: (peer: string, valid: boolean) => void
@@ -40,12 +49,30 @@ export const EXTRA_REPLICAS = 4
 /** Workers are asked again this often while a job runs, and sooner (2 s) when none is free. */
 const REFRESH_MS = 10_000
 const REFRESH_IDLE_MS = 2_000
+/**
+ * A job's first search for workers may reuse the answers of one at most this old (asking every connected
+ * worker `offer` was the largest part of a one-task job: 22 of 88 ms); later searches always ask.
+ */
+const FIRST_SEARCH_MAX_AGE_MS = 5_000
 /** How long asking a worker for a result that waited for this computer may take. */
 const COLLECT_MS = 15_000
 /** A worker that answered E_LIMIT (busy) is not sent a task for this long. */
 const BUSY_BACKOFF_MS = 1_000
 /** Tasks an untrusted worker runs at once as their first replica while trusted workers exist (onProbation). */
 const PROBATION_TASKS = 1
+/** Replicas of a job handed over to one worker that takes them (beyond its cores), and per `queue` request. */
+const QUEUE_AHEAD = 1024
+const QUEUE_BATCH = 64
+const QUEUE_BATCH_BYTES = 16 * 1024 * 1024
+/** A lost `results` stream is opened again after this; a worker that cannot be reached twice in a row is lost. */
+const REFOLLOW_MS = 2_000
+/**
+ * A worker holding replicas of a job that returns none of them for 2 × (cpuMs + STALL_SLACK_MS) is taken as
+ * lost (its replicas go elsewhere; a result that comes later still counts once): a worker that takes tasks
+ * and never runs them cannot hold a job up for ever (compute.md §6).
+ */
+const STALL_SLACK_MS = 30_000
+const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
 interface Worker extends WorkerOffer { inflight: number, busyUntil: number, lost: boolean }
 
@@ -85,8 +112,21 @@ export class JobRun {
   private readonly aloneBy = new Map<string, Set<number>>()
   private readonly workers = new Map<string, Worker>()
   private readonly abort = new AbortController()
+  /** Ends the `results` streams when the job ends (or the daemon stops). */
+  private readonly following = new AbortController()
+  /** Replicas to hand over to each worker that takes a queue, gathered by one pass of `schedule`. */
+  private readonly batches = new Map<string, Task[]>()
+  /** `<peer>/<n>` of replicas being handed over now (a `holds` that misses them is not yet true). */
+  private readonly queuing = new Set<string>()
+  /** Workers followed by a `results` stream, and every worker tasks were handed to (told to drop at the end). */
+  private readonly followed = new Map<string, Promise<void>>()
+  private readonly handedTo = new Set<string>()
+  /** When each followed worker last took replicas of this job or returned a result of it. */
+  private readonly progressAt = new Map<string, number>()
   private wake: () => void = () => {}
   private lastRefresh = 0
+  /** Whether this run has asked for workers yet (the first search may reuse answers FIRST_SEARCH_MAX_AGE_MS old). */
+  private searched = false
   /** When a worker last took (or answered) a task of this job: E_NO_WORKERS after timeoutMs without. */
   private lastTaken = Date.now()
   private waiting: string | undefined
@@ -112,7 +152,14 @@ export class JobRun {
     this.aloneBy.set(peer, s)
   }
 
-  stop (): void { this.abort.abort(new P2posError('E_NOT_RUNNING', 'the daemon is stopping')); this.wake() }
+  /** The peers tasks of this job were handed over to (told to drop what is left of it when it ends). */
+  get workersUsed (): string[] { return [...this.handedTo] }
+
+  stop (): void {
+    this.abort.abort(new P2posError('E_NOT_RUNNING', 'the daemon is stopping'))
+    this.following.abort()
+    this.wake()
+  }
 
   status (): JobStatus {
     let accepted = 0
@@ -155,6 +202,7 @@ export class JobRun {
       const since = Date.now() - this.lastRefresh
       if (since > REFRESH_MS || (free.length === 0 && since > REFRESH_IDLE_MS)) await this.refresh()
       this.schedule()
+      this.checkStalled()
       let inflight = 0
       for (const t of this.open.values()) inflight += t.inflight.size
       if (inflight === 0) {
@@ -179,6 +227,7 @@ export class JobRun {
     if (signal.aborted) return
     this.job.state = 'done'
     await this.deps.store.putJob(this.job)
+    this.release()
     // the inputs are no longer needed once every task is decided (the results stay)
     await this.deps.store.deleteInputs(this.job.id, this.job.names.length)
     await this.deps.store.deleteSent(this.job.id)
@@ -187,46 +236,219 @@ export class JobRun {
   }
 
   /**
-   * Before anything is sent: results of this job's open tasks that waited on the workers they were sent to
-   * before this computer stopped (compute.md §6) — they count as those workers' results.
+   * Before anything is sent (compute.md §6): the workers this job's open tasks were sent to before this
+   * computer stopped are asked what they hold of it — queued, running, or a result waiting — and followed:
+   * what they hold counts as running there, and their results come as they are ready. A worker that does not
+   * follow (it speaks only `task` and `result`) is asked for each waiting result instead.
    */
   private async collectWaiting (): Promise<void> {
     const sent = await this.deps.store.sent(this.job.id)
+    const byPeer = new Map<string, number[]>()
+    for (const [n, peers] of sent) if (this.open.has(n)) for (const p of peers) byPeer.set(p, [...(byPeer.get(p) ?? []), n])
+    let held = 0
     let collected = 0
-    await Promise.all([...sent].filter(([n]) => this.open.has(n)).flatMap(([n, peers]) => peers.map(async (peer) => {
-      try {
-        const v = await this.deps.collect(peer, n, AbortSignal.any([this.abort.signal, AbortSignal.timeout(COLLECT_MS)]))
-        const t = this.open.get(n)
-        if (v == null || t == null) return
-        t.tried.add(peer)
-        collected++
-        await this.onResult(t, { peer, value: valueOf(v), ...(v.ok ? { output: v.output } : { error: { code: v.code, message: v.message } }) })
-      } catch (err: any) {
-        this.deps.log(`compute: ${peer} has no result of task ${n} of job ${this.job.id} for us: ${String(err?.message ?? err)}`)
+    await Promise.all([...byPeer].map(async ([peer, tasks]) => {
+      this.handedTo.add(peer)
+      const answer = await this.follow(peer)
+      if (answer === 'refused') {
+        // a worker without `results`: each result that waited is asked for
+        for (const n of tasks) {
+          try {
+            const v = await this.deps.collect(peer, n, AbortSignal.any([this.abort.signal, AbortSignal.timeout(COLLECT_MS)]))
+            const t = this.open.get(n)
+            if (v == null || t == null) continue
+            t.tried.add(peer)
+            collected++
+            await this.onResult(t, { peer, value: valueOf(v), ...(v.ok ? { output: v.output } : { error: { code: v.code, message: v.message } }) })
+          } catch (err: any) {
+            this.deps.log(`compute: ${peer} has no result of task ${n} of job ${this.job.id} for us: ${String(err?.message ?? err)}`)
+          }
+        }
+      } else if (typeof answer === 'number') {
+        held += answer
       }
-    })))
-    if (collected > 0) this.deps.log(`compute: job ${this.job.id}: ${collected} results had waited on the workers`)
+    }))
+    if (held + collected > 0) this.deps.log(`compute: job ${this.job.id}: the workers hold ${held} of its replicas, ${collected} more results had waited on them`)
+  }
+
+  /** The worker record of `peer`, made for one known only from this job's record (it is asked again by refresh). */
+  private workerFor (peer: string): Worker {
+    let w = this.workers.get(peer)
+    if (w == null) {
+      // memoryPerTask 0: nothing new is sent to it before a refresh says what it offers
+      w = { peer, cores: 1, memoryPerTask: 0, queue: 1, inflight: 0, busyUntil: 0, lost: false }
+      this.workers.set(peer, w)
+    }
+    return w
+  }
+
+  /**
+   * Follows `peer`'s results of this job (one `results` stream at a time) until it holds nothing more that this
+   * job counts as running there. Resolves, once the first answer came, with the number of open tasks it holds,
+   * or 'refused' (it does not speak `results`) or 'lost'.
+   */
+  private async follow (peer: string): Promise<number | 'refused' | 'lost'> {
+    return await new Promise((resolve) => {
+      if (this.followed.has(peer)) { resolve(0); return }
+      let first = true
+      const answered = (a: number | 'refused' | 'lost'): void => { if (first) { first = false; resolve(a) } }
+      const run = (async (): Promise<void> => {
+        let failures = 0
+        while (!this.following.signal.aborted) {
+          let answered1 = false
+          try {
+            await this.deps.follow(peer, {
+              holds: (tasks) => {
+                answered1 = true
+                if (!this.progressAt.has(peer)) this.progressAt.set(peer, Date.now())
+                answered(this.reconcile(peer, new Set(tasks)))
+              },
+              result: async (n, v) => { await this.remoteResult(peer, n, v) }
+            }, this.following.signal)
+            // `end`: it holds nothing more of this job
+            this.reconcile(peer, new Set())
+            failures = 0
+            if (!this.onWorker(peer)) return
+            await sleep(500)
+          } catch (err: any) {
+            if (this.following.signal.aborted) return
+            if (!answered1 && err instanceof P2posError && (err.code === 'E_PROTOCOL' || err.code === 'E_BAD_REQUEST')) { answered('refused'); return }
+            failures = answered1 ? 1 : failures + 1
+            this.deps.log(`compute: following ${peer}'s results of job ${this.job.id}: ${String(err?.message ?? err)}`)
+            if (failures >= 2) {
+              answered('lost')
+              this.lose(peer)
+              return
+            }
+            await sleep(REFOLLOW_MS)
+          }
+        }
+      })().finally(() => {
+        this.followed.delete(peer)
+        answered(0)
+        // tasks handed over while this stream was ending are followed by a new one
+        if (!this.following.signal.aborted && this.onWorker(peer) && this.workers.get(peer)?.lost !== true) void this.follow(peer)
+        this.wake()
+      })
+      this.followed.set(peer, run)
+    })
+  }
+
+  /** Followed workers that returned nothing of this job for too long while holding replicas of it are lost. */
+  private checkStalled (): void {
+    const limit = 2 * (this.job.cpuMs + STALL_SLACK_MS)
+    for (const peer of this.followed.keys()) {
+      const since = Date.now() - (this.progressAt.get(peer) ?? Date.now())
+      if (since <= limit || !this.onWorker(peer)) continue
+      this.deps.log(`compute: ${peer} returned nothing of job ${this.job.id} for ${Math.round(since / 1000)} s while holding its tasks`)
+      this.progressAt.set(peer, Date.now())
+      this.lose(peer)
+      void this.deps.drop(peer, AbortSignal.timeout(COLLECT_MS)).catch(() => {})
+    }
+  }
+
+  /** Whether this job counts a replica as on `peer` (running or queued there, or being handed over). */
+  private onWorker (peer: string): boolean {
+    for (const t of this.open.values()) if (t.inflight.has(peer)) return true
+    return false
+  }
+
+  /**
+   * What `peer` says it holds of this job: each open task it holds counts as running there (after a restart
+   * this is how they are known), and each this job counted as on it that it does not hold is lost there —
+   * except those being handed over right now. Returns the number of open tasks it holds.
+   */
+  private reconcile (peer: string, held: Set<number>): number {
+    let count = 0
+    for (const t of this.open.values()) {
+      if (held.has(t.n)) {
+        count++
+        if (!t.decided && !t.inflight.has(peer) && !t.results.some(r => r.peer === peer)) {
+          t.inflight.add(peer)
+          t.tried.add(peer)
+          this.workerFor(peer).inflight++
+        }
+      } else if (t.inflight.has(peer) && !this.queuing.has(`${peer}/${t.n}`)) {
+        this.drop(t, peer, false)
+      }
+    }
+    this.wake()
+    return count
+  }
+
+  /** A replica is no longer on `peer`; `again`: it may be sent to it again (it was busy, not lost). */
+  private drop (t: Task, peer: string, again: boolean): void {
+    if (!t.inflight.delete(peer)) return
+    const w = this.workers.get(peer)
+    if (w != null) w.inflight--
+    if (again) t.tried.delete(peer)
+    // a task that was to run alone on a trusted worker is replicated normally elsewhere
+    if (t.alone && t.results.length === 0) { t.alone = false; t.target = this.job.replicas; t.quorum = this.job.quorum }
+  }
+
+  /** `peer` is gone: its replicas of this job go to other workers (compute.md §6). */
+  private lose (peer: string): void {
+    const w = this.workers.get(peer)
+    if (w != null) w.lost = true
+    let n = 0
+    for (const t of this.open.values()) if (t.inflight.has(peer) && !this.queuing.has(`${peer}/${t.n}`)) { this.drop(t, peer, false); n++ }
+    if (n > 0) this.deps.log(`compute: ${peer} lost ${n} tasks of job ${this.job.id}`)
+    this.wake()
+  }
+
+  /** A result from a followed worker: counted once per worker and task (a result sent again is ignored). */
+  private async remoteResult (peer: string, n: number, v: TaskValue): Promise<void> {
+    this.lastTaken = Date.now()
+    this.progressAt.set(peer, Date.now())
+    const t = this.open.get(n)
+    const r: Result = { peer, value: valueOf(v), ...(v.ok ? { output: v.output } : { error: { code: v.code, message: v.message } }) }
+    if (t == null) {
+      // a late result of a decided task: only judged (compute.md §4, step 2)
+      const accepted = this.finished.get(n)
+      if (accepted != null) this.deps.judged(peer, accepted.value === r.value)
+      return
+    }
+    if (t.inflight.delete(peer)) {
+      const w = this.workers.get(peer)
+      if (w != null) w.inflight--
+    }
+    t.tried.add(peer)
+    await this.onResult(t, r)
+    this.wake()
+  }
+
+  /** The job ended: its `results` streams end, and every worker it handed tasks to drops what is left of it. */
+  private release (): void {
+    this.following.abort()
+    for (const peer of this.handedTo) {
+      void this.deps.drop(peer, AbortSignal.timeout(COLLECT_MS)).catch(() => {})
+    }
   }
 
   private async refresh (): Promise<void> {
     this.lastRefresh = Date.now()
     let found: WorkerOffer[] = []
     try {
-      found = await this.deps.findWorkers(this.job.group, this.abort.signal)
+      found = await this.deps.findWorkers(this.job.group, this.abort.signal, this.searched ? 0 : FIRST_SEARCH_MAX_AGE_MS)
+      this.searched = true
     } catch (err: any) {
       this.deps.log(`compute: finding workers failed: ${String(err?.message ?? err)}`)
     }
     for (const o of found) {
       const w = this.workers.get(o.peer)
       if (w == null) this.workers.set(o.peer, { ...o, inflight: 0, busyUntil: 0, lost: false })
-      else Object.assign(w, { cores: o.cores, memoryPerTask: o.memoryPerTask, lost: false })
+      else Object.assign(w, { cores: o.cores, memoryPerTask: o.memoryPerTask, queue: o.queue, lost: false })
     }
   }
 
+  /**
+   * Workers that may be given a replica now: one that takes handed-over tasks up to its cores and
+   * QUEUE_AHEAD more (so the job goes on while this computer is away, compute.md §6), another up to its cores.
+   */
   private freeWorkers (): Worker[] {
     const now = Date.now()
-    return [...this.workers.values()].filter(w => !w.lost && w.inflight < w.cores && w.busyUntil <= now && w.memoryPerTask >= this.job.memoryBytes &&
-      !isShunned(this.deps.trustOf(w.peer)))
+    return [...this.workers.values()].filter(w => !w.lost && w.inflight < w.cores + (w.queue > 0 ? QUEUE_AHEAD : 0) && w.busyUntil <= now &&
+      w.memoryPerTask >= this.job.memoryBytes && !isShunned(this.deps.trustOf(w.peer)))
   }
 
   /**
@@ -240,28 +462,85 @@ export class JobRun {
     return false
   }
 
-  /** Sends replicas to free workers, task by task in order, while there are any. */
+  /**
+   * Gives replicas to free workers, task by task in order, while there are any: to the least loaded (replicas
+   * per core), so handed-over tasks spread over the workers by their cores; then hands the gathered ones over.
+   */
   private schedule (): void {
+    let free = this.freeWorkers()
+    const load = (w: Worker): number => w.inflight / w.cores
+    const least = (ws: Worker[]): Worker | undefined => shuffle([...ws]).sort((x, y) => load(x) - load(y))[0]
     for (const t of this.open.values()) {
+      if (free.length === 0) break
       while (!t.decided && t.results.length + t.inflight.size < t.target) {
-        const free = this.freeWorkers().filter(w => !t.tried.has(w.peer))
-        if (free.length === 0) break
-        let w: Worker
+        const candidates = free.filter(w => !t.tried.has(w.peer))
+        if (candidates.length === 0) break
+        let w: Worker | undefined
         if (t.results.length === 0 && t.inflight.size === 0) {
-          // the first replica: a trusted worker if one is free; alone unless a spot check falls (compute.md §4)
-          const trusted = free.filter(x => isTrusted(this.deps.trustOf(x.peer)))
-          const others = free.filter(x => !this.onProbation(x))
-          if (trusted.length === 0 && others.length === 0) break
-          w = shuffle(trusted.length > 0 ? trusted : others)[0]
+          // the first replica: a trusted worker with a free core if there is one, alone unless a spot check falls (compute.md §4)
+          const trusted = candidates.filter(x => isTrusted(this.deps.trustOf(x.peer)))
+          w = least(trusted.filter(x => x.inflight < x.cores)) ?? least(candidates.filter(x => !this.onProbation(x)))
+          if (w == null) break
           t.alone = this.job.adaptive && runsAlone(this.deps.trustOf(w.peer), Math.random())
           t.target = t.alone ? 1 : Math.max(t.target, this.job.replicas)
           t.quorum = t.alone ? 1 : this.job.quorum
         } else {
-          w = shuffle(free)[0]
+          w = least(candidates)!
         }
         this.dispatch(t, w)
+        free = this.freeWorkers()
       }
-      if (this.freeWorkers().length === 0) return
+    }
+    this.flush()
+  }
+
+  /** Hands the replicas gathered for each worker that takes a queue over, in requests of at most QUEUE_BATCH tasks. */
+  private flush (): void {
+    for (const [peer, tasks] of this.batches) {
+      this.batches.delete(peer)
+      for (let i = 0; i < tasks.length; i += QUEUE_BATCH) void this.handOver(this.workers.get(peer)!, tasks.slice(i, i + QUEUE_BATCH))
+    }
+  }
+
+  private async handOver (w: Worker, tasks: Task[]): Promise<void> {
+    for (const t of tasks) this.queuing.add(`${w.peer}/${t.n}`)
+    let taken = 0
+    let busy = false
+    try {
+      const items: Array<{ task: number, input: Uint8Array }> = []
+      let bytes = 0
+      for (const t of tasks) {
+        const input = await this.deps.store.getInput(this.job.id, t.n)
+        if (items.length > 0 && bytes + input.byteLength > QUEUE_BATCH_BYTES) break
+        bytes += input.byteLength
+        // recorded before it is sent: after a restart, this worker is asked what it holds (collectWaiting)
+        await this.deps.store.putSent(this.job.id, t.n, w.peer)
+        items.push({ task: t.n, input })
+      }
+      this.handedTo.add(w.peer)
+      taken = await this.deps.queue(w.peer, {
+        job: this.job.id,
+        module: this.job.module,
+        moduleBytes: this.moduleBytes,
+        limits: { cpuMs: this.job.cpuMs, memoryBytes: this.job.memoryBytes, outputBytes: this.job.outputBytes }
+      }, items, this.abort.signal)
+      this.lastTaken = Date.now()
+      this.progressAt.set(w.peer, Date.now())
+    } catch (err: any) {
+      if (this.abort.signal.aborted) return
+      const code = err instanceof P2posError ? err.code : 'E_INTERNAL'
+      busy = code === 'E_LIMIT'
+      if (!busy) {
+        w.lost = true
+        this.deps.log(`compute: ${w.peer} did not take ${tasks.length} tasks of job ${this.job.id}: ${code} ${String(err?.message ?? err)}`)
+      }
+    } finally {
+      for (const t of tasks) this.queuing.delete(`${w.peer}/${t.n}`)
+      // those it did not take go elsewhere, or to it again once it has room
+      for (const t of tasks.slice(taken)) this.drop(t, w.peer, busy || !w.lost)
+      if (taken < tasks.length) w.busyUntil = Date.now() + BUSY_BACKOFF_MS
+      if (taken > 0) void this.follow(w.peer)
+      this.wake()
     }
   }
 
@@ -269,6 +548,12 @@ export class JobRun {
     t.inflight.add(w.peer)
     t.tried.add(w.peer)
     w.inflight++
+    if (w.queue > 0) {
+      const batch = this.batches.get(w.peer)
+      if (batch == null) this.batches.set(w.peer, [t])
+      else batch.push(t)
+      return
+    }
     const task: RemoteTask = {
       job: this.job.id,
       task: t.n,
@@ -315,6 +600,8 @@ export class JobRun {
       if (accepted != null) this.deps.judged(r.peer, accepted.value === r.value)
       return
     }
+    // a worker's result counts once per task (one that came again, e.g. after a lost acknowledgement, is ignored)
+    if (t.results.some(x => x.peer === r.peer)) return
     t.results.push(r)
     const votes = t.results.filter(x => x.value === r.value).length
     if (votes >= t.quorum) {
@@ -341,6 +628,7 @@ export class JobRun {
       : { state: 'failed', value: winner.value, results: t.results.length, error: winner.error }
     if (t.alone) record.single = winner.peer
     await this.settle(t, record, winner.output)
+    this.deps.log(`compute: job ${this.job.id} task ${t.n} accepted (${t.results.length} results${ok ? '' : `, ${winner.error?.code ?? winner.value}`})`)
     if (t.alone) this.markAlone(winner.peer, t.n)
     for (const x of t.results) this.deps.judged(x.peer, x.value === winner.value)
   }
@@ -372,8 +660,20 @@ export class JobRun {
    * with full replication, never on it (compute.md §4).
    */
   async reopenAlone (peer: string): Promise<number> {
+    if (this.job.state !== 'running') return 0
+    // its replicas still queued or running that were to be accepted on its word alone now need a quorum
+    let pending = 0
+    for (const t of this.open.values()) {
+      if (t.alone && !t.decided && t.inflight.has(peer)) {
+        t.alone = false
+        t.target = Math.max(t.target, this.job.replicas)
+        t.quorum = this.job.quorum
+        pending++
+      }
+    }
+    if (pending > 0) { this.deps.log(`compute: ${peer} returned an invalid result: ${pending} tasks of job ${this.job.id} handed to it alone are replicated`); this.wake() }
     const tasks = this.aloneBy.get(peer)
-    if (tasks == null || this.job.state !== 'running') return 0
+    if (tasks == null) return 0
     this.aloneBy.delete(peer)
     for (const n of tasks) {
       await this.deps.store.deleteTask(this.job.id, n)
@@ -392,6 +692,7 @@ export class JobRun {
     this.job.state = 'failed'
     this.job.error = { code: err.code, message: err.message }
     await this.deps.store.putJob(this.job)
+    this.release()
     await this.deps.store.deleteInputs(this.job.id, this.job.names.length)
     await this.deps.store.deleteSent(this.job.id)
     this.deps.progress(this.status())

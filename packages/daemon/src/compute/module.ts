@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto'
 import { CID } from 'multiformats/cid'
 import { create as createDigest } from 'multiformats/hashes/digest'
 import { P2posError } from '@p2pos/api'
+import { canonicaliseNaNs } from './nan.ts'
 
 /** The WASI preview-1 functions the sandbox offers (compute.md §2.1); anything else is refused. */
 export const OFFERED_IMPORTS: ReadonlySet<string> = new Set([
@@ -93,11 +94,12 @@ export function capMemory (bytes: Uint8Array, maxPages: number): Uint8Array {
 }
 
 /**
- * Compiles a module for the sandbox: checks its imports and exports (compute.md §2.1) and caps its
- * memory. Errors: E_BAD_MODULE, E_MEMORY_LIMIT.
+ * Compiles a module for the sandbox: checks its imports and exports (compute.md §2.1), caps its
+ * memory and canonicalises its NaNs. Errors: E_BAD_MODULE, E_MEMORY_LIMIT.
  */
 export async function compileTask (bytes: Uint8Array, memoryBytes: number): Promise<WebAssembly.Module> {
-  const capped = capMemory(bytes, Math.floor(memoryBytes / PAGE))
+  // the memory capped (§2.2) and every NaN a float instruction makes canonical (§2.4, nan.ts)
+  const capped = canonicaliseNaNs(capMemory(bytes, Math.floor(memoryBytes / PAGE)))
   let mod: WebAssembly.Module
   try {
     mod = await WebAssembly.compile(capped as Uint8Array<ArrayBuffer>)
