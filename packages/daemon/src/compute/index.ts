@@ -581,18 +581,15 @@ export class ComputeService implements Startable {
     }
   }
 
-  /** One replica of a task on `peer` (wire.md §12): its value, or an error when it was refused or lost. */
-  private async runRemote (peer: string, task: RemoteTask, parent: AbortSignal): Promise<TaskValue> {
-    const signal = AbortSignal.any([parent, AbortSignal.timeout(ASK_MS * 2 + task.limits.cpuMs + RESULT_SLACK_MS)])
-    const stream = await this.open(peer, signal)
-    const bs = byteStream(stream, { maxBufferSize: task.limits.outputBytes + MAX_MESSAGE_BYTES })
+  /**
+   * One exchange on a fresh stream to `peer`, spoken by `fn`: a failure that is not already a P2posError
+   * becomes E_TIMEOUT (when `signal` ended it) or E_PEER_UNREACHABLE, and aborts the stream.
+   */
+  private async exchange<T> (peer: string, signal: AbortSignal, maxBufferSize: number, fn: (bs: ByteStream) => Promise<T>, openSignal: AbortSignal = signal): Promise<T> {
+    const stream = await this.open(peer, openSignal)
+    const bs = byteStream(stream, { maxBufferSize })
     try {
-      await writeJson(bs, { type: 'task', job: task.job, task: task.task, module: task.module, moduleSize: task.moduleBytes.byteLength, inputSize: task.input.byteLength, limits: task.limits }, signal)
-      const ready = await readJson<any>(bs, signal, MAX_MESSAGE_BYTES)
-      if (ready?.ok !== true) throw this.refusal(peer, ready)
-      if (ready.needModule === true) await writeBytes(bs, task.moduleBytes, signal)
-      await writeBytes(bs, task.input, signal)
-      return await this.readResult(bs, peer, task.limits.outputBytes, signal)
+      return await fn(bs)
     } catch (err: any) {
       stream.abort(err)
       if (err instanceof P2posError) throw err
@@ -603,15 +600,31 @@ export class ComputeService implements Startable {
     }
   }
 
+  /** One replica of a task on `peer` (wire.md §12): its value, or an error when it was refused or lost. */
+  private async runRemote (peer: string, task: RemoteTask, parent: AbortSignal): Promise<TaskValue> {
+    const signal = AbortSignal.any([parent, AbortSignal.timeout(ASK_MS * 2 + task.limits.cpuMs + RESULT_SLACK_MS)])
+    return await this.exchange(peer, signal, task.limits.outputBytes + MAX_MESSAGE_BYTES, async bs => {
+      await writeJson(bs, { type: 'task', job: task.job, task: task.task, module: task.module, moduleSize: task.moduleBytes.byteLength, inputSize: task.input.byteLength, limits: task.limits }, signal)
+      const ready = await readJson<any>(bs, signal, MAX_MESSAGE_BYTES)
+      if (ready?.ok !== true) throw this.refusal(peer, ready)
+      if (ready.needModule === true) await writeBytes(bs, task.moduleBytes, signal)
+      await writeBytes(bs, task.input, signal)
+      return await this.readResult(bs, peer, task.limits.outputBytes, signal)
+    })
+  }
+
   /** Reads a result (done + bytes, or failed) and acknowledges it (wire.md §12). */
   private async readResult (bs: ByteStream, peer: string, outputBytes: number, signal: AbortSignal): Promise<TaskValue> {
-    const reply = await readJson<any>(bs, signal, MAX_MESSAGE_BYTES)
-    let value: TaskValue
-    if (reply?.type === 'done' && isInt(reply.size, 0, outputBytes)) value = { ok: true, output: new Uint8Array(await readBytes(bs, signal, outputBytes)) }
-    else if (reply?.type === 'failed' && isErrorCode(reply.code)) value = { ok: false, code: reply.code, message: String(reply.message) }
-    else throw this.refusal(peer, reply)
+    const value = await this.valueOf(bs, peer, await readJson<any>(bs, signal, MAX_MESSAGE_BYTES), outputBytes, signal)
     await writeJson(bs, { type: 'ack' }, signal).catch(() => {})
     return value
+  }
+
+  /** A result message (`done`, followed by its bytes, or `failed`) as a value; anything else is refused. */
+  private async valueOf (bs: ByteStream, peer: string, m: any, outputBytes: number, signal: AbortSignal): Promise<TaskValue> {
+    if (m?.type === 'done' && isInt(m.size, 0, outputBytes)) return { ok: true, output: new Uint8Array(await readBytes(bs, signal, outputBytes)) }
+    if (m?.type === 'failed' && isErrorCode(m.code)) return { ok: false, code: m.code, message: String(m.message) }
+    throw this.refusal(peer, m)
   }
 
   /** A result that waited on `peer` for this computer (compute.md §6); undefined if none does. */
@@ -633,9 +646,7 @@ export class ComputeService implements Startable {
   /** Hands tasks over to `peer`'s queue (wire.md §12): resolves with how many it took and stored. */
   private async queueTasks (peer: string, task: Omit<RemoteTask, 'task' | 'input'>, tasks: Array<{ task: number, input: Uint8Array }>, parent: AbortSignal): Promise<number> {
     const signal = AbortSignal.any([parent, AbortSignal.timeout(ASK_MS * 6)])
-    const stream = await this.open(peer, signal)
-    const bs = byteStream(stream, { maxBufferSize: MAX_MESSAGE_BYTES })
-    try {
+    return await this.exchange(peer, signal, MAX_MESSAGE_BYTES, async bs => {
       await writeJson(bs, { type: 'queue', job: task.job, module: task.module, moduleSize: task.moduleBytes.byteLength, limits: task.limits, tasks: tasks.map(t => ({ task: t.task, inputSize: t.input.byteLength })) }, signal)
       const ready = await readJson<any>(bs, signal, MAX_MESSAGE_BYTES)
       if (ready?.ok !== true || !isInt(ready.take, 1, tasks.length)) throw this.refusal(peer, ready)
@@ -644,14 +655,7 @@ export class ComputeService implements Startable {
       const stored = await readJson<any>(bs, signal, MAX_MESSAGE_BYTES)
       if (stored?.ok !== true || stored.queued !== ready.take) throw this.refusal(peer, stored)
       return ready.take
-    } catch (err: any) {
-      stream.abort(err)
-      if (err instanceof P2posError) throw err
-      throw new P2posError(signal.aborted ? 'E_TIMEOUT' : 'E_PEER_UNREACHABLE', `${peer.slice(-8)} was lost: ${String(err?.message ?? err)}`)
-    } finally {
-      bs.unwrap()
-      await stream.close().catch(() => {})
-    }
+    })
   }
 
   /**
@@ -660,9 +664,7 @@ export class ComputeService implements Startable {
    * nothing more (`end`); rejects when the stream is refused or lost.
    */
   private async followResults (peer: string, job: string, outputBytes: number, on: { holds: (tasks: number[]) => void, result: (task: number, v: TaskValue) => Promise<void> }, signal: AbortSignal): Promise<void> {
-    const stream = await this.open(peer, AbortSignal.any([signal, AbortSignal.timeout(ASK_MS)]))
-    const bs = byteStream(stream, { maxBufferSize: outputBytes + MAX_MESSAGE_BYTES })
-    try {
+    await this.exchange(peer, signal, outputBytes + MAX_MESSAGE_BYTES, async bs => {
       await writeJson(bs, { type: 'results', job }, signal)
       const first = await readJson<any>(bs, AbortSignal.any([signal, AbortSignal.timeout(ASK_MS)]), MAX_MESSAGE_BYTES)
       if (first?.ok !== true || !Array.isArray(first.holds)) throw this.refusal(peer, first)
@@ -672,22 +674,12 @@ export class ComputeService implements Startable {
         if (m?.type === 'end') return
         if (m?.type === 'pending') continue
         if (!isInt(m?.task, 0, LIMITS.computeTasks)) throw this.refusal(peer, m)
-        let value: TaskValue
-        if (m.type === 'done' && isInt(m.size, 0, outputBytes)) value = { ok: true, output: new Uint8Array(await readBytes(bs, signal, outputBytes)) }
-        else if (m.type === 'failed' && isErrorCode(m.code)) value = { ok: false, code: m.code, message: String(m.message) }
-        else throw this.refusal(peer, m)
+        const value = await this.valueOf(bs, peer, m, outputBytes, signal)
         // acknowledged once recorded: a result lost in between comes again, and counts once (jobs.ts)
         await on.result(m.task, value)
         await writeJson(bs, { type: 'ack', task: m.task }, signal)
       }
-    } catch (err: any) {
-      stream.abort(err)
-      if (err instanceof P2posError) throw err
-      throw new P2posError(signal.aborted ? 'E_TIMEOUT' : 'E_PEER_UNREACHABLE', `${peer.slice(-8)} was lost: ${String(err?.message ?? err)}`)
-    } finally {
-      bs.unwrap()
-      await stream.close().catch(() => {})
-    }
+    }, AbortSignal.any([signal, AbortSignal.timeout(ASK_MS)]))
   }
 
   /** Asks `peer` to drop its queued tasks and waiting results of `job` for this computer (wire.md §12). */

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto'
 import { CID } from 'multiformats/cid'
 import { create as createDigest } from 'multiformats/hashes/digest'
 import { P2posError } from '@p2pos/api'
-import { canonicaliseNaNs } from './nan.ts'
+import { canonicaliseNaNs, leb } from './nan.ts'
 
 /** The WASI preview-1 functions the sandbox offers (compute.md §2.1); anything else is refused. */
 export const OFFERED_IMPORTS: ReadonlySet<string> = new Set([
@@ -43,16 +43,6 @@ function readLeb (b: Uint8Array, pos: number): [number, number] {
   throw bad('the module has a malformed number')
 }
 
-function leb (n: number): number[] {
-  const out: number[] = []
-  do {
-    let byte = n & 0x7f
-    n = Math.floor(n / 128)
-    if (n !== 0) byte |= 0x80
-    out.push(byte)
-  } while (n !== 0)
-  return out
-}
 
 /**
  * Returns the module with every memory's maximum set to at most `maxPages` (compute.md §2.2). Refuses

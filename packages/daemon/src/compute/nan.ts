@@ -71,7 +71,8 @@ class Reader {
   }
 }
 
-function leb (n: number): number[] {
+/** An unsigned LEB128 number, as wasm writes sizes and indices. */
+export function leb (n: number): number[] {
   const out: number[] = []
   do {
     let byte = n & 0x7f
