@@ -99,6 +99,13 @@ export function expectPunch (x: string, y: string): boolean {
   return x !== 'symmetric' && y !== 'symmetric'
 }
 
+/**
+ * Pairs that should go direct but did not every time (docs/connectivity.md, `LAB_RUNS=5`): between two
+ * routers that reject with ICMP, and ICMP × full cone, 3 and 4 of 5 runs. routers.test.ts asserts only
+ * that they connect, and prints which path they took.
+ */
+export const NOT_ALWAYS_DIRECT = new Set(['a behind icmp, b behind icmp', 'a behind icmp, b behind full-cone'])
+
 /** Two hosts, each behind its own router of the given kinds. */
 export function routerPair (id: number, x: string, y: string): Topology {
   const direct = expectPunch(x, y)
