@@ -97,7 +97,8 @@ describe('storage between real daemons', () => {
     assert.equal(viaCli.code, 4, viaCli.stderr)
     assert.match(viaCli.stderr, /E_TIMEOUT/)
     assert.equal((await d.cli(['storage', 'offer', 'lots'])).code, 2)
-    assert.equal((await a.cli(['put', join(dir, 'x'), '--to', 'someone'])).code, 2)
+    assert.equal((await a.cli(['put', join(dir, 'x'), '--to'])).code, 2, '--to without recipients is a usage error')
+    assert.equal((await a.cli(['put', join(dir, 'x'), '--to', ','])).code, 2)
     assert.equal((await a.client.info()).peerId, a.peerId, 'the daemon still serves')
   })
 

@@ -245,7 +245,19 @@ export const StorageItemSchema = Type.Object({
   size: Type.Integer({ description: 'bytes of all its blocks (storage.md §1)' }),
   type: OneOf('file', 'directory'),
   replicas: Type.Array(Str, { description: 'the computers that confirmed holding it' }),
-  created: Str
+  created: Str,
+  to: Type.Optional(Type.Array(Str, { description: 'sealed content (storage.md §8): the groups (ids) and devices (peer ids) its key is sealed to' }))
+})
+
+export const SharedItemSchema = Type.Object({
+  cid: Str,
+  name: Type.String({ description: 'the file name it was put from' }),
+  size: Type.Integer({ description: 'bytes of the file' }),
+  group: Type.String({ description: 'the group id it was shared with' }),
+  groupName: Type.String({ description: 'the group\'s name' }),
+  by: Type.String({ description: 'the person who shared it' }),
+  peer: Type.String({ description: 'the computer it was put on' }),
+  at: Type.String({ description: 'ISO-8601: when it was shared' })
 })
 
 const TrafficFields = {
@@ -422,6 +434,7 @@ export const METHODS = {
     params: Obj({
       path: AbsPath('an absolute path of a file or directory the daemon can read'),
       replicas: Type.Optional(Int(LIMITS.storageReplicas, 0, { description: 'other computers that must confirm holding it (default 0)' })),
+      to: Type.Optional(Type.Array(Utf8(256, { minLength: 1 }), { minItems: 1, maxItems: 64, description: 'seal it to these groups, persons or peers (storage.md §8): a file only; without it content is public' })),
       timeoutMs: Type.Optional(Int(3600_000, 1, { description: `milliseconds for the replicas (default ${LIMITS.storagePutTimeoutMs})` })),
       op: Type.Optional(Type.String({ maxLength: 64, description: 'an id of the caller\'s choosing: storage.progress events name it' }))
     }),
@@ -434,6 +447,15 @@ export const METHODS = {
   },
   'storage.cat': { perm: 'read', bytes: true, params: Obj({ cid: Cid(), timeoutMs: timeout(3600_000) }) },
   'storage.ls': { perm: 'read', params: none, result: Type.Array(StorageItemSchema) },
+  'storage.shared': {
+    perm: 'read',
+    params: Obj({
+      group: Type.Optional(GroupRef()),
+      search: Type.Optional(Utf8(256, { description: 'words that must all occur in the name (case-insensitive)' })),
+      timeoutMs: timeout(60_000)
+    }),
+    result: Type.Array(SharedItemSchema)
+  },
   'storage.rm': { perm: 'admin', params: Obj({ cid: Cid(), timeoutMs: timeout(300_000) }), result: Type.Object({ cid: Str, released: Type.Array(Str) }) },
   'metrics.prometheus': { perm: 'admin', bytes: true, contentType: 'text/plain; version=0.0.4; charset=utf-8', params: none },
   'metrics.traffic': { perm: 'read', params: none, result: TrafficSchema },

@@ -12,7 +12,7 @@ import { createReadStream } from 'node:fs'
 import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises'
 import { basename, dirname, isAbsolute, join, relative } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import type { Connection, PeerId, Startable, Stream } from '@libp2p/interface'
+import type { Connection, PeerId, PrivateKey, Startable, Stream } from '@libp2p/interface'
 import { start as startAll, stop as stopAll } from '@libp2p/interface'
 import type { Datastore } from 'interface-datastore'
 import type { CID } from 'multiformats/cid'
@@ -30,7 +30,10 @@ import { USER_DIAL_PRIORITY, dialError, parsePeer, type ProtocolComponents } fro
 import type { P2posNode } from '../node/index.ts'
 import { receiveJson, sendJson } from '../wire/framing.ts'
 import { VerifyingBlockstore, cidText, keyOf, parseCid, storageOfferKey, walkDag } from './records.ts'
-import { StorageStore, type OwnItem } from './store.ts'
+import { StorageStore, type OwnItem, type Share } from './store.ts'
+import * as sealed from './sealed.ts'
+import type { Groups } from '../groups/types.ts'
+import type { People } from '../people/types.ts'
 
 export interface StorageInit {
   home: string
@@ -38,6 +41,10 @@ export interface StorageInit {
   node: () => P2posNode
   events: EventBus
   log: (msg: string) => void
+  /** The node's key: its Ed25519 seed opens content keys sealed to this device (storage.md §8). */
+  privateKey: PrivateKey
+  groups: () => Groups
+  people: () => People
 }
 
 export type StorageComponents = ProtocolComponents
@@ -51,7 +58,20 @@ const REANNOUNCE_MS = 12 * 3600_000
 /** How long one provider lookup for offers may take within a put. */
 const FIND_OFFERS_MS = 30_000
 
-type Request = { type: 'hold', cid: unknown, size: unknown } | { type: 'release', cid: unknown }
+type Request = { type: 'hold', cid: unknown, size: unknown } | { type: 'release', cid: unknown } |
+{ type: 'share', item: unknown } | { type: 'shared', group: unknown }
+
+/** Largest answer to `shared` (wire.md §11), and the most items it lists. */
+const MAX_SHARED_BYTES = 1024 * 1024
+const MAX_SHARED_ITEMS = 2000
+
+/** A file's bytes and, for sealed content (storage.md §8), how to read them. */
+interface Opened {
+  entry: UnixFSEntry
+  /** Plaintext bytes. */
+  size: number
+  sealed?: { key: Buffer, header: sealed.Header, start: number, name: string }
+}
 
 export function storage (init: StorageInit): (components: StorageComponents) => StorageService {
   return (components) => new StorageService(components, init)
@@ -314,7 +334,7 @@ export class StorageService implements Startable {
 
   // ---- put ----
 
-  async put (path: string, options: { replicas?: number, timeoutMs?: number, op?: string } = {}): Promise<{ cid: string, size: number, replicas: string[] }> {
+  async put (path: string, options: { replicas?: number, timeoutMs?: number, op?: string, to?: string[] } = {}): Promise<{ cid: string, size: number, replicas: string[] }> {
     if (!isAbsolute(path)) throw new P2posError('E_BAD_REQUEST', `"${path}" is not an absolute path`, { field: 'path' })
     const st = await lstat(path).catch((err) => {
       if (err.code === 'ENOENT' || err.code === 'ENOTDIR') throw new P2posError('E_NOT_FOUND', `${path} does not exist`, { field: 'path' })
@@ -323,21 +343,34 @@ export class StorageService implements Startable {
     if (!st.isFile() && !st.isDirectory()) throw new P2posError('E_BAD_REQUEST', `${path} is neither a file nor a directory`, { field: 'path' })
     const wanted = options.replicas ?? 0
     const deadline = AbortSignal.timeout(options.timeoutMs ?? LIMITS.storagePutTimeoutMs)
+    const to = options.to != null && options.to.length > 0 ? options.to : undefined
+    if (to != null && st.isDirectory()) throw new P2posError('E_BAD_REQUEST', `${path} is a directory: --to seals files only (put an archive of it)`, { field: 'to' })
+    const recipients = to == null ? undefined : await this.recipients(to, deadline)
     const progress = (data: Record<string, unknown>): void => {
       if (options.op != null) this.init.events.broadcast({ event: 'storage.progress', data: { op: options.op, ...data } })
     }
     await this.begin()
     let ok = false
     try {
-      const root = await this.importPath(path, st.isDirectory(), (bytes, total) => { progress({ phase: 'import', bytes, total }) })
+      const onBytes = (bytes: number, total: number): void => { progress({ phase: 'import', bytes, total }) }
+      const root = recipients == null
+        ? await this.importPath(path, st.isDirectory(), onBytes)
+        : await this.importPath(path, false, onBytes, (source, size) => {
+          const { key, prefix } = sealed.seal({ name: basename(path), size }, recipients.devices, recipients.groups)
+          return sealed.encrypt(key, prefix, source, size)
+        })
       const text = cidText(root)
       const { size } = await walkDag(this.blocks, root)
       const had = this.store.own.get(text)
       const item: OwnItem = { cid: text, name: basename(path), size, type: st.isDirectory() ? 'directory' : 'file', replicas: had?.replicas ?? [], created: had?.created ?? Date.now() }
+      if (recipients != null) item.to = [...recipients.groups.map(g => g.group), ...recipients.devices]
       await this.store.putOwn(item)
       ok = true
       this.announce(root)
-      this.init.log(`storage: put ${path} as ${text} (${size} bytes)`)
+      this.init.log(`storage: put ${path} as ${text} (${size} bytes${recipients != null ? `, sealed to ${item.to!.length}` : ''})`)
+      if (recipients != null) {
+        for (const g of recipients.groups) await this.shareWith({ cid: text, name: basename(path), size: st.size, group: g.group, by: this.init.people().self().person, peer: this.c.peerId.toString(), at: Date.now() })
+      }
       if (item.replicas.length < wanted) {
         progress({ phase: 'replicas', confirmed: item.replicas.length, wanted })
         const { confirmed, refused } = await this.replicate(root, size, wanted - item.replicas.length, item.replicas, deadline, (n) => {
@@ -361,7 +394,8 @@ export class StorageService implements Startable {
    * Imports a file or a directory into the blockstore with the UnixFS importer's defaults (storage.md §1).
    * Each file's size and mtime are taken before and after it is read: a change is E_CONFLICT.
    */
-  private async importPath (path: string, isDir: boolean, onBytes: (bytes: number, total: number) => void): Promise<CID> {
+  private async importPath (path: string, isDir: boolean, onBytes: (bytes: number, total: number) => void,
+    transform?: (source: AsyncIterable<Uint8Array>, size: number) => AsyncIterable<Uint8Array>): Promise<CID> {
     const files: Array<{ abs: string, rel: string, dir: boolean, size: number }> = []
     if (isDir) await this.listTree(path, path, files)
     else files.push({ abs: path, rel: '', dir: false, size: (await stat(path)).size })
@@ -384,7 +418,7 @@ export class StorageService implements Startable {
     const source = (function * (): Generator<ImportCandidate> {
       for (const f of files) {
         if (f.dir) yield { path: f.rel }
-        else yield isDir ? { path: f.rel, content: read(f.abs) } : { content: read(f.abs) }
+        else yield isDir ? { path: f.rel, content: read(f.abs) } : { content: transform != null ? transform(read(f.abs), f.size) : read(f.abs) }
       }
     })()
     let root: CID | undefined
@@ -407,6 +441,154 @@ export class StorageService implements Startable {
       else if (e.isFile()) out.push({ abs, rel: relative(top, abs), dir: false, size: (await stat(abs)).size })
       else throw new P2posError('E_BAD_REQUEST', `${abs} is neither a file nor a directory (links and special files are not put)`, { field: 'path' })
     }
+  }
+
+  // ---- sealed content and what groups share (storage.md §8) ----
+
+  /**
+   * The devices and groups `refs` name: a group this computer is in (by id or name; sealed to its current
+   * key), else a person (name, petname, person id or a device's peer id: sealed to each of its devices), else
+   * a bare peer id. This computer's own person's devices are always recipients.
+   */
+  private async recipients (refs: string[], signal: AbortSignal): Promise<{ devices: string[], groups: Array<{ group: string, kid: string, key: Uint8Array }> }> {
+    const groups = this.init.groups()
+    const people = this.init.people()
+    const devices = new Set<string>([this.c.peerId.toString(), ...people.self().peers])
+    const chosen = new Map<string, { group: string, kid: string, key: Uint8Array }>()
+    const field = (err: unknown, ref: string): unknown => err instanceof P2posError ? new P2posError(err.code, `--to ${ref}: ${err.message}`, { ...err.details, field: 'to', ref }) : err
+    for (const ref of refs) {
+      let gid: string | undefined
+      try { gid = groups.resolve(ref) } catch (err) { if (!(err instanceof P2posError && err.code === 'E_NOT_FOUND')) throw field(err, ref) }
+      if (gid != null) {
+        try { chosen.set(gid, { group: gid, ...groups.currentKey(gid) }) } catch (err) { throw field(err, ref) }
+        continue
+      }
+      let peers: string[]
+      try {
+        peers = (await people.resolvePerson(ref, { signal: AbortSignal.any([signal, AbortSignal.timeout(30_000)]) })).peers
+      } catch (err) {
+        if (err instanceof P2posError && (err.code === 'E_NOT_FOUND' || err.code === 'E_INVALID_PEER')) {
+          throw new P2posError(err.code, `--to ${ref}: no group, person or peer by that name here (${err.message})`, { field: 'to', ref })
+        }
+        // a bare peer id whose person record cannot be found now: sealed to that computer alone
+        try { sealed.devicePublic(ref); peers = [ref] } catch { throw field(err, ref) }
+      }
+      for (const p of peers) devices.add(p)
+    }
+    for (const d of devices) {
+      try { sealed.devicePublic(d) } catch (err) { throw field(err, d) }
+    }
+    return { devices: [...devices], groups: [...chosen.values()] }
+  }
+
+  /** This device's X25519 secret, from its Ed25519 key (storage.md §8.2). */
+  private get secret (): Uint8Array {
+    return sealed.deviceSecret(this.init.privateKey.raw.subarray(0, 32))
+  }
+
+  /** Opens a file for reading: a sealed object's key is opened here, or the read is refused (E_FORBIDDEN). */
+  private async openFile (cid: CID, blockstore: Helia<any>['blockstore'], signal: AbortSignal): Promise<Opened> {
+    const { exporter } = await import('ipfs-unixfs-exporter')
+    const entry = await exporter(cid, blockstore, { signal })
+    if (entry.type === 'directory') throw new P2posError('E_BAD_REQUEST', `${cidText(cid)} is a directory: use get`, { field: 'cid' })
+    if (entry.type !== 'file' && entry.type !== 'raw' && entry.type !== 'identity') throw new P2posError('E_BAD_REQUEST', `${cidText(cid)} is not a UnixFS file`, { field: 'cid' })
+    const total = Number(entry.size)
+    const read = async (offset: number, length: number): Promise<Buffer> => {
+      const parts: Uint8Array[] = []
+      for await (const c of entry.content({ signal, offset, length }) as AsyncIterable<Uint8Array>) parts.push(c)
+      return Buffer.concat(parts)
+    }
+    const lead = sealed.MAGIC.length + 4
+    if (total < lead) return { entry, size: total }
+    const len = sealed.headerLength(await read(0, lead))
+    if (len == null || lead + len > total) return { entry, size: total }
+    const header = sealed.parseHeader(await read(lead, len))
+    const key = sealed.openKey(header, this.c.peerId.toString(), this.secret, (g, kid) => this.init.groups().keyById(g, kid))
+    if (key == null) {
+      const groups = Object.keys(header.groups)
+      throw new P2posError('E_FORBIDDEN', `${cidText(cid)} is sealed to ${groups.length} group(s) and ${Object.keys(header.devices).length} computer(s); this computer is not among them` +
+        (groups.length > 0 ? ' (a member removed from a group reads nothing shared after the removal)' : ''), { field: 'cid', groups })
+    }
+    const meta = sealed.openMeta(header, key)
+    const start = lead + len
+    const expect = start + sealed.segmentOffset(header, sealed.segments(meta.size, header.seg) - 1) + (meta.size - (sealed.segments(meta.size, header.seg) - 1) * header.seg) + 16
+    if (expect !== total) throw new P2posError('E_PROTOCOL', `${cidText(cid)}: sealed content of ${meta.size} bytes cannot be ${total} bytes long`)
+    return { entry, size: meta.size, sealed: { key, header, start, name: meta.name } }
+  }
+
+  /** The plaintext bytes `offset…offset+length` of an opened file. */
+  private async * readFile (f: Opened, signal: AbortSignal, offset = 0, length = f.size - offset): AsyncGenerator<Uint8Array> {
+    if (length <= 0) return
+    if (f.sealed == null) {
+      yield * f.entry.content({ signal, offset, length }) as AsyncIterable<Uint8Array>
+      return
+    }
+    const { key, header, start } = f.sealed
+    const first = Math.floor(offset / header.seg)
+    const last = Math.min(sealed.segments(f.size, header.seg) - 1, Math.floor((offset + length - 1) / header.seg))
+    const from = start + sealed.segmentOffset(header, first)
+    const to = last === sealed.segments(f.size, header.seg) - 1 ? Number(f.entry.size) : start + sealed.segmentOffset(header, last + 1)
+    let skip = offset - first * header.seg
+    let left = length
+    for await (const plain of sealed.decrypt(key, header, f.size, first, f.entry.content({ signal, offset: from, length: to - from }) as AsyncIterable<Uint8Array>, last)) {
+      const part = plain.subarray(skip, skip + left)
+      skip = Math.max(0, skip - plain.length)
+      left -= part.length
+      if (part.length > 0) yield part
+      if (left <= 0) return
+    }
+  }
+
+  /** Records a share and tells the group's member devices that are connected (storage.md §8.4). */
+  private async shareWith (share: Share): Promise<void> {
+    await this.store.putShare(share)
+    const me = this.c.peerId.toString()
+    let devices: string[] = []
+    try { devices = this.init.groups().membersOf(share.group).flatMap(m => m.peers) } catch {}
+    for (const d of devices) {
+      if (d === me || this.c.connectionManager.getConnections(parsePeer(d)).length === 0) continue
+      void this.request(d, { type: 'share', item: share }, AbortSignal.timeout(10_000))
+        .catch((err) => { this.init.log(`storage: ${d} was not told of ${share.cid}: ${String(err?.message ?? err)}`) })
+    }
+  }
+
+  private validShare (x: unknown): Share | undefined {
+    const s = x as Share
+    if (typeof s?.cid !== 'string' || typeof s.name !== 'string' || s.name.length > 1024 || typeof s.group !== 'string' || typeof s.by !== 'string' ||
+      typeof s.peer !== 'string' || !Number.isSafeInteger(s.size) || s.size < 0 || !Number.isSafeInteger(s.at)) return undefined
+    try { parseCid(s.cid) } catch { return undefined }
+    return { cid: s.cid, name: s.name, size: s.size, group: s.group, by: s.by, peer: s.peer, at: s.at }
+  }
+
+  /**
+   * What was shared with the group(s): asks the connected member devices for what they know first (so
+   * what was shared while this computer was off is listed too), then lists, filtered by `search`.
+   */
+  async shared (gref?: string, search?: string, timeoutMs = 5000): Promise<Array<{ cid: string, name: string, size: number, group: string, groupName: string, by: string, peer: string, at: string }>> {
+    const groups = this.init.groups()
+    const ids = gref != null ? [groups.resolve(gref)] : groups.ids()
+    const me = this.c.peerId.toString()
+    const signal = AbortSignal.timeout(timeoutMs)
+    await Promise.all(ids.flatMap(gid => groups.membersOf(gid).flatMap(m => m.peers)
+      .filter(d => d !== me && this.c.connectionManager.getConnections(parsePeer(d)).length > 0)
+      .map(async d => {
+        for (const gid2 of ids) {
+          if (!groups.hasDevice(gid2, d)) continue
+          try {
+            const reply = await this.request(d, { type: 'shared', group: gid2 }, signal, MAX_SHARED_BYTES)
+            for (const x of Array.isArray(reply.items) ? reply.items.slice(0, MAX_SHARED_ITEMS) : []) {
+              const sh = this.validShare(x)
+              if (sh != null && sh.group === gid2) await this.store.putShare(sh)
+            }
+          } catch {}
+        }
+      }).slice(0, 64)))
+    const words = (search ?? '').toLowerCase().split(/\s+/).filter(w => w !== '')
+    const names = new Map(ids.map(id => [id, groups.groupName(id)]))
+    return [...this.store.shares.values()]
+      .filter(sh => names.has(sh.group) && words.every(w => sh.name.toLowerCase().includes(w)))
+      .sort((a, b) => b.at - a.at)
+      .map(sh => ({ cid: sh.cid, name: sh.name, size: sh.size, group: sh.group, groupName: names.get(sh.group)!, by: sh.by, peer: sh.peer, at: new Date(sh.at).toISOString() }))
   }
 
   // ---- replication (storage.md §5) ----
@@ -463,7 +645,7 @@ export class StorageService implements Startable {
     return { confirmed, refused }
   }
 
-  private async request (peer: string, req: Request, signal: AbortSignal): Promise<any> {
+  private async request (peer: string, req: Request, signal: AbortSignal, maxBytes = MAX_MESSAGE_BYTES): Promise<any> {
     let stream: Stream
     try {
       stream = await this.c.connectionManager.openStream(parsePeer(peer), STORAGE_PROTOCOL, { signal, runOnLimitedConnection: true, priority: USER_DIAL_PRIORITY })
@@ -473,7 +655,7 @@ export class StorageService implements Startable {
     let reply: { ok?: boolean, error?: { code: unknown, message: unknown } } | undefined
     try {
       await sendJson(stream, req, signal)
-      reply = await receiveJson(stream, signal, MAX_MESSAGE_BYTES)
+      reply = await receiveJson(stream, signal, maxBytes)
       await stream.close().catch(() => {})
     } catch (err: any) {
       stream.abort(err)
@@ -496,6 +678,8 @@ export class StorageService implements Startable {
       const owner = connection.remotePeer
       if (req?.type === 'hold') reply = { ok: true, size: await this.hold(req.cid, req.size, owner) }
       else if (req?.type === 'release') reply = { ok: true, released: await this.release(req.cid, owner) }
+      else if (req?.type === 'share') reply = { ok: true, added: await this.heardShare(req.item, owner.toString()) }
+      else if (req?.type === 'shared') reply = { ok: true, items: this.sharedFor(req.group, owner.toString()) }
       else throw new P2posError('E_PROTOCOL', 'unknown request type')
     } catch (err: any) {
       const code = err instanceof P2posError ? err.code : 'E_PROTOCOL'
@@ -503,6 +687,23 @@ export class StorageService implements Startable {
     }
     await sendJson(stream, reply, AbortSignal.timeout(10_000))
     await stream.close()
+  }
+
+  /** A member device tells of something shared with a group this computer is in (wire.md §11). */
+  private async heardShare (item: unknown, from: string): Promise<boolean> {
+    const sh = this.validShare(item)
+    if (sh == null) throw new P2posError('E_BAD_REQUEST', 'item has not the shape of wire.md §11')
+    const groups = this.init.groups()
+    if (!groups.hasDevice(sh.group, this.c.peerId.toString())) throw new P2posError('E_NOT_MEMBER', `this computer is not in group ${sh.group}`)
+    if (!groups.hasDevice(sh.group, from)) throw new P2posError('E_NOT_MEMBER', `${from} is not a device of a member of group ${sh.group}`)
+    return await this.store.putShare(sh)
+  }
+
+  /** What this computer knows was shared with `group`, for a member device only. */
+  private sharedFor (group: unknown, from: string): Share[] {
+    if (typeof group !== 'string') throw new P2posError('E_BAD_REQUEST', 'group must be a string')
+    if (!this.init.groups().hasDevice(group, from)) throw new P2posError('E_NOT_MEMBER', `${from} is not a device of a member of group ${group}`)
+    return [...this.store.shares.values()].filter(sh => sh.group === group).sort((a, b) => b.at - a.at).slice(0, MAX_SHARED_ITEMS)
   }
 
   private async hold (cidValue: unknown, sizeValue: unknown, ownerId: PeerId): Promise<number> {
@@ -619,7 +820,11 @@ export class StorageService implements Startable {
       const entry = await exporter(cid, net.blockstore, { signal: idle.signal })
       let size = 0
       const type = entry.type === 'directory' ? 'directory' : 'file'
-      if (entry.type === 'directory') {
+      if (entry.type === 'file' || entry.type === 'raw') {
+        // a file, sealed or not (storage.md §8)
+        const f = await this.openFile(cid, net.blockstore, idle.signal)
+        size = await this.writeFile(tmp, this.readFile(f, idle.signal), idle)
+      } else if (entry.type === 'directory') {
         await mkdir(tmp)
         for await (const e of recursive(cid, net.blockstore, { signal: idle.signal })) {
           idle.touch()
@@ -630,11 +835,11 @@ export class StorageService implements Startable {
           if (e.type === 'directory') await mkdir(target, { recursive: true })
           else if (e.type === 'file' || e.type === 'raw' || e.type === 'identity') {
             await mkdir(dirname(target), { recursive: true })
-            size += await this.writeFile(target, e, idle)
+            size += await this.writeFile(target, e.content({ signal: idle.signal }) as AsyncIterable<Uint8Array>, idle)
           }
         }
-      } else if (entry.type === 'file' || entry.type === 'raw' || entry.type === 'identity') {
-        size = await this.writeFile(tmp, entry, idle)
+      } else if (entry.type === 'identity') {
+        size = await this.writeFile(tmp, entry.content({ signal: idle.signal }) as AsyncIterable<Uint8Array>, idle)
       } else {
         throw new P2posError('E_BAD_REQUEST', `${cidText(cid)} is not a UnixFS file or directory`, { field: 'cid' })
       }
@@ -649,11 +854,11 @@ export class StorageService implements Startable {
     }
   }
 
-  private async writeFile (target: string, entry: UnixFSEntry, idle: IdleSignal): Promise<number> {
+  private async writeFile (target: string, content: AsyncIterable<Uint8Array>, idle: IdleSignal): Promise<number> {
     const fh = await open(target, 'wx', 0o644)
     let n = 0
     try {
-      for await (const chunk of entry.content({ signal: idle.signal }) as AsyncIterable<Uint8Array>) {
+      for await (const chunk of content) {
         idle.touch()
         await fh.write(chunk)
         n += chunk.byteLength
@@ -679,11 +884,8 @@ export class StorageService implements Startable {
     const idle = new IdleSignal(timeoutMs, () => this.timeoutError(cid, timeoutMs))
     await this.begin()
     try {
-      const [{ exporter }, net] = await Promise.all([import('ipfs-unixfs-exporter'), this.net()])
-      const entry = await exporter(cid, net.blockstore, { signal: idle.signal })
-      if (entry.type === 'directory') throw new P2posError('E_BAD_REQUEST', `${cidText(cid)} is a directory: use get`, { field: 'cid' })
-      if (entry.type !== 'file' && entry.type !== 'raw' && entry.type !== 'identity') throw new P2posError('E_BAD_REQUEST', `${cidText(cid)} is not a UnixFS file`, { field: 'cid' })
-      for await (const chunk of entry.content({ signal: idle.signal }) as AsyncIterable<Uint8Array>) {
+      const f = await this.openFile(cid, (await this.net()).blockstore, idle.signal)
+      for await (const chunk of this.readFile(f, idle.signal)) {
         idle.touch()
         yield chunk
       }
@@ -697,7 +899,7 @@ export class StorageService implements Startable {
 
   ls (): StorageItem[] {
     return [...this.store.own.values()].sort((a, b) => a.created - b.created).map(i => ({
-      cid: i.cid, name: i.name, size: i.size, type: i.type, replicas: i.replicas, created: new Date(i.created).toISOString()
+      cid: i.cid, name: i.name, size: i.size, type: i.type, replicas: i.replicas, created: new Date(i.created).toISOString(), ...(i.to != null ? { to: i.to } : {})
     }))
   }
 
@@ -722,13 +924,14 @@ export class StorageService implements Startable {
     return { cid: text, released }
   }
 
-  readonly routes: RouteTable<'storage.offer' | 'storage.status' | 'storage.put' | 'storage.get' | 'storage.cat' | 'storage.ls' | 'storage.rm'> = {
+  readonly routes: RouteTable<'storage.offer' | 'storage.status' | 'storage.put' | 'storage.get' | 'storage.cat' | 'storage.ls' | 'storage.rm' | 'storage.shared'> = {
     'storage.offer': async (p) => await this.offer(p.bytes),
     'storage.status': async () => this.status(),
-    'storage.put': async (p) => await this.put(p.path, { replicas: p.replicas, timeoutMs: p.timeoutMs, op: p.op }),
+    'storage.put': async (p) => await this.put(p.path, { replicas: p.replicas, timeoutMs: p.timeoutMs, op: p.op, to: p.to }),
     'storage.get': async (p) => await this.get(p.cid, p.path, p.timeoutMs),
     'storage.cat': async (p) => this.cat(p.cid, p.timeoutMs),
     'storage.ls': async () => this.ls(),
-    'storage.rm': async (p) => await this.remove(p.cid, p.timeoutMs)
+    'storage.rm': async (p) => await this.remove(p.cid, p.timeoutMs),
+    'storage.shared': async (p) => await this.shared(p.group, p.search, p.timeoutMs)
   }
 }
