@@ -236,7 +236,8 @@ export const StorageStatusSchema = Type.Object({
   used: Type.Integer({ description: 'bytes held for other computers (never more than quota)' }),
   ownBytes: Type.Integer({ description: 'bytes of this computer\'s own content' }),
   heldForOthers: Type.Integer({ description: 'how many (content, owner) holdings are kept for other computers' }),
-  items: Type.Integer({ description: 'how many items of its own this computer has (storage.ls)' })
+  items: Type.Integer({ description: 'how many items of its own this computer has (storage.ls)' }),
+  repairs: Type.Integer({ description: 'replicas this computer placed since it started, for holders that were lost (storage.md §9)' })
 })
 
 export const StorageItemSchema = Type.Object({

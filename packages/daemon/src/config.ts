@@ -30,6 +30,7 @@ export function defaults (home: string): Config {
     relayService: 'auto',
     reconnectPeers: 50,
     maxConnections: 300,
+    storageLostAfterMs: 3600_000,
     publicNetworks: [],
     metrics: true,
     metricsListen: ''

@@ -103,7 +103,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
         inbox: async (person, context, ttlMs) => await node.services.invitations.send(person, GROUP_INVITATION_APP, context, { ttlMs }),
         log
       }),
-      storage: storageProtocol({ home, datastore, node: () => node, events: sessions, log, privateKey, groups: () => node.services.groups, people: () => node.services.people }),
+      storage: storageProtocol({ home, datastore, node: () => node, events: sessions, log, privateKey, lostAfterMs: config.storageLostAfterMs, groups: () => node.services.groups, people: () => node.services.people }),
       compute: computeProtocol({ datastore, node: () => node, groups: () => node.services.groups, events: sessions, log }),
       reach: reach({
         networks,

@@ -30,7 +30,7 @@ import { USER_DIAL_PRIORITY, dialError, parsePeer, type ProtocolComponents } fro
 import type { P2posNode } from '../node/index.ts'
 import { receiveJson, sendJson } from '../wire/framing.ts'
 import { VerifyingBlockstore, cidText, keyOf, parseCid, storageOfferKey, walkDag } from './records.ts'
-import { StorageStore, type OwnItem, type Share } from './store.ts'
+import { StorageStore, type Holding, type OwnItem, type Share } from './store.ts'
 import * as sealed from './sealed.ts'
 import type { Groups } from '../groups/types.ts'
 import type { People } from '../people/types.ts'
@@ -41,6 +41,8 @@ export interface StorageInit {
   node: () => P2posNode
   events: EventBus
   log: (msg: string) => void
+  /** How long a holder may be unreachable before the other holders replace it (storage.md §9). */
+  lostAfterMs?: number
   /** The node's key: its Ed25519 seed opens content keys sealed to this device (storage.md §8). */
   privateKey: PrivateKey
   groups: () => Groups
@@ -58,7 +60,8 @@ const REANNOUNCE_MS = 12 * 3600_000
 /** How long one provider lookup for offers may take within a put. */
 const FIND_OFFERS_MS = 30_000
 
-type Request = { type: 'hold', cid: unknown, size: unknown } | { type: 'release', cid: unknown } |
+type Request = { type: 'hold', cid: unknown, size: unknown, owner?: unknown, wanted?: unknown, holders?: unknown } | { type: 'release', cid: unknown } |
+{ type: 'holders', cid: unknown, owner?: unknown, wanted: unknown, holders: unknown } |
 { type: 'share', item: unknown } | { type: 'shared', group: unknown }
 
 /** Largest answer to `shared` (wire.md §11), and the most items it lists. */
@@ -133,6 +136,20 @@ function shuffle<T> (a: T[]): T[] {
   return a
 }
 
+/** Most holders a holder set names (storage.md §9). */
+const MAX_HOLDERS = 32
+
+function validPeer (v: unknown, field: string): string {
+  if (typeof v !== 'string') throw new P2posError('E_BAD_REQUEST', `${field} must be a peer id`)
+  try { return parsePeer(v).toString() } catch { throw new P2posError('E_BAD_REQUEST', `${field} must be a peer id`) }
+}
+
+function validSet (wanted: unknown, holders: unknown): { wanted: number, holders: string[] } {
+  if (typeof wanted !== 'number' || !Number.isSafeInteger(wanted) || wanted < 0 || wanted > LIMITS.storageReplicas) throw new P2posError('E_BAD_REQUEST', `wanted must be an integer 0…${LIMITS.storageReplicas}`)
+  if (!Array.isArray(holders) || holders.length > MAX_HOLDERS) throw new P2posError('E_BAD_REQUEST', `holders must be an array of at most ${MAX_HOLDERS} peer ids`)
+  return { wanted, holders: [...new Set(holders.map(h => validPeer(h, 'holders')))] }
+}
+
 function errorCode (err: unknown): ErrorCode {
   return err instanceof P2posError ? err.code : 'E_INTERNAL'
 }
@@ -155,9 +172,18 @@ export class StorageService implements Startable {
   private reserved = 0
   private timer: NodeJS.Timeout | undefined
   private readonly holding = new Map<string, Promise<number>>()
+  /** When each fellow holder was last reached (storage.md §9). */
+  private readonly lastSeen = new Map<string, number>()
+  private readonly startedAt = Date.now()
+  private repairTimer: NodeJS.Timeout | undefined
+  private repairing?: Promise<void>
+  /** Repairs this computer made: replicas placed for lost holders (storage.status). */
+  private repairs = 0
   /** `<cid>/<owner>` of holds being fetched, and of those their owner released meanwhile (not recorded when done). */
   private readonly pending = new Set<string>()
   private readonly withdrawn = new Set<string>()
+  /** The holder sets that came with holds still being fetched. */
+  private readonly pendingSets = new Map<string, { wanted: number, holders: string[] }>()
 
   constructor (components: StorageComponents, init: StorageInit) {
     this.c = components
@@ -234,12 +260,19 @@ export class StorageService implements Startable {
     if (this.store.quota > 0) this.announceOffer()
     this.timer = setInterval(() => { if (this.store.quota > 0) this.announceOffer() }, REANNOUNCE_MS)
     this.timer.unref()
+    this.repairTimer = setInterval(() => {
+      if (this.repairing != null) return
+      this.repairing = this.repairRound().catch((err) => { this.init.log(`storage: repair round failed: ${String(err?.message ?? err)}`) }).finally(() => { this.repairing = undefined })
+    }, this.checkMs)
+    this.repairTimer.unref()
     return helia
   }
 
   async stop (): Promise<void> {
     await this.ready?.catch(() => {})
     clearInterval(this.timer)
+    clearInterval(this.repairTimer)
+    await this.repairing?.catch(() => {})
     await this.c.registrar.unhandle(STORAGE_PROTOCOL)
     if (this.helia != null) await stopAll(this.helia.blockstore, this.helia.routing).catch(() => {})
     await this.sweeping?.catch(() => {})
@@ -309,7 +342,7 @@ export class StorageService implements Startable {
   status (): StorageStatus {
     let ownBytes = 0
     for (const item of this.store.own.values()) ownBytes += item.size
-    return { quota: this.store.quota, used: this.store.used(), ownBytes, heldForOthers: this.store.held.size, items: this.store.own.size }
+    return { quota: this.store.quota, used: this.store.used(), ownBytes, heldForOthers: this.store.held.size, items: this.store.own.size, repairs: this.repairs }
   }
 
   async offer (bytes: number): Promise<StorageStatus & { released: number }> {
@@ -378,6 +411,7 @@ export class StorageService implements Startable {
         })
         item.replicas = [...item.replicas, ...confirmed]
         await this.store.putOwn(item)
+        await this.tellHolders(text, undefined, Math.max(wanted, item.replicas.length), item.replicas, item.replicas)
         if (item.replicas.length < wanted) {
           throw new P2posError('E_TOO_FEW_HOLDERS', `${item.replicas.length} of ${wanted} replicas confirmed holding ${text}` +
             (refused.length > 0 ? ` (refused or failed: ${refused.map(r => `${r.peer.slice(-8)} ${r.code}`).join(', ')})` : ' (no other computer that offered space was found)'),
@@ -617,7 +651,8 @@ export class StorageService implements Startable {
     yield * shuffle(found)
   }
 
-  private async replicate (root: CID, size: number, need: number, exclude: string[], signal: AbortSignal, onConfirm: (n: number) => void): Promise<{ confirmed: string[], refused: Array<{ peer: string, code: string }> }> {
+  private async replicate (root: CID, size: number, need: number, exclude: string[], signal: AbortSignal, onConfirm: (n: number) => void,
+    forOwner?: { owner: string, wanted: number, holders: string[] }): Promise<{ confirmed: string[], refused: Array<{ peer: string, code: string }> }> {
     const confirmed: string[] = []
     const refused: Array<{ peer: string, code: string }> = []
     const skip = new Set(exclude)
@@ -629,10 +664,12 @@ export class StorageService implements Startable {
         const peer = next.value
         if (skip.has(peer)) continue
         try {
-          await this.request(peer, { type: 'hold', cid: cidText(root), size }, signal)
+          await this.request(peer, { type: 'hold', cid: cidText(root), size, ...forOwner }, signal)
           confirmed.push(peer)
           onConfirm(confirmed.length)
           this.init.log(`storage: ${peer} holds ${cidText(root)}`)
+          // each worker places one replica: going on while the others' holds are in flight would place too many
+          return
         } catch (err) {
           // a holder that did not refuse may still finish the fetch after we gave up: it is told to let go
           if ((err as { remote?: boolean })?.remote !== true) void this.request(peer, { type: 'release', cid: cidText(root) }, AbortSignal.timeout(30_000)).catch(() => {})
@@ -641,6 +678,7 @@ export class StorageService implements Startable {
         }
       }
     }
+    // N workers, each placing one replica, trying the next candidate after a refusal or failure
     await Promise.all(Array.from({ length: need }, worker))
     return { confirmed, refused }
   }
@@ -676,8 +714,9 @@ export class StorageService implements Startable {
     try {
       const req = await receiveJson<Request>(stream, AbortSignal.timeout(15_000), MAX_MESSAGE_BYTES)
       const owner = connection.remotePeer
-      if (req?.type === 'hold') reply = { ok: true, size: await this.hold(req.cid, req.size, owner) }
-      else if (req?.type === 'release') reply = { ok: true, released: await this.release(req.cid, owner) }
+      if (req?.type === 'hold') reply = { ok: true, size: await this.hold(req.cid, req.size, owner, req) }
+      else if (req?.type === 'release') reply = { ok: true, ...await this.release(req.cid, owner) }
+      else if (req?.type === 'holders') reply = { ok: true, updated: await this.heardHolders(req, owner.toString()) }
       else if (req?.type === 'share') reply = { ok: true, added: await this.heardShare(req.item, owner.toString()) }
       else if (req?.type === 'shared') reply = { ok: true, items: this.sharedFor(req.group, owner.toString()) }
       else throw new P2posError('E_PROTOCOL', 'unknown request type')
@@ -706,15 +745,18 @@ export class StorageService implements Startable {
     return [...this.store.shares.values()].filter(sh => sh.group === group).sort((a, b) => b.at - a.at).slice(0, MAX_SHARED_ITEMS)
   }
 
-  private async hold (cidValue: unknown, sizeValue: unknown, ownerId: PeerId): Promise<number> {
+  private async hold (cidValue: unknown, sizeValue: unknown, opener: PeerId, req: { owner?: unknown, wanted?: unknown, holders?: unknown }): Promise<number> {
     if (typeof cidValue !== 'string') throw new P2posError('E_BAD_REQUEST', 'cid must be a string')
     const cid = parseCid(cidValue)
     const text = cidText(cid)
-    const owner = ownerId.toString()
+    // a holder repairing for a lost one asks on the owner's behalf (storage.md §9)
+    const owner = req.owner === undefined ? opener.toString() : validPeer(req.owner, 'owner')
+    const set = req.wanted === undefined && req.holders === undefined ? undefined : validSet(req.wanted, req.holders)
     if (typeof sizeValue !== 'number' || !Number.isSafeInteger(sizeValue) || sizeValue < 0) throw new P2posError('E_BAD_REQUEST', 'size must be a non-negative integer')
     const size = sizeValue
     const had = this.store.held.get(`${text}/${owner}`)
     if (had != null) return had.size
+    if (set != null) this.pendingSets.set(`${text}/${owner}`, set)
     // the same content asked by two owners at once: fetched once
     const running = this.holding.get(text)
     const quota = this.store.quota
@@ -753,7 +795,9 @@ export class StorageService implements Startable {
       if (!this.store.isHeld(text) && !this.store.own.has(text)) void this.sweep()
       throw new P2posError('E_ABORTED', `${owner} released ${text} while it was being fetched`)
     }
-    await this.store.putHolding({ cid: text, owner, size: got, since: Date.now() })
+    const set = this.pendingSets.get(`${text}/${owner}`)
+    this.pendingSets.delete(`${text}/${owner}`)
+    await this.store.putHolding({ cid: text, owner, size: got, since: Date.now(), ...(set != null ? { wanted: set.wanted, holders: [...new Set([...set.holders, this.c.peerId.toString()])] } : {}) })
     this.announce(cid)
     this.init.log(`storage: holding ${text} (${got} bytes) for ${owner}`)
     return got
@@ -784,9 +828,10 @@ export class StorageService implements Startable {
     }
   }
 
-  private async release (cidValue: unknown, owner: PeerId): Promise<boolean> {
+  private async release (cidValue: unknown, owner: PeerId): Promise<{ released: boolean, holders: string[] }> {
     if (typeof cidValue !== 'string') throw new P2posError('E_BAD_REQUEST', 'cid must be a string')
     const text = cidText(parseCid(cidValue))
+    const holders = this.store.held.get(`${text}/${owner.toString()}`)?.holders ?? []
     if (this.pending.has(`${text}/${owner.toString()}`)) this.withdrawn.add(`${text}/${owner.toString()}`)
     const released = await this.store.deleteHolding(text, owner.toString())
     if (released) {
@@ -794,7 +839,104 @@ export class StorageService implements Startable {
       if (!this.store.isHeld(text) && !this.store.own.has(text)) void this.routing.cancelReprovide(parseCid(text)).catch(() => {})
       void this.sweep()
     }
-    return released
+    return { released, holders }
+  }
+
+  // ---- repair (storage.md §9) ----
+
+  /** How often a holder checks its fellow holders: a third of the lost-after time, between 0.5 s and 5 min. */
+  private get checkMs (): number {
+    return Math.min(300_000, Math.max(500, Math.floor(this.lostAfterMs / 3)))
+  }
+
+  private get lostAfterMs (): number {
+    return this.init.lostAfterMs ?? 3600_000
+  }
+
+  /** Tells `to` (each but this computer) the holder set of (cid, owner); the owner of an item as well, if it is reachable. */
+  private async tellHolders (cid: string, owner: string | undefined, wanted: number, holders: string[], to: string[]): Promise<void> {
+    const me = this.c.peerId.toString()
+    const signal = AbortSignal.timeout(10_000)
+    await Promise.all([...new Set(to)].filter(p => p !== me).map(async p => {
+      await this.request(p, { type: 'holders', cid, ...(owner != null ? { owner } : {}), wanted, holders: holders.slice(0, MAX_HOLDERS) }, signal)
+        .catch((err) => { this.init.log(`storage: ${p} was not told the holders of ${cid}: ${String(err?.message ?? err)}`) })
+    }))
+  }
+
+  /**
+   * `holders` (wire.md §11): from the owner or a fellow holder, the current holder set of content this
+   * computer holds; or, to the owner, who holds its item now.
+   */
+  private async heardHolders (req: { cid: unknown, owner?: unknown, wanted: unknown, holders: unknown }, from: string): Promise<boolean> {
+    if (typeof req.cid !== 'string') throw new P2posError('E_BAD_REQUEST', 'cid must be a string')
+    const text = cidText(parseCid(req.cid))
+    const owner = req.owner === undefined ? from : validPeer(req.owner, 'owner')
+    const set = validSet(req.wanted, req.holders)
+    const me = this.c.peerId.toString()
+    if (owner === me) {
+      const item = this.store.own.get(text)
+      if (item == null || !item.replicas.includes(from)) throw new P2posError('E_NOT_FOUND', `${text} is not an item of this computer held by ${from}`)
+      item.replicas = set.holders.filter(p => p !== me)
+      await this.store.putOwn(item)
+      this.init.log(`storage: ${text} is held by ${item.replicas.join(', ')} now`)
+      return true
+    }
+    const h = this.store.held.get(`${text}/${owner}`)
+    if (h == null) throw new P2posError('E_NOT_FOUND', `this computer holds no ${text} for ${owner}`)
+    if (from !== owner && !(h.holders ?? []).includes(from)) throw new P2posError('E_FORBIDDEN', `${from} is neither the owner nor a holder of ${text}`)
+    for (const p of set.holders) this.lastSeen.set(p, Math.max(this.lastSeen.get(p) ?? 0, Date.now()))
+    await this.store.putHolding({ ...h, wanted: set.wanted, holders: [...new Set([...set.holders, me])] })
+    return true
+  }
+
+  private async reachable (peer: string, signal: AbortSignal): Promise<boolean> {
+    const id = parsePeer(peer)
+    if (this.c.connectionManager.getConnections(id).length > 0) return true
+    try {
+      await this.c.connectionManager.openConnection(id, { signal })
+      return true
+    } catch { return false }
+  }
+
+  /**
+   * One round: every fellow holder is reached (or not); for each holding whose holders were lost — not
+   * reached for lostAfterMs — and that has fewer than wanted left, the first of the remaining holders by
+   * peer id (this computer counting itself) places new replicas.
+   */
+  private async repairRound (): Promise<void> {
+    const me = this.c.peerId.toString()
+    const sets = [...this.store.held.values()].filter(h => h.holders != null && (h.wanted ?? 0) > 0)
+    if (sets.length === 0) return
+    const fellows = [...new Set(sets.flatMap(h => h.holders!))].filter(p => p !== me)
+    const signal = AbortSignal.timeout(Math.min(10_000, this.checkMs))
+    await Promise.all(fellows.map(async p => { if (await this.reachable(p, signal)) this.lastSeen.set(p, Date.now()) }))
+    const now = Date.now()
+    for (const h of sets) {
+      if (this.store.held.get(`${h.cid}/${h.owner}`) !== h) continue
+      const others = h.holders!.filter(p => p !== me)
+      const lost = others.filter(p => now - Math.max(this.lastSeen.get(p) ?? 0, this.startedAt, h.since) > this.lostAfterMs)
+      if (lost.length === 0) continue
+      const alive = [me, ...others.filter(p => !lost.includes(p))].sort()
+      if (alive.length >= h.wanted! || alive[0] !== me) continue
+      await this.repair(h, alive, lost)
+    }
+  }
+
+  private async repair (h: Holding, alive: string[], lost: string[]): Promise<void> {
+    const root = parseCid(h.cid)
+    const need = h.wanted! - alive.length
+    this.init.log(`storage: ${lost.join(', ')} lost for ${h.cid} (owner ${h.owner}); placing ${need}`)
+    const started = Date.now()
+    const { confirmed } = await this.replicate(root, h.size, need, [h.owner, ...h.holders!], AbortSignal.timeout(LIMITS.storagePutTimeoutMs), () => {},
+      { owner: h.owner, wanted: h.wanted!, holders: alive })
+    if (confirmed.length === 0) { this.init.log(`storage: no computer took ${h.cid} for the lost holders; tried again next round`); return }
+    const holders = [...alive, ...confirmed]
+    const now = this.store.held.get(`${h.cid}/${h.owner}`)
+    if (now != null) await this.store.putHolding({ ...now, holders })
+    this.repairs += confirmed.length
+    for (const p of confirmed) this.lastSeen.set(p, Date.now())
+    await this.tellHolders(h.cid, h.owner, h.wanted!, holders, [...holders, h.owner])
+    this.init.log(`storage: repaired ${h.cid} for ${h.owner} in ${Date.now() - started} ms: held by ${holders.join(', ')}`)
   }
 
   // ---- get, cat, ls, rm ----
@@ -911,14 +1053,36 @@ export class StorageService implements Startable {
     await this.store.deleteOwn(text)
     const released: string[] = []
     const signal = AbortSignal.timeout(timeoutMs)
-    await Promise.all(item.replicas.map(async (peer) => {
-      try {
-        await this.request(peer, { type: 'release', cid: text }, signal)
-        released.push(peer)
-      } catch (err: any) {
-        this.init.log(`storage: ${peer} was not told to release ${text}: ${String(err?.message ?? err)}`)
+    // holders placed by a repair while this computer was off are named by the others' answers (storage.md §9)
+    const asked = new Set<string>([this.c.peerId.toString()])
+    const releaseAll = async (peers: string[]): Promise<void> => {
+      const more: string[] = []
+      await Promise.all(peers.filter(p => !asked.has(p)).map(async (peer) => {
+        asked.add(peer)
+        try {
+          const r = await this.request(peer, { type: 'release', cid: text }, signal)
+          if (r.released === true || item.replicas.includes(peer)) released.push(peer)
+          if (Array.isArray(r.holders)) more.push(...r.holders.filter((h: unknown): h is string => typeof h === 'string').slice(0, 32))
+        } catch (err: any) {
+          this.init.log(`storage: ${peer} was not told to release ${text}: ${String(err?.message ?? err)}`)
+        }
+      }))
+      if (more.some(p => !asked.has(p))) await releaseAll(more)
+    }
+    await releaseAll(item.replicas)
+    // and whoever announces the root in the DHT: a holder placed while this computer was off and every
+    // replica it knew is gone (a release names this computer as the owner, so it touches nothing else)
+    const found: string[] = []
+    try {
+      for await (const prov of this.routing.findProviders(cid, { signal: AbortSignal.any([signal, AbortSignal.timeout(FIND_OFFERS_MS / 3)]) })) {
+        const p = prov.id.toString()
+        if (asked.has(p) || found.includes(p)) continue
+        found.push(p)
+        await this.c.peerStore.merge(prov.id, { multiaddrs: prov.multiaddrs }).catch(() => {})
+        if (found.length >= MAX_HOLDERS) break
       }
-    }))
+    } catch {}
+    await releaseAll(found)
     if (!this.store.isHeld(text)) void this.routing.cancelReprovide(cid).catch(() => {})
     await this.sweep()
     return { cid: text, released }

@@ -10,7 +10,11 @@ import { Key, type Datastore } from 'interface-datastore'
 export interface OwnItem { cid: string, name: string, size: number, type: 'file' | 'directory', replicas: string[], created: number, to?: string[] }
 /** What was shared with a group (storage.md §8.4): known to its members. */
 export interface Share { cid: string, name: string, size: number, group: string, by: string, peer: string, at: number }
-export interface Holding { cid: string, owner: string, size: number, since: number }
+/**
+ * `wanted` and `holders` (storage.md §9): how many replicas the owner asked for, and the computers that
+ * hold them (this one included), as the owner or a fellow holder last told this one.
+ */
+export interface Holding { cid: string, owner: string, size: number, since: number, wanted?: number, holders?: string[] }
 
 const PREFIX = '/p2pos-storage'
 const enc = new TextEncoder()
