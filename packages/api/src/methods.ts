@@ -335,6 +335,9 @@ const timeout = (max: number) => Type.Optional(Int(max, 0, { description: 'milli
 const openTimeout = Type.Optional(Int(600_000, 1, { description: `milliseconds (default ${LIMITS.openTimeoutMs})` }))
 const session = Type.String({ maxLength: 64, description: 'an event session id (local-api.md §Events)' })
 const none = Obj({})
+/** The Content-Types content is served with over GET (local-api.md §2): media, plain text, bytes; never HTML, scripts or SVG. */
+export const CONTENT_TYPE_PATTERN = '^((video|audio)/[a-z0-9][a-z0-9.+-]{0,60}|image/(png|jpeg|gif|webp|avif)|text/plain|application/octet-stream)$'
+
 const GroupRef = () => Utf8(128, { minLength: 1, description: 'a group id, or the name of a group this computer belongs to' })
 const Label = () => Type.String({ pattern: LABEL_PATTERN.source, description: 'a name label: 1-32 of a-z 0-9 and inner hyphens' })
 
@@ -446,7 +449,28 @@ export const METHODS = {
     params: Obj({ cid: Cid(), path: AbsPath('an absolute path that does not exist yet: the file or directory is written there'), timeoutMs: timeout(3600_000) }),
     result: Type.Object({ cid: Str, size: Type.Integer({ description: 'bytes of file content written' }), path: Str, type: OneOf('file', 'directory') })
   },
-  'storage.cat': { perm: 'read', bytes: true, params: Obj({ cid: Cid(), timeoutMs: timeout(3600_000) }) },
+  'storage.cat': {
+    perm: 'read',
+    bytes: true,
+    params: Obj({
+      cid: Cid(),
+      offset: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'the first byte to read (default 0)' })),
+      length: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'bytes to read at most (default: to the end)' })),
+      timeoutMs: timeout(3600_000)
+    })
+  },
+  'storage.link': {
+    perm: 'read',
+    params: Obj({
+      cid: Cid(),
+      type: Type.Optional(Type.String({ pattern: CONTENT_TYPE_PATTERN, maxLength: 100, description: 'the Content-Type to serve it with: video/…, audio/…, image/png|jpeg|gif|webp|avif, text/plain or application/octet-stream (default)' })),
+      ttlMs: Type.Optional(Int(7 * 86400_000, 10_000, { description: 'how long the link works (default 3600000)' }))
+    }),
+    result: Type.Object({
+      url: Type.String({ description: 'http://127.0.0.1:PORT/v0/content/<cid>?access=…: GET with Range, for a browser\'s <video> or <audio> (local-api.md §2)' }),
+      expires: Type.String({ description: 'ISO-8601: the link works until then' })
+    })
+  },
   'storage.ls': { perm: 'read', params: none, result: Type.Array(StorageItemSchema) },
   'storage.shared': {
     perm: 'read',

@@ -36,6 +36,7 @@ const VERBS: Record<string, () => Promise<{ run: (argv: string[]) => Promise<num
   cat: async () => await import('./commands/cat.ts'),
   ls: async () => await import('./commands/ls.ts'),
   shared: async () => await import('./commands/shared.ts'),
+  link: async () => await import('./commands/link.ts'),
   rm: async () => await import('./commands/rm.ts'),
   compute: async () => await import('./commands/compute.ts'),
   job: async () => await import('./commands/job.ts')
@@ -76,6 +77,7 @@ const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; de
   get CID [-o PATH] | cat CID     fetch content from here or any holder (every block checked)
   ls | rm CID                     own items; rm releases their replicas
   shared [GROUP] [--search WORDS] what was shared with your groups, newest first
+  link CID [--type video/webm]    a loopback link a browser plays and seeks (byte ranges; expires)
   compute offer --cores N [--memory SIZE] [--from GROUP|anyone] | status [--json]
                                   contributed CPU: run other computers' WebAssembly tasks (0 cores withdraws)
   job run MODULE.wasm --inputs DIR [--replicas K] [--quorum Q] [--group GROUP] [--out DIR] [--json]

@@ -370,9 +370,17 @@ export class P2pos {
     return await this.call('storage.get', { cid, path, timeoutMs: options?.timeoutMs }, options)
   }
 
-  /** The bytes of the file under `cid`, as they arrive. */
-  async cat (cid: string, options?: CallOptions & { timeoutMs?: number }): Promise<AsyncIterable<Uint8Array>> {
-    return await this.callBytes('storage.cat', { cid, timeoutMs: options?.timeoutMs }, options)
+  /** The bytes of the file under `cid` (or `length` bytes from `offset`), as they arrive. */
+  async cat (cid: string, options?: CallOptions & { timeoutMs?: number, offset?: number, length?: number }): Promise<AsyncIterable<Uint8Array>> {
+    return await this.callBytes('storage.cat', { cid, offset: options?.offset, length: options?.length, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  /**
+   * A link that reads the file under `cid` with GET and byte ranges — for a browser's <video>, which
+   * cannot send a token: the link carries one, good for that CID only, until it expires.
+   */
+  async storageLink (cid: string, options?: CallOptions & { type?: string, ttlMs?: number }): Promise<Result<'storage.link'>> {
+    return await this.call('storage.link', { cid, type: options?.type, ttlMs: options?.ttlMs }, options)
   }
 
   async ls (options?: CallOptions): Promise<Result<'storage.ls'>> { return await this.call('storage.ls', {}, options) }

@@ -25,7 +25,7 @@ import type { UnixFSEntry } from 'ipfs-unixfs-exporter'
 import { toString as uint8ArrayToString } from 'uint8arrays/to-string'
 import { LIMITS, P2posError, STORAGE_PROTOCOL, isErrorCode, type ErrorCode, type StorageItem, type StorageStatus } from '@p2pos/api'
 import type { EventBus } from '../core/events.ts'
-import type { RouteTable } from '../core/routes.ts'
+import type { RangedBytes, RouteTable } from '../core/routes.ts'
 import { USER_DIAL_PRIORITY, dialError, parsePeer, type ProtocolComponents } from '../node/dial.ts'
 import type { P2posNode } from '../node/index.ts'
 import { receiveJson, sendJson } from '../wire/framing.ts'
@@ -1020,14 +1020,38 @@ export class StorageService implements Startable {
     return new P2posError('E_INTERNAL', `${cidText(cid)}: ${String(e?.message ?? err)}`)
   }
 
-  /** A file's bytes, as they arrive (the first awaited before the API answers, so errors before it are plain errors). */
-  async * cat (cidValue: string, timeoutMs: number = LIMITS.storageGetTimeoutMs): AsyncGenerator<Uint8Array> {
+  /**
+   * A file's bytes, as they arrive, readable by range (RangedBytes): the file is opened here (sealed
+   * content's key opened, or E_FORBIDDEN), each read fetches only the blocks of its range. Iterated, it
+   * reads `offset…offset+length` (the whole file by default).
+   */
+  async cat (cidValue: string, options: { offset?: number, length?: number, timeoutMs?: number } = {}): Promise<RangedBytes> {
     const cid = parseCid(cidValue)
+    const timeoutMs = options.timeoutMs ?? LIMITS.storageGetTimeoutMs
+    const opening = new IdleSignal(timeoutMs, () => this.timeoutError(cid, timeoutMs))
+    await this.begin()
+    let f: Opened
+    try {
+      f = await this.openFile(cid, (await this.net()).blockstore, opening.signal)
+    } catch (err) {
+      throw this.mapExportError(opening.reason(err), cid)
+    } finally {
+      opening.clear()
+      this.end(!this.kept(cid))
+    }
+    const file = f
+    const offset = options.offset ?? 0
+    if (offset > file.size) throw new P2posError('E_BAD_REQUEST', `offset ${offset} is past the end of ${cidText(cid)} (${file.size} bytes)`, { field: 'offset' })
+    const slice = (from: number, length: number): AsyncIterable<Uint8Array> => this.readRange(cid, file, from, Math.min(length, file.size - from), timeoutMs)
+    const length = options.length ?? file.size - offset
+    return { total: file.size, slice, [Symbol.asyncIterator]: () => slice(offset, length)[Symbol.asyncIterator]() }
+  }
+
+  private async * readRange (cid: CID, f: Opened, offset: number, length: number, timeoutMs: number): AsyncGenerator<Uint8Array> {
     const idle = new IdleSignal(timeoutMs, () => this.timeoutError(cid, timeoutMs))
     await this.begin()
     try {
-      const f = await this.openFile(cid, (await this.net()).blockstore, idle.signal)
-      for await (const chunk of this.readFile(f, idle.signal)) {
+      for await (const chunk of this.readFile(f, idle.signal, offset, length)) {
         idle.touch()
         yield chunk
       }
@@ -1093,7 +1117,7 @@ export class StorageService implements Startable {
     'storage.status': async () => this.status(),
     'storage.put': async (p) => await this.put(p.path, { replicas: p.replicas, timeoutMs: p.timeoutMs, op: p.op, to: p.to }),
     'storage.get': async (p) => await this.get(p.cid, p.path, p.timeoutMs),
-    'storage.cat': async (p) => this.cat(p.cid, p.timeoutMs),
+    'storage.cat': async (p) => await this.cat(p.cid, { offset: p.offset, length: p.length, timeoutMs: p.timeoutMs }),
     'storage.ls': async () => this.ls(),
     'storage.rm': async (p) => await this.remove(p.cid, p.timeoutMs),
     'storage.shared': async (p) => await this.shared(p.group, p.search, p.timeoutMs)
