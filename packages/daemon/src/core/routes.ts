@@ -37,6 +37,8 @@ export type ContextOf<M extends MethodName> = M extends UpgradeMethod ? UpgradeC
 export interface RangedBytes extends AsyncIterable<Uint8Array> {
   readonly total: number
   slice: (offset: number, length: number) => AsyncIterable<Uint8Array>
+  /** Says no slice will be read (HEAD, a range not satisfiable): what the opening holds is let go. */
+  release: () => void
 }
 
 /** What a handler answers: its result, or for a bytes method the bytes (streamed to the client as they come). */

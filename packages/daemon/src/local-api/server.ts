@@ -443,6 +443,7 @@ async function sendRange (req: IncomingMessage, res: ServerResponse, bytes: Rang
       if (m[2] !== '') end = Math.min(end, Number(m[2]))
     }
     if (start >= total || (m[1] !== '' && m[2] !== '' && Number(m[2]) < start)) {
+      bytes.release()
       res.writeHead(416, { ...headers, 'content-range': `bytes */${total}`, 'content-type': 'application/json' })
       res.end(JSON.stringify({ error: { code: 'E_BAD_REQUEST', message: `range ${String(req.headers.range)} is not within the ${total} bytes` } }))
       return
@@ -453,6 +454,7 @@ async function sendRange (req: IncomingMessage, res: ServerResponse, bytes: Rang
   const length = Math.max(0, end - start + 1)
   headers['content-length'] = length
   if (req.method === 'HEAD' || length === 0) {
+    bytes.release()
     res.writeHead(status, headers)
     res.end()
     return

@@ -136,6 +136,10 @@ function shuffle<T> (a: T[]): T[] {
   return a
 }
 
+/** A read that got no block for this long asks again (readFile). */
+const STALL_MS = 5000
+const MAX_RESTARTS = 20
+
 /** Most holders a holder set names (storage.md §9). */
 const MAX_HOLDERS = 32
 
@@ -452,7 +456,9 @@ export class StorageService implements Startable {
     const source = (function * (): Generator<ImportCandidate> {
       for (const f of files) {
         if (f.dir) yield { path: f.rel }
-        else yield isDir ? { path: f.rel, content: read(f.abs) } : { content: transform != null ? transform(read(f.abs), f.size) : read(f.abs) }
+        else if (isDir) yield { path: f.rel, content: read(f.abs) }
+        else if (transform != null) yield { content: transform(read(f.abs), f.size), mode: sealed.SEALED_MODE }
+        else yield { content: read(f.abs) }
       }
     })()
     let root: CID | undefined
@@ -532,10 +538,16 @@ export class StorageService implements Startable {
       for await (const c of entry.content({ signal, offset, length }) as AsyncIterable<Uint8Array>) parts.push(c)
       return Buffer.concat(parts)
     }
+    // only a raw block (its bytes are here already) or a file node marked sealed is looked into: a public
+    // file's first block is not fetched on its own before the rest (storage.md §8.3)
+    const marked = entry.type === 'file' && entry.unixfs.mode === sealed.SEALED_MODE
     const lead = sealed.MAGIC.length + 4
-    if (total < lead) return { entry, size: total }
+    if (total < lead || !(entry.type === 'raw' || marked)) return { entry, size: total }
     const len = sealed.headerLength(await read(0, lead))
-    if (len == null || lead + len > total) return { entry, size: total }
+    if (len == null || lead + len > total) {
+      if (marked) throw new P2posError('E_PROTOCOL', `${cidText(cid)} is marked sealed but has no header of storage.md §8.2`)
+      return { entry, size: total }
+    }
     const header = sealed.parseHeader(await read(lead, len))
     const key = sealed.openKey(header, this.c.peerId.toString(), this.secret, (g, kid) => this.init.groups().keyById(g, kid))
     if (key == null) {
@@ -550,8 +562,40 @@ export class StorageService implements Startable {
     return { entry, size: meta.size, sealed: { key, header, start, name: meta.name } }
   }
 
-  /** The plaintext bytes `offset…offset+length` of an opened file. */
+  /**
+   * The plaintext bytes `offset…offset+length` of an opened file. Works around a stall in @helia/bitswap
+   * 3.2: a block wanted again soon after it was delivered and swept (a second read of content not kept
+   * here) is sometimes never answered (an 8 MiB file on 4 daemons: the read stopped after its first
+   * block, in about one read of two). When no block came for STALL_MS, the read is restarted from where it
+   * stopped with a fresh want (the aborted one is revived and sent again), at most MAX_RESTARTS times.
+   */
   private async * readFile (f: Opened, signal: AbortSignal, offset = 0, length = f.size - offset): AsyncGenerator<Uint8Array> {
+    let pos = offset
+    let left = length
+    for (let restarts = 0; left > 0; restarts++) {
+      const stall = new AbortController()
+      let timer: NodeJS.Timeout | undefined
+      const arm = (): void => { clearTimeout(timer); timer = setTimeout(() => { stall.abort(new Error('stalled')) }, STALL_MS) }
+      arm()
+      try {
+        for await (const chunk of this.readFileOnce(f, AbortSignal.any([signal, stall.signal]), pos, left)) {
+          clearTimeout(timer)
+          pos += chunk.byteLength
+          left -= chunk.byteLength
+          yield chunk
+          arm()
+        }
+        return
+      } catch (err) {
+        if (!stall.signal.aborted || signal.aborted || restarts >= MAX_RESTARTS) throw err
+        this.init.log(`storage: no block for ${STALL_MS} ms at byte ${pos} of ${f.size}: asking again`)
+      } finally {
+        clearTimeout(timer)
+      }
+    }
+  }
+
+  private async * readFileOnce (f: Opened, signal: AbortSignal, offset: number, length: number): AsyncGenerator<Uint8Array> {
     if (length <= 0) return
     if (f.sealed == null) {
       yield * f.entry.content({ signal, offset, length }) as AsyncIterable<Uint8Array>
@@ -1028,28 +1072,50 @@ export class StorageService implements Startable {
   async cat (cidValue: string, options: { offset?: number, length?: number, timeoutMs?: number } = {}): Promise<RangedBytes> {
     const cid = parseCid(cidValue)
     const timeoutMs = options.timeoutMs ?? LIMITS.storageGetTimeoutMs
-    const opening = new IdleSignal(timeoutMs, () => this.timeoutError(cid, timeoutMs))
+    // one idle signal for the open and the first read, as one operation (below)
+    const idle = new IdleSignal(timeoutMs, () => this.timeoutError(cid, timeoutMs))
     await this.begin()
     let f: Opened
     try {
-      f = await this.openFile(cid, (await this.net()).blockstore, opening.signal)
+      f = await this.openFile(cid, (await this.net()).blockstore, idle.signal)
     } catch (err) {
-      throw this.mapExportError(opening.reason(err), cid)
-    } finally {
-      opening.clear()
+      idle.clear()
+      this.end(!this.kept(cid))
+      throw this.mapExportError(idle.reason(err), cid)
+    }
+    // the operation stays running from the open into the first read: a sweep in between would delete the
+    // blocks just fetched, and Bitswap does not reliably answer a want of a block it delivered a moment ago
+    // (an 8 MiB file on 4 daemons: the read stalled after its first block). It ends with the first read,
+    // or release() (the HTTP layer: HEAD, a range not satisfiable), or after 30 s unread.
+    const file = f
+    let held = true
+    const release = (): void => {
+      if (!held) return
+      held = false
+      clearTimeout(unread)
+      idle.clear()
       this.end(!this.kept(cid))
     }
-    const file = f
+    const unread = setTimeout(release, 30_000)
+    unread.unref()
     const offset = options.offset ?? 0
-    if (offset > file.size) throw new P2posError('E_BAD_REQUEST', `offset ${offset} is past the end of ${cidText(cid)} (${file.size} bytes)`, { field: 'offset' })
-    const slice = (from: number, length: number): AsyncIterable<Uint8Array> => this.readRange(cid, file, from, Math.min(length, file.size - from), timeoutMs)
+    if (offset > file.size) {
+      release()
+      throw new P2posError('E_BAD_REQUEST', `offset ${offset} is past the end of ${cidText(cid)} (${file.size} bytes)`, { field: 'offset' })
+    }
+    const slice = (from: number, length: number): AsyncIterable<Uint8Array> => {
+      const handoff = held ? release : undefined
+      if (handoff != null) clearTimeout(unread)
+      return this.readRange(cid, file, from, Math.min(length, file.size - from), timeoutMs, handoff != null ? { release: handoff, idle } : undefined)
+    }
     const length = options.length ?? file.size - offset
-    return { total: file.size, slice, [Symbol.asyncIterator]: () => slice(offset, length)[Symbol.asyncIterator]() }
+    return { total: file.size, slice, release, [Symbol.asyncIterator]: () => slice(offset, length)[Symbol.asyncIterator]() }
   }
 
-  private async * readRange (cid: CID, f: Opened, offset: number, length: number, timeoutMs: number): AsyncGenerator<Uint8Array> {
-    const idle = new IdleSignal(timeoutMs, () => this.timeoutError(cid, timeoutMs))
-    await this.begin()
+  /** Reads a range of an opened file; `handoff`: the open's running operation, ended here (else one is begun). */
+  private async * readRange (cid: CID, f: Opened, offset: number, length: number, timeoutMs: number, handoff?: { release: () => void, idle: IdleSignal }): AsyncGenerator<Uint8Array> {
+    const idle = handoff?.idle ?? new IdleSignal(timeoutMs, () => this.timeoutError(cid, timeoutMs))
+    if (handoff == null) await this.begin()
     try {
       for await (const chunk of this.readFile(f, idle.signal, offset, length)) {
         idle.touch()
@@ -1059,7 +1125,8 @@ export class StorageService implements Startable {
       throw this.mapExportError(idle.reason(err), cid)
     } finally {
       idle.clear()
-      this.end(!this.kept(cid))
+      if (handoff != null) handoff.release()
+      else this.end(!this.kept(cid))
     }
   }
 

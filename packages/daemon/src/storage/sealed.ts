@@ -14,6 +14,12 @@ import { P2posError } from '@p2pos/api'
 
 /** The first bytes of every sealed object. */
 export const MAGIC = Buffer.from('p2pos-sealed/1\n')
+/**
+ * The UnixFS mode of a sealed object's root file node (storage.md §8.2): it tells a reader to look for a
+ * header without fetching the first block on its own (sticky bit + owner read, a mode no put of a plain
+ * file gives: p2pos imports plain files without a mode).
+ */
+export const SEALED_MODE = 0o1400
 /** Plaintext bytes per segment. */
 export const SEGMENT = 65536
 const TAG = 16
