@@ -847,23 +847,41 @@ export class StorageService implements Startable {
     return got
   }
 
-  /** Fetches and verifies a whole DAG (Bitswap, from the owner and any provider); E_TOO_LARGE past `limit` bytes. */
+  /**
+   * Fetches and verifies a whole DAG (Bitswap, from the owner and any provider); E_TOO_LARGE past `limit`
+   * bytes. A walk that got no block for STALL_MS starts again (the blocks it has are here already): the
+   * @helia/bitswap stall of readFile, seen here too with 6 daemons (a 64 MiB hold stopped after 19 blocks).
+   */
   private async fetchDag (cid: CID, limit: number): Promise<number> {
     const idle = new IdleSignal(HOLD_IDLE_MS, () => new P2posError('E_TIMEOUT', `no block of ${cidText(cid)} arrived for ${HOLD_IDLE_MS} ms`))
     await this.begin()
     let ok = false
     try {
-      let bytes = 0
-      const { size } = await walkDag((await this.net()).blockstore, cid, {
-        signal: idle.signal,
-        onBlock: (_cid, block) => {
-          idle.touch()
-          bytes += block.byteLength
-          if (bytes > limit) throw new P2posError('E_TOO_LARGE', `${cidText(cid)} is larger than the ${limit} bytes announced`)
+      const blockstore = (await this.net()).blockstore
+      for (let restarts = 0; ; restarts++) {
+        const stall = new AbortController()
+        let timer = setTimeout(() => { stall.abort(new Error('stalled')) }, STALL_MS)
+        let bytes = 0
+        try {
+          const { size } = await walkDag(blockstore, cid, {
+            signal: AbortSignal.any([idle.signal, stall.signal]),
+            onBlock: (_cid, block) => {
+              idle.touch()
+              clearTimeout(timer)
+              timer = setTimeout(() => { stall.abort(new Error('stalled')) }, STALL_MS)
+              bytes += block.byteLength
+              if (bytes > limit) throw new P2posError('E_TOO_LARGE', `${cidText(cid)} is larger than the ${limit} bytes announced`)
+            }
+          })
+          ok = true
+          return size
+        } catch (err) {
+          if (!stall.signal.aborted || idle.signal.aborted || restarts >= MAX_RESTARTS) throw err
+          this.init.log(`storage: no block of ${cidText(cid)} for ${STALL_MS} ms: asking again`)
+        } finally {
+          clearTimeout(timer)
         }
-      })
-      ok = true
-      return size
+      }
     } catch (err) {
       throw idle.reason(err)
     } finally {
