@@ -145,5 +145,9 @@ describe('the local API against a hostile web page', () => {
       assert.equal(r.status, 401, q)
       assert.equal(r.json.error.code, 'E_UNAUTHORIZED')
     }
+    // content links carry a code in the URL (storage.link); the token is not such a code
+    const r = await rawRequest(api, { method: 'GET', path: `/v0/content/bafkreiftabendao3noxsvmz6uad7gm4vwrqyr2utasmbbtlh4cthlxfgp4?access=${token}` })
+    assert.equal(r.status, 401)
+    assert.equal(r.json.error.code, 'E_UNAUTHORIZED')
   })
 })

@@ -97,7 +97,8 @@ describe('storage between real daemons', () => {
     assert.equal(viaCli.code, 4, viaCli.stderr)
     assert.match(viaCli.stderr, /E_TIMEOUT/)
     assert.equal((await d.cli(['storage', 'offer', 'lots'])).code, 2)
-    assert.equal((await a.cli(['put', join(dir, 'x'), '--to', 'someone'])).code, 2)
+    assert.equal((await a.cli(['put', join(dir, 'x'), '--to'])).code, 2, '--to without recipients is a usage error')
+    assert.equal((await a.cli(['put', join(dir, 'x'), '--to', ','])).code, 2)
     assert.equal((await a.client.info()).peerId, a.peerId, 'the daemon still serves')
   })
 
@@ -131,7 +132,7 @@ describe('storage between real daemons', () => {
     await reconnect(b)
     const sb = await json(b, ['storage', 'status'])
     assert.equal(sb.quota, 8 * 2 ** 20, 'the offer survives a restart')
-    assert.deepEqual(Object.keys(sb).sort(), ['heldForOthers', 'items', 'ownBytes', 'quota', 'used'])
+    assert.deepEqual(Object.keys(sb).sort(), ['heldForOthers', 'items', 'ownBytes', 'quota', 'repairs', 'used'])
 
     const root = join(dir, 'tree')
     await mkdir(join(root, 'sub', 'deeper'), { recursive: true })
@@ -337,7 +338,15 @@ describe('storage between real daemons', () => {
       const tooLong = new Uint8Array(4 + 5000)
       new DataView(tooLong.buffer).setUint32(0, 5000)
       assert.equal((await ask(tooLong)).error.code, 'E_PROTOCOL')
-      assert.deepEqual(await ask(encodeJson({ type: 'release', cid: own.cid })), { ok: true, released: false })
+      assert.deepEqual(await ask(encodeJson({ type: 'release', cid: own.cid })), { ok: true, released: false, holders: [] })
+      // repair's and sharing's messages (storage.md §8.4, §9) refuse the malformed and the unauthorised
+      assert.equal((await ask(encodeJson({ type: 'hold', cid: own.cid, size: own.size, owner: 'nobody' }))).error.code, 'E_BAD_REQUEST')
+      assert.equal((await ask(encodeJson({ type: 'hold', cid: own.cid, size: own.size, wanted: 99, holders: [] }))).error.code, 'E_BAD_REQUEST')
+      assert.equal((await ask(encodeJson({ type: 'holders', cid: own.cid, wanted: 2, holders: [b.peerId] }))).error.code, 'E_NOT_FOUND')
+      assert.equal((await ask(encodeJson({ type: 'holders', cid: own.cid, wanted: 2, holders: 'x' }))).error.code, 'E_BAD_REQUEST')
+      assert.equal((await ask(encodeJson({ type: 'shared', group: 'a'.repeat(64) }))).error.code, 'E_NOT_MEMBER')
+      assert.equal((await ask(encodeJson({ type: 'share', item: { cid: own.cid, name: 'x', size: 1, group: 'a'.repeat(64), by: a.peerId, peer: a.peerId, at: 1 } }))).error.code, 'E_NOT_MEMBER')
+      assert.equal((await ask(encodeJson({ type: 'share', item: 'x' }))).error.code, 'E_BAD_REQUEST')
       // content that is larger than announced: b fetches it from a, stops past the announced size, keeps nothing
       await peer.dial(multiaddr(a.addr))
       const lie = await ask(encodeJson({ type: 'hold', cid: own.cid, size: 1000 }))
@@ -349,7 +358,7 @@ describe('storage between real daemons', () => {
       const ok = await ask(encodeJson({ type: 'hold', cid: own.cid, size: own.size }))
       assert.deepEqual(ok, { ok: true, size: own.size })
       assert.equal((await b.client.storageStatus()).heldForOthers, before.heldForOthers + 1)
-      assert.deepEqual(await ask(encodeJson({ type: 'release', cid: own.cid })), { ok: true, released: true })
+      assert.deepEqual(await ask(encodeJson({ type: 'release', cid: own.cid })), { ok: true, released: true, holders: [] })
       assert.equal((await b.client.storageStatus()).used, before.used)
     } finally {
       await peer.stop()

@@ -242,11 +242,15 @@ const framed = (v: unknown, lie: number | null): Uint8Array => {
   return out
 }
 const typedMessage = fc.record({
-  type: fc.constantFrom('hello', 'list', 'dialback', 'lookup', 'invite', 'join', 'sync', 'entries', 'hold', 'release', 'answer', 'offer', 'task', 'result', 'ack', 'queue', 'results', 'drop', 'x'),
+  type: fc.constantFrom('hello', 'list', 'dialback', 'lookup', 'invite', 'join', 'sync', 'entries', 'hold', 'release', 'holders', 'share', 'shared', 'answer', 'offer', 'task', 'result', 'ack', 'queue', 'results', 'drop', 'x'),
   app: fc.string({ maxLength: 20 }),
   peer: fc.string({ maxLength: 60 }),
   cid: fc.string({ maxLength: 60 }),
   group: fc.string({ maxLength: 64 }),
+  owner: fc.string({ maxLength: 60 }),
+  wanted: fc.integer({ min: -2, max: 20 }),
+  holders: fc.oneof(fc.array(fc.string({ maxLength: 60 }), { maxLength: 40 }), fc.jsonValue({ maxDepth: 1 })),
+  item: fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.record({ cid: fc.string({ maxLength: 60 }), name: fc.string({ maxLength: 40 }), size: fc.integer(), group: fc.string({ maxLength: 64 }), by: fc.string(), peer: fc.string(), at: fc.integer() })),
   addrs: fc.array(fc.string({ maxLength: 40 }), { maxLength: 3 }),
   x: fc.jsonValue({ maxDepth: 2 })
 }, { requiredKeys: ['type'] })

@@ -21,6 +21,7 @@ export const ConfigFileSchema = Obj({
     description: 'serve as a circuit relay: auto = once a dial-back proves us publicly reachable; on = always; off = never'
   })),
   reconnectPeers: Type.Optional(Int(100_000, 0, { description: 'at start, redial up to this many peers remembered in the peer store' })),
+  storageLostAfterMs: Type.Optional(Int(30 * 86400_000, 1000, { description: 'a computer holding a replica that no other holder reached for this long is lost for good: the remaining holders place a new replica (storage.md §9)' })),
   maxConnections: Type.Optional(Int(100_000, 8, { description: 'connections kept open; above it the least valuable are closed (wire.md §13)' })),
   publicNetworks: Strings('extra CIDR ranges that count as the public internet here, e.g. "203.0.113.0/24"'),
   portMapping: Type.Optional(Type.Boolean({ description: 'ask the home router to forward our TCP port (UPnP-IGD, else NAT-PMP); the mapped address counts once a dial-back reaches it' })),

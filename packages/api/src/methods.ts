@@ -251,7 +251,8 @@ export const StorageStatusSchema = Type.Object({
   used: Type.Integer({ description: 'bytes held for other computers (never more than quota)' }),
   ownBytes: Type.Integer({ description: 'bytes of this computer\'s own content' }),
   heldForOthers: Type.Integer({ description: 'how many (content, owner) holdings are kept for other computers' }),
-  items: Type.Integer({ description: 'how many items of its own this computer has (storage.ls)' })
+  items: Type.Integer({ description: 'how many items of its own this computer has (storage.ls)' }),
+  repairs: Type.Integer({ description: 'replicas this computer placed since it started, for holders that were lost (storage.md §9)' })
 })
 
 export const StorageItemSchema = Type.Object({
@@ -260,7 +261,19 @@ export const StorageItemSchema = Type.Object({
   size: Type.Integer({ description: 'bytes of all its blocks (storage.md §1)' }),
   type: OneOf('file', 'directory'),
   replicas: Type.Array(Str, { description: 'the computers that confirmed holding it' }),
-  created: Str
+  created: Str,
+  to: Type.Optional(Type.Array(Str, { description: 'sealed content (storage.md §8): the groups (ids) and devices (peer ids) its key is sealed to' }))
+})
+
+export const SharedItemSchema = Type.Object({
+  cid: Str,
+  name: Type.String({ description: 'the file name it was put from' }),
+  size: Type.Integer({ description: 'bytes of the file' }),
+  group: Type.String({ description: 'the group id it was shared with' }),
+  groupName: Type.String({ description: 'the group\'s name' }),
+  by: Type.String({ description: 'the person who shared it' }),
+  peer: Type.String({ description: 'the computer it was put on' }),
+  at: Type.String({ description: 'ISO-8601: when it was shared' })
 })
 
 const TrafficFields = {
@@ -338,6 +351,9 @@ const timeout = (max: number) => Type.Optional(Int(max, 0, { description: 'milli
 const openTimeout = Type.Optional(Int(600_000, 1, { description: `milliseconds (default ${LIMITS.openTimeoutMs})` }))
 const session = Type.String({ maxLength: 64, description: 'an event session id (local-api.md §Events)' })
 const none = Obj({})
+/** The Content-Types content is served with over GET (local-api.md §2): media, plain text, bytes; never HTML, scripts or SVG. */
+export const CONTENT_TYPE_PATTERN = '^((video|audio)/[a-z0-9][a-z0-9.+-]{0,60}|image/(png|jpeg|gif|webp|avif)|text/plain|application/octet-stream)$'
+
 const GroupRef = () => Utf8(128, { minLength: 1, description: 'a group id, or the name of a group this computer belongs to' })
 const Label = () => Type.String({ pattern: LABEL_PATTERN.source, description: 'a name label: 1-32 of a-z 0-9 and inner hyphens' })
 
@@ -438,6 +454,7 @@ export const METHODS = {
     params: Obj({
       path: AbsPath('an absolute path of a file or directory the daemon can read'),
       replicas: Type.Optional(Int(LIMITS.storageReplicas, 0, { description: 'other computers that must confirm holding it (default 0)' })),
+      to: Type.Optional(Type.Array(Utf8(256, { minLength: 1 }), { minItems: 1, maxItems: 64, description: 'seal it to these groups, persons or peers (storage.md §8): a file only; without it content is public' })),
       timeoutMs: Type.Optional(Int(3600_000, 1, { description: `milliseconds for the replicas (default ${LIMITS.storagePutTimeoutMs})` })),
       op: Type.Optional(Type.String({ maxLength: 64, description: 'an id of the caller\'s choosing: storage.progress events name it' }))
     }),
@@ -448,8 +465,38 @@ export const METHODS = {
     params: Obj({ cid: Cid(), path: AbsPath('an absolute path that does not exist yet: the file or directory is written there'), timeoutMs: timeout(3600_000) }),
     result: Type.Object({ cid: Str, size: Type.Integer({ description: 'bytes of file content written' }), path: Str, type: OneOf('file', 'directory') })
   },
-  'storage.cat': { perm: 'read', bytes: true, params: Obj({ cid: Cid(), timeoutMs: timeout(3600_000) }) },
+  'storage.cat': {
+    perm: 'read',
+    bytes: true,
+    params: Obj({
+      cid: Cid(),
+      offset: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'the first byte to read (default 0)' })),
+      length: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'bytes to read at most (default: to the end)' })),
+      timeoutMs: timeout(3600_000)
+    })
+  },
+  'storage.link': {
+    perm: 'read',
+    params: Obj({
+      cid: Cid(),
+      type: Type.Optional(Type.String({ pattern: CONTENT_TYPE_PATTERN, maxLength: 100, description: 'the Content-Type to serve it with: video/…, audio/…, image/png|jpeg|gif|webp|avif, text/plain or application/octet-stream (default)' })),
+      ttlMs: Type.Optional(Int(7 * 86400_000, 10_000, { description: 'how long the link works (default 3600000)' }))
+    }),
+    result: Type.Object({
+      url: Type.String({ description: 'http://127.0.0.1:PORT/v0/content/<cid>?access=…: GET with Range, for a browser\'s <video> or <audio> (local-api.md §2)' }),
+      expires: Type.String({ description: 'ISO-8601: the link works until then' })
+    })
+  },
   'storage.ls': { perm: 'read', params: none, result: Type.Array(StorageItemSchema) },
+  'storage.shared': {
+    perm: 'read',
+    params: Obj({
+      group: Type.Optional(GroupRef()),
+      search: Type.Optional(Utf8(256, { description: 'words that must all occur in the name (case-insensitive)' })),
+      timeoutMs: timeout(60_000)
+    }),
+    result: Type.Array(SharedItemSchema)
+  },
   'storage.rm': { perm: 'admin', params: Obj({ cid: Cid(), timeoutMs: timeout(300_000) }), result: Type.Object({ cid: Str, released: Type.Array(Str) }) },
   'metrics.prometheus': { perm: 'admin', bytes: true, contentType: 'text/plain; version=0.0.4; charset=utf-8', params: none },
   'metrics.traffic': { perm: 'read', params: none, result: TrafficSchema },

@@ -35,6 +35,8 @@ const VERBS: Record<string, () => Promise<{ run: (argv: string[]) => Promise<num
   get: async () => await import('./commands/get.ts'),
   cat: async () => await import('./commands/cat.ts'),
   ls: async () => await import('./commands/ls.ts'),
+  shared: async () => await import('./commands/shared.ts'),
+  link: async () => await import('./commands/link.ts'),
   rm: async () => await import('./commands/rm.ts'),
   compute: async () => await import('./commands/compute.ts'),
   job: async () => await import('./commands/job.ts')
@@ -69,9 +71,13 @@ const HELP = `usage: p2pos <verb> [options]   (P2POS_HOME selects the daemon; de
   group create NAME | invite GROUP PERSON [--role R] | join CODE | members GROUP | remove GROUP PERSON | leave GROUP | list
                                   peer groups: a shared membership log, a group key, no server
   storage offer SIZE | status     contributed disk: what this computer holds for others (0 withdraws)
-  put PATH [--replicas N]         store a file or directory (public, by CID); exits 0 once N others hold it
+  put PATH [--replicas N] [--to GROUP|PERSON|PEER[,…]]
+                                  store a file or directory (by CID); exits 0 once N others hold it;
+                                  public, or with --to a file sealed to those groups and people only
   get CID [-o PATH] | cat CID     fetch content from here or any holder (every block checked)
   ls | rm CID                     own items; rm releases their replicas
+  shared [GROUP] [--search WORDS] what was shared with your groups, newest first
+  link CID [--type video/webm]    a loopback link a browser plays and seeks (byte ranges; expires)
   compute offer --cores N [--memory SIZE] [--from GROUP|anyone] | status [--json]
                                   contributed CPU: run other computers' WebAssembly tasks (0 cores withdraws)
   job run MODULE.wasm --inputs DIR [--replicas K] [--quorum Q] [--group GROUP] [--out DIR] [--json]

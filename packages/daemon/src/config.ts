@@ -30,6 +30,7 @@ export function defaults (home: string): Config {
     relayService: 'auto',
     reconnectPeers: 50,
     maxConnections: 300,
+    storageLostAfterMs: 3600_000,
     publicNetworks: [],
     // on, as in BitTorrent clients and IPFS Kubo: a user behind a home router with UPnP or NAT-PMP on
     // becomes reachable with no setting (docs/connectivity.md §Port mapping)

@@ -32,6 +32,7 @@ import { GROUP_INVITATION_APP, groups as groupsProtocol, type GroupsService } fr
 import { NewestSeqs } from './people/records.ts'
 import { invitations as invitationsProtocol } from './invitations/index.ts'
 import { storage as storageProtocol } from './storage/index.ts'
+import { linkRoutes } from './storage/link.ts'
 import { compute as computeProtocol } from './compute/index.ts'
 import { AppService } from './apps/index.ts'
 import { ServiceRegistry } from './services/registry.ts'
@@ -103,7 +104,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
         inbox: async (person, context, ttlMs) => await node.services.invitations.send(person, GROUP_INVITATION_APP, context, { ttlMs }),
         log
       }),
-      storage: storageProtocol({ home, datastore, node: () => node, events: sessions, log }),
+      storage: storageProtocol({ home, datastore, node: () => node, events: sessions, log, privateKey, lostAfterMs: config.storageLostAfterMs, groups: () => node.services.groups, people: () => node.services.people }),
       compute: computeProtocol({ datastore, node: () => node, groups: () => node.services.groups, events: sessions, log }),
       reach: reach({
         networks,
@@ -159,6 +160,7 @@ export async function startDaemon (config: Config, log: (msg: string) => void = 
     ...node.services.storage.routes,
     ...monitor.routes,
     ...dashboardRoutes({ tokens, apiUrl }),
+    ...linkRoutes({ tokens, apiUrl }),
     ...node.services.compute.routes,
     // every PEER parameter may be a name or a petname: resolved here, once, before these handlers run
     ...resolvingPeers(people, { ...peers.routes, ...dht.routes, ...servicesService.routes, ...channelService.routes })

@@ -346,9 +346,10 @@ export class P2pos {
 
   /**
    * Puts a file or directory (an absolute path the daemon can read) and resolves once `replicas` other
-   * computers confirmed holding it. `onProgress` gets the daemon's `storage.progress` events.
+   * computers confirmed holding it. `onProgress` gets the daemon's `storage.progress` events. `to`
+   * (groups, persons or peers) seals a file to them before it leaves this computer (storage.md §8).
    */
-  async put (path: string, options: CallOptions & { replicas?: number, timeoutMs?: number, onProgress?: (p: Record<string, unknown>) => void } = {}): Promise<Result<'storage.put'>> {
+  async put (path: string, options: CallOptions & { replicas?: number, timeoutMs?: number, to?: string[], onProgress?: (p: Record<string, unknown>) => void } = {}): Promise<Result<'storage.put'>> {
     let session: EventSession | undefined
     let op: string | undefined
     if (options.onProgress != null) {
@@ -358,7 +359,7 @@ export class P2pos {
       session.on('event', (ev: ApiEvent) => { if (ev.event === 'storage.progress' && ev.data.op === op) onProgress(ev.data) })
     }
     try {
-      return await this.call('storage.put', { path, replicas: options.replicas, timeoutMs: options.timeoutMs, op }, options)
+      return await this.call('storage.put', { path, replicas: options.replicas, timeoutMs: options.timeoutMs, to: options.to, op }, options)
     } finally {
       session?.close()
     }
@@ -369,12 +370,24 @@ export class P2pos {
     return await this.call('storage.get', { cid, path, timeoutMs: options?.timeoutMs }, options)
   }
 
-  /** The bytes of the file under `cid`, as they arrive. */
-  async cat (cid: string, options?: CallOptions & { timeoutMs?: number }): Promise<AsyncIterable<Uint8Array>> {
-    return await this.callBytes('storage.cat', { cid, timeoutMs: options?.timeoutMs }, options)
+  /** The bytes of the file under `cid` (or `length` bytes from `offset`), as they arrive. */
+  async cat (cid: string, options?: CallOptions & { timeoutMs?: number, offset?: number, length?: number }): Promise<AsyncIterable<Uint8Array>> {
+    return await this.callBytes('storage.cat', { cid, offset: options?.offset, length: options?.length, timeoutMs: options?.timeoutMs }, options)
+  }
+
+  /**
+   * A link that reads the file under `cid` with GET and byte ranges — for a browser's <video>, which
+   * cannot send a token: the link carries one, good for that CID only, until it expires.
+   */
+  async storageLink (cid: string, options?: CallOptions & { type?: string, ttlMs?: number }): Promise<Result<'storage.link'>> {
+    return await this.call('storage.link', { cid, type: options?.type, ttlMs: options?.ttlMs }, options)
   }
 
   async ls (options?: CallOptions): Promise<Result<'storage.ls'>> { return await this.call('storage.ls', {}, options) }
+  /** What was shared with a group (or every group this computer is in), newest first; `search`: words the name must contain. */
+  async shared (group?: string, options?: CallOptions & { search?: string, timeoutMs?: number }): Promise<Result<'storage.shared'>> {
+    return await this.call('storage.shared', { group, search: options?.search, timeoutMs: options?.timeoutMs }, options)
+  }
   /** Forgets an item of this computer; its replicas are asked to release it. */
   async rm (cid: string, options?: CallOptions & { timeoutMs?: number }): Promise<Result<'storage.rm'>> {
     return await this.call('storage.rm', { cid, timeoutMs: options?.timeoutMs }, options)

@@ -41,7 +41,8 @@ export async function run (argv: string[]): Promise<number> {
       print(json, s, () => [
         `offered   ${s.quota === 0 ? 'nothing (p2pos storage offer SIZE)' : human(s.quota)}`,
         `used      ${human(s.used)} for ${s.heldForOthers} holdings of other computers`,
-        `own       ${human(s.ownBytes)} in ${s.items} items (p2pos ls)`
+        `own       ${human(s.ownBytes)} in ${s.items} items (p2pos ls)`,
+        ...(s.repairs > 0 ? [`repairs   ${s.repairs} replicas placed for holders that were lost`] : [])
       ].join('\n'))
       return 0
     }

@@ -20,6 +20,9 @@ export interface Authority { grants: GrantCheck, owners: OwnerLookup }
 export function authorise (principal: Principal, method: MethodName, params: Record<string, unknown>, authority: Authority): void {
   const spec: MethodSpec = METHODS[method]
   if (principal.only != null && principal.only !== method) throw new P2posError('E_FORBIDDEN', `this one-time code may only be used for ${principal.only}`)
+  for (const [k, v] of Object.entries(principal.bound ?? {})) {
+    if (params[k] !== v) throw new P2posError('E_FORBIDDEN', `this link may only be used for ${principal.only ?? method} with ${k} ${v}`)
+  }
   if (spec.perm === 'once' && principal.only !== method) throw new P2posError('E_FORBIDDEN', `${method} takes a one-time code (Authorization: Bearer <code>), not a token`)
   if (spec.perm === 'admin' && !principal.admin) throw new P2posError('E_FORBIDDEN', `${method} needs the admin token`)
   if (spec.actingDefault === true && params.app == null) params.app = defaultActing(principal)

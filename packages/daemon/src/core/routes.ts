@@ -30,6 +30,17 @@ export interface ChannelOpened { channel: string, peer: string, app: string, ser
 export interface UpgradeContext extends CallContext { channel: ChannelRequest }
 
 export type ContextOf<M extends MethodName> = M extends UpgradeMethod ? UpgradeContext : CallContext
+/**
+ * Bytes that can also be read by range (storage.cat): iterated, they are what the call's parameters
+ * asked for; `total` is the whole length and `slice` reads any part, so the HTTP layer serves `Range`.
+ */
+export interface RangedBytes extends AsyncIterable<Uint8Array> {
+  readonly total: number
+  slice: (offset: number, length: number) => AsyncIterable<Uint8Array>
+  /** Says no slice will be read (HEAD, a range not satisfiable): what the opening holds is let go. */
+  release: () => void
+}
+
 /** What a handler answers: its result, or for a bytes method the bytes (streamed to the client as they come). */
 export type ResultOf<M extends MethodName> = M extends BytesMethod ? AsyncIterable<Uint8Array> : Result<M>
 export type Handler<M extends MethodName> = (params: Params<M>, ctx: ContextOf<M>) => Promise<ResultOf<M>>

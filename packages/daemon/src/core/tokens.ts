@@ -15,12 +15,14 @@ export interface Principal {
   apps: ReadonlySet<string>
   token: string
   label: string
-  /** A one-time code: it may call this method only (the method's perm is `once`). */
+  /** A one-time code or a link: it may call this method only (the method's perm is `once`, or a link's). */
   only?: string
+  /** A link's parameters: `only` may be called with exactly these values of them (storage.link). */
+  bound?: Readonly<Record<string, string>>
 }
 
 /** A token kept in memory only, with an expiry: the dashboard's codes and sessions (metrics.md §Dashboard). */
-interface EphemeralToken { label: string, expires: number, only?: string }
+interface EphemeralToken { label: string, expires: number, only?: string, bound?: Record<string, string> }
 
 interface StoredToken { apps: string[], label: string, created: string }
 
@@ -63,7 +65,7 @@ export class TokenStore {
     const now = Date.now()
     for (const [t, rec] of this.ephemeral) {
       if (rec.expires <= now) { this.ephemeral.delete(t); continue }
-      if (safeEqual(token, t)) return { admin: false, apps: new Set(), token, label: rec.label, ...(rec.only != null ? { only: rec.only } : {}) }
+      if (safeEqual(token, t)) return { admin: false, apps: new Set(), token, label: rec.label, ...(rec.only != null ? { only: rec.only } : {}), ...(rec.bound != null ? { bound: rec.bound } : {}) }
     }
     throw new P2posError('E_UNAUTHORIZED', 'the token is not valid')
   }
@@ -77,12 +79,13 @@ export class TokenStore {
 
   /**
    * A token kept in memory only, valid for `ttlMs`: with no apps it may call only `read` methods; with
-   * `only`, only that method (a one-time code, removed with `consume`). Gone when the daemon stops.
+   * `only`, only that method (a one-time code, removed with `consume`), and with `bound`, only with those
+   * parameter values (a link). Gone when the daemon stops.
    */
-  issueEphemeral (label: string, ttlMs: number, only?: string): { token: string, expires: number } {
+  issueEphemeral (label: string, ttlMs: number, only?: string, bound?: Record<string, string>): { token: string, expires: number } {
     const token = randomBytes(32).toString('base64url')
     const expires = Date.now() + ttlMs
-    this.ephemeral.set(token, { label, expires, ...(only != null ? { only } : {}) })
+    this.ephemeral.set(token, { label, expires, ...(only != null ? { only } : {}), ...(bound != null ? { bound } : {}) })
     return { token, expires }
   }
 

@@ -214,6 +214,29 @@ export class GroupsService implements Groups, Startable {
     return [...g.state.members.values()].map(m => ({ person: m.person, role: m.role, peers: [...m.devices.keys()] }))
   }
 
+  ids (): string[] {
+    return [...this.groups.values()].filter(g => this.mine(g) != null).map(g => g.id)
+  }
+
+  groupName (group: string): string {
+    return this.groups.get(group)?.state.name ?? group
+  }
+
+  currentKey (group: string): { kid: string, key: Uint8Array } {
+    const g = this.groups.get(group)
+    if (g == null || this.mine(g) == null) throw perr('E_NOT_FOUND', `this computer is not in group ${group}`)
+    const kid = g.state.key
+    const key = kid == null ? undefined : this.keyOf(g, kid)
+    if (kid == null || key == null) throw perr('E_CONFLICT', `this computer has no copy of group ${g.state.name}'s current key yet; try again in a few seconds`)
+    return { kid, key }
+  }
+
+  keyById (group: string, kid: string): Uint8Array | undefined {
+    const g = this.groups.get(group)
+    if (g == null || this.mine(g) == null) return undefined
+    return this.keyOf(g, kid)
+  }
+
   async acceptInvite (code: string, options: { timeoutMs?: number } = {}): Promise<{ id: string, name: string }> {
     return await this.join(code, options.timeoutMs ?? DEFAULT_TIMEOUT_MS)
   }

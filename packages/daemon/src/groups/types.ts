@@ -14,6 +14,14 @@ export interface Groups {
   resolve: (ref: string) => string
   /** The current members of a group this computer belongs to; E_NOT_FOUND otherwise. */
   membersOf: (group: string) => GroupMember[]
+  /** The ids of the groups this computer belongs to. */
+  ids: () => string[]
+  /** A group's name (its id for a group this computer is not in). */
+  groupName: (group: string) => string
+  /** The group's current key and its id (storage seals content keys to it); E_NOT_FOUND, E_CONFLICT (no key yet). */
+  currentKey: (group: string) => { kid: string, key: Uint8Array }
+  /** The group key of rekey entry `kid`, if this computer can open it (undefined otherwise, or not a member). */
+  keyById: (group: string, kid: string) => Uint8Array | undefined
   /**
    * Joins the group an invitation code (`p2pos-group:…` or `p2pos://group/…`) admits this computer's
    * person to: contacts one of the members it names, which appends the membership. Errors: E_FORBIDDEN

@@ -7,6 +7,7 @@
  *   POST /v0/channels/accept    with `Upgrade: p2pos-channel`: takes an inbound channel
  *   POST /v0/services/connect   with `Upgrade: p2pos-channel`: becomes a channel to a service
  *   GET  /v0/metrics            the method metrics.prometheus, for Prometheus (which scrapes with GET)
+ *   GET  /v0/content/<cid>      the method storage.cat with Range, for a browser's <video> (token or link)
  * and, when `metricsListen` is set, a second server with only `GET /metrics` and no token (metrics.md).
  * Every request passes the same gate first: loopback Host, allowed Origin, valid token. Calls and
  * upgrades alike are methods of the method table: their parameters are checked by the table's schema
@@ -19,13 +20,13 @@ import type { Duplex } from 'node:stream'
 import { readdir, readFile, unlink } from 'node:fs/promises'
 import { extname, join } from 'node:path'
 import {
-  API_PREFIX, API_VERSION, CHANNEL_UPGRADE, LIMITS, METHODS, P2posError, SOFTWARE_VERSION,
+  API_PREFIX, API_VERSION, CHANNEL_UPGRADE, CONTENT_TYPE_PATTERN, LIMITS, METHODS, P2posError, SOFTWARE_VERSION,
   check, isMethodName, validateParams, type MethodName, type TSchema, type UpgradeMethod
 } from '@p2pos/api'
 import type { Principal, TokenStore } from '../core/tokens.ts'
 import type { EventSink, Sessions } from '../core/sessions.ts'
 import { authorise, type Authority } from '../core/authorise.ts'
-import type { ChannelOpened, ChannelRequest, Routes } from '../core/routes.ts'
+import type { ChannelOpened, ChannelRequest, RangedBytes, Routes } from '../core/routes.ts'
 
 export interface LocalApiComponents {
   tokens: TokenStore
@@ -174,7 +175,7 @@ export class LocalApi {
   }
 
   /** The gate every request passes: Host, Origin, token. Returns the caller's principal. */
-  private gate (req: IncomingMessage, unix: boolean, needToken = true): Principal | undefined {
+  private gate (req: IncomingMessage, unix: boolean, needToken = true, linkToken?: string): Principal | undefined {
     const host = req.headers.host ?? ''
     if (!unix && !LOOPBACK_HOST.test(host)) {
       throw new P2posError('E_BAD_HOST', `Host "${host}" is not a loopback name`)
@@ -186,6 +187,12 @@ export class LocalApi {
     if (!needToken) return
     const auth = req.headers.authorization ?? ''
     const m = /^Bearer\s+(\S+)$/i.exec(auth)
+    if (m == null && linkToken != null) {
+      // a token in the URL is not a token: only a link's own (storage.link), bound to its content
+      const p = this.c.tokens.authenticate(linkToken)
+      if (p.bound == null) throw new P2posError('E_UNAUTHORIZED', 'access= takes a link\'s code (storage.link), not a token')
+      return p
+    }
     return this.c.tokens.authenticate(m?.[1])
   }
 
@@ -228,6 +235,17 @@ export class LocalApi {
       this.gate(req, unix, false)
       corsHeaders(req, res)
       sendJson(res, 200, { result: { apiVersion: API_VERSION, version: SOFTWARE_VERSION } })
+      return
+    }
+    const contentPrefix = `${API_PREFIX}/content/`
+    if (path.startsWith(contentPrefix) && (req.method === 'GET' || req.method === 'HEAD')) {
+      // a <video> sends no Authorization header: a link (storage.link) carries its token in `access`
+      const principal = this.gate(req, unix, true, url.searchParams.get('access') ?? undefined)!
+      corsHeaders(req, res)
+      const cid = path.slice(contentPrefix.length)
+      const bytes = await this.dispatch('storage.cat', { cid }, { principal }) as RangedBytes
+      const type = url.searchParams.get('type') ?? ''
+      await sendRange(req, res, bytes, new RegExp(CONTENT_TYPE_PATTERN).test(type) ? type : 'application/octet-stream')
       return
     }
     const principal = this.gate(req, unix)!
@@ -392,8 +410,64 @@ function corsHeaders (req: IncomingMessage, res: ServerResponse): void {
  */
 async function sendBytes (res: ServerResponse, body: AsyncIterable<Uint8Array>, contentType = 'application/octet-stream'): Promise<void> {
   const it = body[Symbol.asyncIterator]()
-  let next = await it.next()
+  const first = await it.next()
   res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' })
+  await pipeTo(res, it, first)
+}
+
+/**
+ * Serves content with byte ranges (RFC 9110 §14): one range `bytes=a-b`, `a-` or `-n` gets 206 with
+ * Content-Range; no Range header (or several ranges, or another unit) the whole, 200; a range that
+ * starts past the end 416. The headers go out with the first bytes, so an error before them is an
+ * ordinary error response. Never HTML or script: nosniff, and a sandbox CSP.
+ */
+async function sendRange (req: IncomingMessage, res: ServerResponse, bytes: RangedBytes, contentType: string): Promise<void> {
+  const total = bytes.total
+  const headers: Record<string, string | number> = {
+    'content-type': contentType,
+    'accept-ranges': 'bytes',
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    'content-security-policy': "default-src 'none'; sandbox",
+    'referrer-policy': 'no-referrer'
+  }
+  let status = 200
+  let start = 0
+  let end = total - 1
+  const m = /^bytes=(\d*)-(\d*)$/.exec((req.headers.range ?? '').trim())
+  if (m != null && (m[1] !== '' || m[2] !== '')) {
+    if (m[1] === '') {
+      start = Math.max(0, total - Number(m[2]))
+    } else {
+      start = Number(m[1])
+      if (m[2] !== '') end = Math.min(end, Number(m[2]))
+    }
+    if (start >= total || (m[1] !== '' && m[2] !== '' && Number(m[2]) < start)) {
+      bytes.release()
+      res.writeHead(416, { ...headers, 'content-range': `bytes */${total}`, 'content-type': 'application/json' })
+      res.end(JSON.stringify({ error: { code: 'E_BAD_REQUEST', message: `range ${String(req.headers.range)} is not within the ${total} bytes` } }))
+      return
+    }
+    status = 206
+    headers['content-range'] = `bytes ${start}-${end}/${total}`
+  }
+  const length = Math.max(0, end - start + 1)
+  headers['content-length'] = length
+  if (req.method === 'HEAD' || length === 0) {
+    bytes.release()
+    res.writeHead(status, headers)
+    res.end()
+    return
+  }
+  const it = bytes.slice(start, length)[Symbol.asyncIterator]()
+  const first = await it.next()
+  res.writeHead(status, headers)
+  await pipeTo(res, it, first)
+}
+
+/** Writes what `it` yields (starting with `first`) to `res`, minding backpressure; ends it, or destroys it on an error. */
+async function pipeTo (res: ServerResponse, it: AsyncIterator<Uint8Array>, first: IteratorResult<Uint8Array>): Promise<void> {
+  let next = first
   try {
     while (next.done !== true) {
       if (!res.write(next.value)) {

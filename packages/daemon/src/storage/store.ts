@@ -1,13 +1,20 @@
 /**
  * What storage keeps in the daemon's datastore (LevelDB, journalled before a call is answered), and in
  * memory: the offer (`/p2pos-storage/offer`), this computer's own items (`/p2pos-storage/own/<cid>`) and
- * what it holds for other computers (`/p2pos-storage/held/<cid>/<owner>`). The blocks themselves are in
+ * what it holds for other computers (`/p2pos-storage/held/<cid>/<owner>`), and what was shared with the
+ * groups it is in (`/p2pos-storage/shared/<group>/<cid>`). The blocks themselves are in
  * the blockstore; these records are the roots a sweep keeps (storage.md §6).
  */
 import { Key, type Datastore } from 'interface-datastore'
 
-export interface OwnItem { cid: string, name: string, size: number, type: 'file' | 'directory', replicas: string[], created: number }
-export interface Holding { cid: string, owner: string, size: number, since: number }
+export interface OwnItem { cid: string, name: string, size: number, type: 'file' | 'directory', replicas: string[], created: number, to?: string[] }
+/** What was shared with a group (storage.md §8.4): known to its members. */
+export interface Share { cid: string, name: string, size: number, group: string, by: string, peer: string, at: number }
+/**
+ * `wanted` and `holders` (storage.md §9): how many replicas the owner asked for, and the computers that
+ * hold them (this one included), as the owner or a fellow holder last told this one.
+ */
+export interface Holding { cid: string, owner: string, size: number, since: number, wanted?: number, holders?: string[] }
 
 const PREFIX = '/p2pos-storage'
 const enc = new TextEncoder()
@@ -18,6 +25,8 @@ export class StorageStore {
   readonly own = new Map<string, OwnItem>()
   /** `<cid>/<owner>` → holding */
   readonly held = new Map<string, Holding>()
+  /** `<group>/<cid>` → share */
+  readonly shares = new Map<string, Share>()
   private readonly ds: Datastore
 
   constructor (ds: Datastore) {
@@ -31,12 +40,26 @@ export class StorageStore {
     for await (const { key, value } of this.ds.query({ prefix: `${PREFIX}/own/` })) {
       try { this.own.set(key.baseNamespace(), JSON.parse(dec.decode(value))) } catch {}
     }
+    for await (const { value } of this.ds.query({ prefix: `${PREFIX}/shared/` })) {
+      try {
+        const s: Share = JSON.parse(dec.decode(value))
+        this.shares.set(`${s.group}/${s.cid}`, s)
+      } catch {}
+    }
     for await (const { value } of this.ds.query({ prefix: `${PREFIX}/held/` })) {
       try {
         const h: Holding = JSON.parse(dec.decode(value))
         this.held.set(`${h.cid}/${h.owner}`, h)
       } catch {}
     }
+  }
+
+  async putShare (s: Share): Promise<boolean> {
+    const k = `${s.group}/${s.cid}`
+    if (this.shares.has(k)) return false
+    await this.ds.put(new Key(`${PREFIX}/shared/${k}`), enc.encode(JSON.stringify(s)))
+    this.shares.set(k, s)
+    return true
   }
 
   async setQuota (quota: number): Promise<void> {
