@@ -22,6 +22,11 @@ it('a submitter with no connected worker finds one among the DHT providers of th
   await c.client.connectPeer(w.addr)
   assert.ok(!(await a.client.peers()).some(p => p.peerId === w.peerId), 'the submitter is not connected to the worker')
   assert.equal((await w.cli(['compute', 'offer', '--cores', '2'])).code, 0)
+  // announcing the offer puts w's provider record on the DHT servers closest to the key, which may
+  // include a: that connects a to w, and a would then find w among its connected peers, not in the DHT
+  await new Promise(resolve => setTimeout(resolve, 2000))
+  if ((await a.client.peers()).some(p => p.peerId === w.peerId)) await a.client.disconnectPeer(w.peerId)
+  assert.ok(!(await a.client.peers()).some(p => p.peerId === w.peerId), 'the submitter is still not connected to the worker')
   const inputs = join(dir, 'in')
   await mkdir(inputs)
   for (let i = 0; i < 3; i++) await writeFile(join(inputs, `x${i}`), `far away ${i}\n`)

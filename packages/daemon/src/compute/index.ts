@@ -494,7 +494,7 @@ export class ComputeService implements Startable {
     const last = this.lastSearch.get(key)
     // reused only while the same peers that speak the protocol are connected (a worker that just connected
     // is asked at once), and never an empty answer (a worker that has just offered is found at once)
-    if (last != null && last.offers.length > 0 && last.peers === seen && Date.now() - last.at <= maxAgeMs) return last.offers.map(o => ({ ...o }))
+    if (maxAgeMs > 0 && last != null && last.offers.length > 0 && last.peers === seen && Date.now() - last.at <= maxAgeMs) return last.offers.map(o => ({ ...o }))
     const offers = await this.searchWorkers(group, peers, signal)
     this.lastSearch.set(key, { at: Date.now(), peers: seen, offers })
     while (this.lastSearch.size > 64) this.lastSearch.delete(this.lastSearch.keys().next().value!)
