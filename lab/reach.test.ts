@@ -46,7 +46,8 @@ for (const topo of TOPOLOGIES) {
       if (r.trace.path === 'relayed') {
         assert.equal(r.trace.hops[0].to, r.trace.hops[1].from, 'the second hop starts at the relay')
         assert.notEqual(r.trace.hops[0].to, r.trace.peer)
-        assert.ok(r.trace.hops[0].rttMs > 0 && r.trace.hops[0].measured, 'the hop to the relay is pinged')
+        // on the lab's undelayed veths a round trip can round to 0 ms (CI, 2026-12-02): pinged is what counts
+        assert.ok(r.trace.hops[0].rttMs >= 0 && r.trace.hops[0].measured, 'the hop to the relay is pinged')
         // the lab adds no delay (netns.ts), so the round trips are noise: the hop figures are checked for form only
         assert.equal(r.trace.hops[1].transport, 'circuit-relay')
         assert.equal(r.trace.hops[1].measured, false)

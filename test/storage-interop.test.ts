@@ -85,6 +85,19 @@ describe('storage interop with a stock Helia node', () => {
     try {
       const fs = unixfs(helia!)
       const cid = CID.parse(put.cid)
+      // b announces itself as a provider after it confirmed holding the content: wait until Helia's own
+      // DHT lookup finds it (a fetch begun before that found nobody and failed after 60 s in one CI run)
+      const deadline = Date.now() + 45_000
+      let announced = false
+      while (!announced && Date.now() < deadline) {
+        try {
+          for await (const prov of helia!.routing.findProviders(cid, { signal: AbortSignal.timeout(10_000) })) {
+            if (prov.id.toString() === b.peerId) { announced = true; break }
+          }
+        } catch {}
+        if (!announced) await new Promise(resolve => setTimeout(resolve, 500))
+      }
+      assert.ok(announced, 'Helia finds b in the DHT as a provider of the content')
       const names: string[] = []
       for await (const e of fs.ls(cid, { signal: AbortSignal.timeout(60_000) })) names.push(e.name)
       assert.deepEqual(names.sort(), ['photo.bin', 'readme.txt'])
