@@ -9,18 +9,12 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { P2pos } from '@p2pos/sdk'
+import { catAll } from './expect.ts'
 import { startTestnet, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
 import { until } from '../packages/testnet/src/wait.ts'
 
 /** A holder not reached for this long is lost for good (config storageLostAfterMs). */
 const LOST_AFTER_MS = 3000
-
-async function catAll (client: P2pos, cid: string, timeoutMs = 30_000): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  for await (const c of await client.cat(cid, { timeoutMs })) chunks.push(Buffer.from(c))
-  return Buffer.concat(chunks)
-}
 
 describe('repair between real daemons', () => {
   let net: Testnet

@@ -12,7 +12,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Level } from 'level'
-import { P2posError, type P2pos } from '@p2pos/sdk'
+import { rejects, catAll } from './expect.ts'
 import { startTestnet, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
 import { until } from '../packages/testnet/src/wait.ts'
 
@@ -22,23 +22,6 @@ const json = async (d: TestDaemon, argv: string[], code: number | 'failed' = 0):
   if (code === 'failed') assert.notEqual(r.code, 0, `${argv.join(' ')} should fail: ${r.stdout}`)
   else assert.equal(r.code, code, `${argv.join(' ')}: ${r.stderr}${r.stdout}`)
   return JSON.parse(r.stdout)
-}
-
-const rejects = async (p: Promise<unknown>, code: string): Promise<P2posError> => {
-  try {
-    await p
-  } catch (err) {
-    assert.ok(err instanceof P2posError, `not a P2posError: ${String(err)}`)
-    assert.equal(err.code, code, err.message)
-    return err
-  }
-  assert.fail(`expected ${code}`)
-}
-
-async function catAll (client: P2pos, cid: string, timeoutMs = 30_000): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  for await (const c of await client.cat(cid, { timeoutMs })) chunks.push(Buffer.from(c))
-  return Buffer.concat(chunks)
 }
 
 describe('sealed content between real daemons', () => {

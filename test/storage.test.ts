@@ -23,7 +23,7 @@ import { Level } from 'level'
 import { byteStream } from '@libp2p/utils'
 import { STORAGE_PROTOCOL } from '@p2pos/api'
 import { encodeJson, readJson } from '../packages/daemon/src/wire/framing.ts'
-import { P2posError, type P2pos } from '@p2pos/sdk'
+import { rejects, catAll } from './expect.ts'
 import { startTestnet, type Testnet, type TestDaemon } from '../packages/testnet/src/index.ts'
 import { until } from '../packages/testnet/src/wait.ts'
 
@@ -31,24 +31,6 @@ const json = async (d: TestDaemon, argv: string[], code = 0): Promise<any> => {
   const r = await d.cli([...argv, '--json'], { timeoutMs: 120_000 })
   assert.equal(r.code, code, `${argv.join(' ')}: ${r.stderr}${r.stdout}`)
   return JSON.parse(r.stdout)
-}
-
-const rejects = async (p: Promise<unknown>, code: string, field?: string): Promise<P2posError> => {
-  try {
-    await p
-  } catch (err) {
-    assert.ok(err instanceof P2posError, `not a P2posError: ${String(err)}`)
-    assert.equal(err.code, code, err.message)
-    if (field != null) assert.equal(err.details?.field, field)
-    return err
-  }
-  assert.fail(`expected ${code}`)
-}
-
-async function catAll (client: P2pos, cid: string, timeoutMs = 30_000): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  for await (const c of await client.cat(cid, { timeoutMs })) chunks.push(Buffer.from(c))
-  return Buffer.concat(chunks)
 }
 
 /** A CID of bytes nobody has. */
